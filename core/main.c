@@ -1,0 +1,68 @@
+/*
+ * main.c: the `kuala` command line.
+ *
+ * Subcommands grow with the engine; each one says plainly when it is not
+ * built yet instead of pretending to work.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kuala/error.h"
+#include "kuala/log.h"
+#include "kuala/version.h"
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: kuala [global flags] <command> [args]\n"
+          "\n"
+          "commands:\n"
+          "  version            print the version\n"
+          "  help               this text\n"
+          "\n"
+          "global flags:\n"
+          "  --log-level=LEVEL  error|warn|info|debug|trace (default info)\n"
+          "  --log-format=FMT   text|json (default text)\n");
+}
+
+int main(int argc, char **argv)
+{
+  int i = 1;
+  for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--log-level=", 12) == 0) {
+      kuala_log_level_t lvl;
+      if (kuala_log_parse_level(a + 12, &lvl)) {
+        fprintf(stderr, "kuala: invalid --log-level %s (want error|warn|info|debug|trace)\n",
+                a + 12);
+        return 2;
+      }
+      kuala_log_set_level(lvl);
+    } else if (strncmp(a, "--log-format=", 13) == 0) {
+      kuala_log_format_t fmt;
+      if (kuala_log_parse_format(a + 13, &fmt)) {
+        fprintf(stderr, "kuala: invalid --log-format %s (want text|json)\n", a + 13);
+        return 2;
+      }
+      kuala_log_set_format(fmt);
+    } else if (strcmp(a, "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "kuala: unknown flag %s\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (i >= argc || strcmp(argv[i], "help") == 0) {
+    usage(i >= argc ? stderr : stdout);
+    return i >= argc ? 2 : 0;
+  }
+  if (strcmp(argv[i], "version") == 0) {
+    printf("kuala %s\n", KUALA_VERSION_STRING);
+    return 0;
+  }
+  fprintf(stderr, "kuala: unknown command %s\n", argv[i]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,10 @@
+/* kuala version. */
+#ifndef KUALA_VERSION_H
+#define KUALA_VERSION_H
+
+#define KUALA_VERSION_MAJOR 0
+#define KUALA_VERSION_MINOR 1
+#define KUALA_VERSION_PATCH 0
+#define KUALA_VERSION_STRING "0.1.0"
+
+#endif /* KUALA_VERSION_H */
