@@ -1,0 +1,95 @@
+/*
+ * httpd.h: a small HTTP/1.1 server on the libuv loop (http-parser for
+ * requests, optional TLS through OpenSSL memory BIOs).
+ *
+ * Shared by the API emulator and the engine's /metrics and /healthz server,
+ * so it knows nothing about Kubernetes. One handler callback receives every
+ * complete request; it answers at once or later:
+ *
+ *   - kuala__httpd_respond(): a whole response with Content-Length;
+ *   - kuala__httpd_stream_start() / _stream_write() / _stream_end(): a
+ *     chunked response, one chunk per write, each written out at once (watch
+ *     streams flush per event).
+ *
+ * Connections are keep-alive. Pipelined requests are answered strictly in
+ * order: a request is handed to the handler only once the previous response
+ * on the same connection has completed. Request bodies are capped
+ * (opts.max_body); a request over the cap is still delivered, with an empty
+ * body and kuala__httpd_req_too_large() true, so the caller can answer 413
+ * in its own format.
+ *
+ * Ownership: a request belongs to the server. It stays valid from the handler
+ * call until its response completes, or until its connection closes, in
+ * which case the request's close callback (if set) runs first; after either
+ * event the pointer is dead. All strings returned by accessors are borrowed
+ * from the request.
+ */
+#ifndef KUALA_HTTPD_H
+#define KUALA_HTTPD_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct ssl_ctx_st;
+
+typedef struct kuala__httpd_s kuala__httpd_t;
+typedef struct kuala__httpd_req_s kuala__httpd_req_t;
+
+typedef void (*kuala__httpd_handler_cb)(void *data, kuala__httpd_req_t *req);
+/* The request's connection closed before the response completed. */
+typedef void (*kuala__httpd_req_close_cb)(void *data, kuala__httpd_req_t *req);
+typedef void (*kuala__httpd_close_cb)(kuala__httpd_t *srv, void *data);
+
+typedef struct {
+  const char *host;       /* bind address; NULL = "127.0.0.1" */
+  int port;               /* 0 = pick a free port (see kuala__httpd_port) */
+  size_t max_body;        /* request body cap; 0 = 3 MiB */
+  size_t max_pending;     /* unsent bytes per connection before it is dropped; 0 = 64 MiB */
+  struct ssl_ctx_st *tls; /* borrowed; NULL = plain HTTP */
+  kuala__httpd_handler_cb handler;
+  void *data; /* passed to handler */
+} kuala__httpd_opts_t;
+
+/* Bind, listen and start serving on `loop`. */
+int kuala__httpd_start(kuala__httpd_t **out, uv_loop_t *loop, const kuala__httpd_opts_t *opts);
+/* The bound port. */
+int kuala__httpd_port(const kuala__httpd_t *srv);
+/* Stop listening, drop every connection (running request close callbacks),
+ * and call cb once all handles are closed; then srv is freed. */
+void kuala__httpd_close(kuala__httpd_t *srv, kuala__httpd_close_cb cb, void *data);
+
+/* ---- request accessors ---- */
+const char *kuala__httpd_method(const kuala__httpd_req_t *req); /* "GET", ... */
+const char *kuala__httpd_url(const kuala__httpd_req_t *req);    /* raw target */
+const char *kuala__httpd_path(const kuala__httpd_req_t *req);   /* percent-decoded path */
+/* First value of query parameter `name`, decoded ('+' is a space); NULL if absent. */
+const char *kuala__httpd_query(const kuala__httpd_req_t *req, const char *name);
+/* Header value (name compared case-insensitively); NULL if absent. */
+const char *kuala__httpd_header(const kuala__httpd_req_t *req, const char *name);
+const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len);
+int kuala__httpd_req_too_large(const kuala__httpd_req_t *req);
+/* Close callback for a deferred response or a stream. */
+void kuala__httpd_req_on_close(kuala__httpd_req_t *req, kuala__httpd_req_close_cb cb, void *data);
+
+/* ---- responses ---- */
+/* Add a response header (before respond/stream_start). */
+void kuala__httpd_add_header(kuala__httpd_req_t *req, const char *name, const char *value);
+/* Send a complete response; the request is finished afterwards. */
+void kuala__httpd_respond(kuala__httpd_req_t *req, int status, const char *content_type,
+                          const char *body, size_t len);
+/* Start a chunked response; headers are written at once. */
+void kuala__httpd_stream_start(kuala__httpd_req_t *req, int status, const char *content_type);
+/* One chunk, written at once. Returns KUALA_EPIPE if the connection is going
+ * away or KUALA_E2BIG if the client is too slow (the connection is then
+ * dropped and the close callback runs later, from the loop). */
+int kuala__httpd_stream_write(kuala__httpd_req_t *req, const char *data, size_t len);
+/* The terminating chunk; the request is finished afterwards. */
+void kuala__httpd_stream_end(kuala__httpd_req_t *req);
+/* Drop the connection without finishing the response (fault injection). The
+ * close callback runs later, from the loop. */
+void kuala__httpd_abort(kuala__httpd_req_t *req);
+
+/* Standard reason phrase for a status code ("OK", "Not Found", ...). */
+const char *kuala__httpd_reason(int status);
+
+#endif /* KUALA_HTTPD_H */
