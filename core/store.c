@@ -1,0 +1,1381 @@
+/*
+ * store.c: the informer's object store (see kuala/store.h).
+ *
+ * Layout, chosen so that the whole store costs little more than the compact
+ * JSON it holds:
+ *
+ *  - Each object is one allocation (entry_t): a 16-byte header, an array of
+ *    pointers to the index nodes it belongs to, then "name\0rv\0json\0".
+ *  - Objects are numbered by a 32-bit id (ents[id]); ids are reused.
+ *  - The primary index is an open-addressing table of ids keyed by
+ *    hash(namespace, name); the entry keeps the hash.
+ *  - Secondary indexes (namespace, labels, owner UID, user indexes) map a
+ *    string to a node_t holding an id set. A node is shared by every object
+ *    with that value; it is freed when its set empties. Label nodes are
+ *    keyed "key\0value", so an entry's label nodes are also its labels (the
+ *    selector matcher reads them from there, no second copy).
+ *  - An entry's namespace is its first node (has_ns) and its string is the
+ *    node's key: one copy per namespace, not per object.
+ *
+ * Invariants: ents[id] is NULL or an entry whose id appears exactly once in
+ * the primary table and once in the id set of every node in entry->nodes;
+ * node pointers of one entry are distinct; a node with an empty set is not
+ * in any map. Memory accounting (mem) counts every live allocation of the
+ * store at malloc_usable_size + one chunk header.
+ *
+ * Ownership: the store owns entries, nodes and tables; views (kuala_obj_t)
+ * point into entries and die with the next mutation.
+ */
+#include "kuala/store.h"
+
+#include <json-c/json.h>
+#include <malloc.h>
+#include <string.h>
+
+#include "kuala/alloc.h"
+#include "kuala/buf.h"
+#include "kuala/error.h"
+#include "map.h"
+#include "store.h"
+
+enum { IDX_NS = 0, IDX_LABELS = 1, IDX_OWNER = 2, IDX_USER0 = 3 };
+#define MAX_INDEXES 64
+#define MAX_NODES 65535
+
+/* A set of uint32 ids: up to two inline, then open addressing of id + 1
+ * (0 = empty) with backward-shift deletion. */
+typedef struct {
+  uint32_t len;
+  uint32_t cap; /* 0 = inline */
+  union {
+    uint32_t inl[2];
+    uint32_t *slots;
+  } u;
+} idset_t;
+
+typedef struct node {
+  idset_t ids;
+  uint16_t index;
+  uint16_t split; /* labels: length of the key part */
+  uint32_t klen;
+  char key[]; /* klen bytes + NUL */
+} node_t;
+
+typedef struct {
+  uint32_t hash;
+  uint32_t json_len;
+  uint16_t name_len;
+  uint16_t rv_len;
+  uint16_t nnodes;
+  uint8_t seen;
+  uint8_t has_ns;
+  /* node_t *nodes[nnodes]; char name[], rv[], json[] (each NUL-terminated) */
+} entry_t;
+
+typedef struct {
+  char *name;
+  kuala__map_t map; /* value -> node_t */
+  kuala_store_index_cb fn;
+  void *data;
+} index_t;
+
+struct kuala_store_s {
+  kuala_store_opts_t opts;
+  entry_t **ents;
+  uint32_t ents_cap;
+  uint32_t ents_hi; /* ids below this have been used */
+  uint32_t *free_ids;
+  uint32_t nfree, free_cap;
+  uint32_t *ptab; /* primary: id + 1, 0 = empty */
+  uint32_t pcap;
+  uint32_t len;
+  uint8_t mark;
+  index_t idx[MAX_INDEXES];
+  uint32_t nidx;
+  size_t json_bytes;
+  size_t mem; /* tracked allocations */
+  kuala_buf_t scratch;
+  kuala_buf_t keybuf;
+};
+
+struct kuala_store_emit_s {
+  kuala_store_t *s;
+  uint16_t index;
+  node_t **nodes;
+  size_t n, cap;
+  int err;
+};
+
+/* ---- accounted allocation ---- */
+
+static size_t chunk(void *p)
+{
+  return p ? malloc_usable_size(p) + sizeof(size_t) : 0;
+}
+
+static void *s_alloc(kuala_store_t *s, size_t n)
+{
+  void *p = kuala_malloc(n);
+  s->mem += chunk(p);
+  return p;
+}
+
+static void *s_calloc(kuala_store_t *s, size_t count, size_t n)
+{
+  void *p = kuala_calloc(count, n);
+  s->mem += chunk(p);
+  return p;
+}
+
+static void *s_realloc(kuala_store_t *s, void *p, size_t n)
+{
+  s->mem -= chunk(p);
+  p = kuala_realloc(p, n);
+  s->mem += chunk(p);
+  return p;
+}
+
+static void s_free(kuala_store_t *s, void *p)
+{
+  s->mem -= chunk(p);
+  kuala_free(p);
+}
+
+/* ---- id sets ---- */
+
+static uint32_t mix32(uint32_t x)
+{
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+static void idset_insert_raw(uint32_t *slots, uint32_t cap, uint32_t v)
+{
+  uint32_t mask = cap - 1;
+  uint32_t i = mix32(v) & mask;
+  while (slots[i] != 0) {
+    if (slots[i] == v) {
+      return;
+    }
+    i = (i + 1) & mask;
+  }
+  slots[i] = v;
+}
+
+static int idset_has(const idset_t *set, uint32_t id)
+{
+  uint32_t v = id + 1;
+  if (set->cap == 0) {
+    for (uint32_t i = 0; i < set->len; i++) {
+      if (set->u.inl[i] == v) {
+        return 1;
+      }
+    }
+    return 0;
+  }
+  uint32_t mask = set->cap - 1;
+  for (uint32_t i = mix32(v) & mask; set->u.slots[i] != 0; i = (i + 1) & mask) {
+    if (set->u.slots[i] == v) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void idset_add(kuala_store_t *s, idset_t *set, uint32_t id)
+{
+  uint32_t v = id + 1;
+  if (idset_has(set, id)) {
+    return;
+  }
+  if (set->cap == 0 && set->len < 2) {
+    set->u.inl[set->len++] = v;
+    return;
+  }
+  if ((set->len + 1) * 4 > set->cap * 3) {
+    uint32_t ncap = set->cap ? set->cap * 2 : 8;
+    uint32_t *ns = s_calloc(s, ncap, sizeof(uint32_t));
+    if (set->cap == 0) {
+      for (uint32_t i = 0; i < set->len; i++) {
+        idset_insert_raw(ns, ncap, set->u.inl[i]);
+      }
+    } else {
+      for (uint32_t i = 0; i < set->cap; i++) {
+        if (set->u.slots[i]) {
+          idset_insert_raw(ns, ncap, set->u.slots[i]);
+        }
+      }
+      s_free(s, set->u.slots);
+    }
+    set->u.slots = ns;
+    set->cap = ncap;
+  }
+  idset_insert_raw(set->u.slots, set->cap, v);
+  set->len++;
+}
+
+static void idset_del(idset_t *set, uint32_t id)
+{
+  uint32_t v = id + 1;
+  if (set->cap == 0) {
+    for (uint32_t i = 0; i < set->len; i++) {
+      if (set->u.inl[i] == v) {
+        set->u.inl[i] = set->u.inl[--set->len];
+        return;
+      }
+    }
+    return;
+  }
+  uint32_t mask = set->cap - 1;
+  uint32_t i = mix32(v) & mask;
+  while (set->u.slots[i] != v) {
+    if (set->u.slots[i] == 0) {
+      return;
+    }
+    i = (i + 1) & mask;
+  }
+  for (uint32_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+    uint32_t w = set->u.slots[j];
+    if (w == 0) {
+      break;
+    }
+    uint32_t home = mix32(w) & mask;
+    int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+    if (movable) {
+      set->u.slots[i] = w;
+      i = j;
+    }
+  }
+  set->u.slots[i] = 0;
+  set->len--;
+}
+
+/* Calls fn for every id; stops and returns its non-zero result. */
+typedef int (*id_cb)(void *data, uint32_t id);
+static int idset_each(const idset_t *set, id_cb fn, void *data)
+{
+  int rc;
+  if (set->cap == 0) {
+    for (uint32_t i = 0; i < set->len; i++) {
+      if ((rc = fn(data, set->u.inl[i] - 1)) != 0) {
+        return rc;
+      }
+    }
+    return 0;
+  }
+  for (uint32_t i = 0; i < set->cap; i++) {
+    if (set->u.slots[i] && (rc = fn(data, set->u.slots[i] - 1)) != 0) {
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* ---- entries ---- */
+
+static node_t **e_nodes(const entry_t *e)
+{
+  return (node_t **)(void *)((char *)e + sizeof(entry_t));
+}
+
+static char *e_name(const entry_t *e)
+{
+  return (char *)e + sizeof(entry_t) + e->nnodes * sizeof(node_t *);
+}
+
+static char *e_rv(const entry_t *e)
+{
+  return e_name(e) + e->name_len + 1;
+}
+
+static char *e_json(const entry_t *e)
+{
+  return e_rv(e) + e->rv_len + 1;
+}
+
+static const char *e_ns(const entry_t *e, size_t *len)
+{
+  if (e->has_ns) {
+    node_t *n = e_nodes(e)[0];
+    if (len) {
+      *len = n->klen;
+    }
+    return n->key;
+  }
+  if (len) {
+    *len = 0;
+  }
+  return "";
+}
+
+static void e_view(const entry_t *e, kuala_obj_t *v)
+{
+  v->ns = e_ns(e, NULL);
+  v->name = e_name(e);
+  v->rv = e_rv(e);
+  v->json = e_json(e);
+  v->json_len = e->json_len;
+}
+
+static uint32_t key_hash(const char *ns, size_t nslen, const char *name, size_t namelen)
+{
+  uint64_t h = kuala__hash(ns, nslen);
+  h ^= kuala__hash(name, namelen) * 0x9e3779b97f4a7c15ULL;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+static int e_is(const entry_t *e, const char *ns, size_t nslen, const char *name, size_t namelen)
+{
+  size_t elen;
+  const char *ens = e_ns(e, &elen);
+  return e->name_len == namelen && elen == nslen && memcmp(e_name(e), name, namelen) == 0 &&
+         memcmp(ens, ns, nslen) == 0;
+}
+
+/* ---- primary table ---- */
+
+static uint32_t *ptab_find(const kuala_store_t *s, uint32_t h, const char *ns, size_t nslen,
+                           const char *name, size_t namelen)
+{
+  if (s->pcap == 0) {
+    return NULL;
+  }
+  uint32_t mask = s->pcap - 1;
+  for (uint32_t i = h & mask; s->ptab[i] != 0; i = (i + 1) & mask) {
+    const entry_t *e = s->ents[s->ptab[i] - 1];
+    if (e->hash == h && e_is(e, ns, nslen, name, namelen)) {
+      return &s->ptab[i];
+    }
+  }
+  return NULL;
+}
+
+static void ptab_insert_raw(uint32_t *tab, uint32_t cap, uint32_t h, uint32_t v)
+{
+  uint32_t mask = cap - 1;
+  uint32_t i = h & mask;
+  while (tab[i] != 0) {
+    i = (i + 1) & mask;
+  }
+  tab[i] = v;
+}
+
+static void ptab_insert(kuala_store_t *s, uint32_t id)
+{
+  if ((s->len + 1) * 4 > s->pcap * 3) {
+    uint32_t ncap = s->pcap ? s->pcap * 2 : 64;
+    uint32_t *nt = s_calloc(s, ncap, sizeof(uint32_t));
+    for (uint32_t i = 0; i < s->pcap; i++) {
+      if (s->ptab[i]) {
+        ptab_insert_raw(nt, ncap, s->ents[s->ptab[i] - 1]->hash, s->ptab[i]);
+      }
+    }
+    s_free(s, s->ptab);
+    s->ptab = nt;
+    s->pcap = ncap;
+  }
+  ptab_insert_raw(s->ptab, s->pcap, s->ents[id]->hash, id + 1);
+  s->len++;
+}
+
+static void ptab_remove(kuala_store_t *s, uint32_t *slot)
+{
+  uint32_t mask = s->pcap - 1;
+  uint32_t i = (uint32_t)(slot - s->ptab);
+  for (uint32_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+    uint32_t w = s->ptab[j];
+    if (w == 0) {
+      break;
+    }
+    uint32_t home = s->ents[w - 1]->hash & mask;
+    int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+    if (movable) {
+      s->ptab[i] = w;
+      i = j;
+    }
+  }
+  s->ptab[i] = 0;
+  s->len--;
+}
+
+/* ---- ids ---- */
+
+static uint32_t id_alloc(kuala_store_t *s)
+{
+  if (s->nfree > 0) {
+    return s->free_ids[--s->nfree];
+  }
+  if (s->ents_hi == s->ents_cap) {
+    uint32_t ncap = s->ents_cap ? s->ents_cap * 2 : 64;
+    s->ents = s_realloc(s, s->ents, ncap * sizeof(entry_t *));
+    memset(s->ents + s->ents_cap, 0, (ncap - s->ents_cap) * sizeof(entry_t *));
+    s->ents_cap = ncap;
+  }
+  return s->ents_hi++;
+}
+
+static void id_release(kuala_store_t *s, uint32_t id)
+{
+  s->ents[id] = NULL;
+  if (s->nfree == s->free_cap) {
+    s->free_cap = s->free_cap ? s->free_cap * 2 : 64;
+    s->free_ids = s_realloc(s, s->free_ids, s->free_cap * sizeof(uint32_t));
+  }
+  s->free_ids[s->nfree++] = id;
+}
+
+/* ---- nodes ---- */
+
+static node_t *node_get(kuala_store_t *s, uint16_t index, const char *key, size_t klen,
+                        uint16_t split)
+{
+  index_t *ix = &s->idx[index];
+  node_t *n = kuala__map_get(&ix->map, key, klen);
+  if (n) {
+    return n;
+  }
+  n = s_alloc(s, sizeof(node_t) + klen + 1);
+  memset(&n->ids, 0, sizeof(n->ids));
+  n->index = index;
+  n->split = split;
+  n->klen = (uint32_t)klen;
+  memcpy(n->key, key, klen);
+  n->key[klen] = '\0';
+  kuala__map_put(&ix->map, n->key, klen, n);
+  return n;
+}
+
+static void node_release_if_empty(kuala_store_t *s, node_t *n)
+{
+  if (n->ids.len > 0) {
+    return;
+  }
+  kuala__map_del(&s->idx[n->index].map, n->key, n->klen);
+  if (n->ids.cap) {
+    s_free(s, n->ids.u.slots);
+  }
+  s_free(s, n);
+}
+
+static void emit_add_node(kuala_store_emit_t *em, node_t *n)
+{
+  for (size_t i = 0; i < em->n; i++) {
+    if (em->nodes[i] == n) {
+      return;
+    }
+  }
+  if (em->n == em->cap) {
+    em->cap = em->cap ? em->cap * 2 : 16;
+    em->nodes = kuala_realloc(em->nodes, em->cap * sizeof(node_t *));
+  }
+  em->nodes[em->n++] = n;
+}
+
+void kuala_store_emit(kuala_store_emit_t *em, const char *value, size_t len)
+{
+  if (em->err) {
+    return;
+  }
+  if (em->n >= MAX_NODES || len > UINT32_MAX) {
+    em->err = KUALA_E2BIG;
+    return;
+  }
+  emit_add_node(em, node_get(em->s, em->index, value, len, 0));
+}
+
+/* Release nodes collected for an entry that was never linked. */
+static void emit_abort(kuala_store_emit_t *em)
+{
+  for (size_t i = 0; i < em->n; i++) {
+    node_release_if_empty(em->s, em->nodes[i]);
+  }
+  em->n = 0;
+}
+
+/* ---- JSON text scanning ---- */
+
+static int is_ws(char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+  while (i < n && is_ws(s[i])) {
+    i++;
+  }
+  return i;
+}
+
+/* i at the opening quote; returns index after the closing quote. */
+static size_t skip_string(const char *s, size_t n, size_t i)
+{
+  for (i++; i < n; i++) {
+    if (s[i] == '\\') {
+      i++;
+    } else if (s[i] == '"') {
+      return i + 1;
+    }
+  }
+  return n;
+}
+
+size_t kuala__json_skip(const char *s, size_t n, size_t i)
+{
+  i = skip_ws(s, n, i);
+  if (i >= n) {
+    return n;
+  }
+  if (s[i] == '"') {
+    return skip_string(s, n, i);
+  }
+  if (s[i] == '{' || s[i] == '[') {
+    size_t depth = 0;
+    for (; i < n; i++) {
+      char c = s[i];
+      if (c == '"') {
+        i = skip_string(s, n, i) - 1;
+      } else if (c == '{' || c == '[') {
+        depth++;
+      } else if (c == '}' || c == ']') {
+        if (--depth == 0) {
+          return i + 1;
+        }
+      }
+    }
+    return n;
+  }
+  while (i < n && !is_ws(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']') {
+    i++;
+  }
+  return i;
+}
+
+int kuala__json_member(const char *s, size_t n, const char *key, size_t *off, size_t *len)
+{
+  size_t klen = strlen(key);
+  size_t i = skip_ws(s, n, 0);
+  if (i >= n || s[i] != '{') {
+    return KUALA_ENOENT;
+  }
+  i++;
+  for (;;) {
+    i = skip_ws(s, n, i);
+    if (i >= n || s[i] != '"') {
+      return KUALA_ENOENT;
+    }
+    size_t kend = skip_string(s, n, i);
+    int match = kend - i == klen + 2 && memcmp(s + i + 1, key, klen) == 0;
+    i = skip_ws(s, n, kend);
+    if (i >= n || s[i] != ':') {
+      return KUALA_ENOENT;
+    }
+    size_t vstart = skip_ws(s, n, i + 1);
+    size_t vend = kuala__json_skip(s, n, vstart);
+    if (match) {
+      *off = vstart;
+      *len = vend - vstart;
+      return 0;
+    }
+    i = skip_ws(s, n, vend);
+    if (i >= n || s[i] != ',') {
+      return KUALA_ENOENT;
+    }
+    i++;
+  }
+}
+
+int kuala__json_array_next(const char *s, size_t n, size_t *pos, size_t *off, size_t *len)
+{
+  size_t i = skip_ws(s, n, *pos);
+  if (i >= n) {
+    return 0;
+  }
+  if (s[i] == '[' || s[i] == ',') {
+    i = skip_ws(s, n, i + 1);
+  }
+  if (i >= n || s[i] == ']') {
+    *pos = n;
+    return 0;
+  }
+  size_t end = kuala__json_skip(s, n, i);
+  *off = i;
+  *len = end - i;
+  *pos = end;
+  return 1;
+}
+
+int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out)
+{
+  /* Container stack as bits (1 = object); json-c caps depth well below 64,
+   * deeper text is copied without stripping. */
+  uint64_t objbits = 0;
+  size_t depth = 0;
+  int expect_key = 0;
+  int last_key_meta = 0; /* the last depth-1 key was "metadata" */
+  int in_meta = 0;       /* the depth-2 object is the top-level metadata */
+  int drop_comma = 0;
+  int rc = kuala_buf_reserve(out, n);
+  if (rc < 0) {
+    return rc;
+  }
+  for (size_t i = 0; i < n;) {
+    char c = s[i];
+    if (is_ws(c)) {
+      i++;
+      continue;
+    }
+    if (c == '"') {
+      size_t end = skip_string(s, n, i);
+      if (expect_key) {
+        size_t klen = end - i - 2;
+        if (depth == 1) {
+          last_key_meta = klen == 8 && memcmp(s + i + 1, "metadata", 8) == 0;
+        }
+        if (strip_mf && in_meta && depth == 2 && klen == 13 &&
+            memcmp(s + i + 1, "managedFields", 13) == 0) {
+          /* Skip key, colon and value; fix the comma on one side. */
+          size_t j = skip_ws(s, n, end);
+          if (j < n && s[j] == ':') {
+            j++;
+          }
+          j = kuala__json_skip(s, n, j);
+          if (out->len > 0 && out->data[out->len - 1] == ',') {
+            out->len--;
+            out->data[out->len] = '\0';
+          } else {
+            drop_comma = 1;
+          }
+          i = j;
+          expect_key = 0;
+          continue;
+        }
+      }
+      if ((rc = kuala_buf_append(out, s + i, end - i)) < 0) {
+        return rc;
+      }
+      i = end;
+      continue;
+    }
+    switch (c) {
+      case '{':
+      case '[':
+        depth++;
+        if (depth <= 64) {
+          if (c == '{') {
+            objbits |= (uint64_t)1 << (depth - 1);
+          } else {
+            objbits &= ~((uint64_t)1 << (depth - 1));
+          }
+        }
+        expect_key = c == '{';
+        if (depth == 2) {
+          in_meta = c == '{' && last_key_meta;
+        }
+        break;
+      case '}':
+      case ']':
+        if (depth > 0) {
+          depth--;
+        }
+        if (depth < 2) {
+          in_meta = 0;
+        }
+        expect_key = 0;
+        break;
+      case ',':
+        expect_key = depth > 0 && depth <= 64 && (objbits >> (depth - 1)) & 1;
+        if (drop_comma) {
+          drop_comma = 0;
+          i++;
+          continue;
+        }
+        break;
+      case ':':
+        expect_key = 0;
+        break;
+      default:
+        break;
+    }
+    drop_comma = 0;
+    if ((rc = kuala_buf_putc(out, c)) < 0) {
+      return rc;
+    }
+    i++;
+  }
+  return 0;
+}
+
+/* ---- store ---- */
+
+static const char *builtin_names[IDX_USER0] = {"namespace", "labels", "owner"};
+
+int kuala_store_new(kuala_store_t **out, const kuala_store_opts_t *opts)
+{
+  kuala_store_t *s = kuala_calloc(1, sizeof(*s));
+  if (opts) {
+    s->opts = *opts;
+  }
+  if (s->opts.max_object_bytes == 0) {
+    s->opts.max_object_bytes = 16u << 20;
+  }
+  for (uint32_t i = 0; i < IDX_USER0; i++) {
+    s->idx[i].name = kuala_strdup(builtin_names[i]);
+    kuala__map_init(&s->idx[i].map);
+  }
+  s->nidx = IDX_USER0;
+  kuala_buf_init(&s->scratch, s->opts.max_object_bytes);
+  kuala_buf_init(&s->keybuf, 0);
+  *out = s;
+  return 0;
+}
+
+void kuala_store_free(kuala_store_t *s)
+{
+  if (!s) {
+    return;
+  }
+  for (uint32_t id = 0; id < s->ents_hi; id++) {
+    kuala_free(s->ents[id]);
+  }
+  for (uint32_t i = 0; i < s->nidx; i++) {
+    size_t it = 0;
+    void *v;
+    while (kuala__map_next(&s->idx[i].map, &it, NULL, NULL, &v)) {
+      node_t *n = v;
+      if (n->ids.cap) {
+        kuala_free(n->ids.u.slots);
+      }
+      kuala_free(n);
+    }
+    kuala__map_free(&s->idx[i].map);
+    kuala_free(s->idx[i].name);
+  }
+  kuala_free(s->ents);
+  kuala_free(s->free_ids);
+  kuala_free(s->ptab);
+  kuala_buf_free(&s->scratch);
+  kuala_buf_free(&s->keybuf);
+  kuala_free(s);
+}
+
+size_t kuala_store_len(const kuala_store_t *s)
+{
+  return s->len;
+}
+
+size_t kuala_store_json_bytes(const kuala_store_t *s)
+{
+  return s->json_bytes;
+}
+
+size_t kuala_store_mem_bytes(const kuala_store_t *s)
+{
+  size_t total = s->mem + chunk((void *)s);
+  for (uint32_t i = 0; i < s->nidx; i++) {
+    total += chunk(s->idx[i].map.slots) + chunk(s->idx[i].name);
+  }
+  return total;
+}
+
+static const char *str_field(json_object *o, const char *key, size_t *len)
+{
+  json_object *v;
+  if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string)) {
+    return NULL;
+  }
+  *len = (size_t)json_object_get_string_len(v);
+  return json_object_get_string(v);
+}
+
+/* Keep only apiVersion, kind and metadata. */
+static void to_metadata_only(json_object *obj)
+{
+  char **drop = NULL;
+  size_t nd = 0;
+  drop = kuala_malloc(sizeof(char *) * ((size_t)json_object_object_length(obj) + 1));
+  json_object_object_foreach(obj, k, v)
+  {
+    (void)v;
+    if (strcmp(k, "apiVersion") != 0 && strcmp(k, "kind") != 0 && strcmp(k, "metadata") != 0) {
+      drop[nd++] = kuala_strdup(k);
+    }
+  }
+  for (size_t i = 0; i < nd; i++) {
+    json_object_object_del(obj, drop[i]);
+    kuala_free(drop[i]);
+  }
+  kuala_free(drop);
+}
+
+/* Collect the secondary index nodes of an object into em (namespace first).
+ * Returns 0 or a negative code (nodes released). */
+static int collect_nodes(kuala_store_t *s, json_object *obj, json_object *meta, const char *ns,
+                         size_t nslen, kuala_store_emit_t *em)
+{
+  if (nslen > 0) {
+    emit_add_node(em, node_get(s, IDX_NS, ns, nslen, 0));
+  }
+  json_object *labels, *owners;
+  if (json_object_object_get_ex(meta, "labels", &labels) &&
+      json_object_is_type(labels, json_type_object)) {
+    kuala_buf_t *kb = &s->keybuf;
+    json_object_object_foreach(labels, k, v)
+    {
+      if (!json_object_is_type(v, json_type_string)) {
+        continue;
+      }
+      size_t kl = strlen(k);
+      if (kl > UINT16_MAX || em->n >= MAX_NODES) {
+        emit_abort(em);
+        return KUALA_E2BIG;
+      }
+      kuala_buf_reset(kb);
+      kuala_buf_append(kb, k, kl + 1); /* with the NUL separator */
+      kuala_buf_append(kb, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+      emit_add_node(em, node_get(s, IDX_LABELS, kb->data, kb->len, (uint16_t)kl));
+    }
+  }
+  if (json_object_object_get_ex(meta, "ownerReferences", &owners) &&
+      json_object_is_type(owners, json_type_array)) {
+    size_t no = json_object_array_length(owners);
+    for (size_t i = 0; i < no; i++) {
+      size_t ulen;
+      const char *uid = str_field(json_object_array_get_idx(owners, i), "uid", &ulen);
+      if (uid && ulen > 0 && em->n < MAX_NODES) {
+        emit_add_node(em, node_get(s, IDX_OWNER, uid, ulen, 0));
+      }
+    }
+  }
+  for (uint32_t i = IDX_USER0; i < s->nidx; i++) {
+    em->index = (uint16_t)i;
+    int rc = s->idx[i].fn(s->idx[i].data, obj, em);
+    if (rc == 0 && em->err) {
+      rc = em->err;
+    }
+    if (rc < 0) {
+      emit_abort(em);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static entry_t *entry_build(kuala_store_t *s, const char *name, size_t namelen, const char *rv,
+                            size_t rvlen, const char *json, size_t jlen, kuala_store_emit_t *em,
+                            int has_ns, uint32_t hash)
+{
+  size_t sz = sizeof(entry_t) + em->n * sizeof(node_t *) + namelen + 1 + rvlen + 1 + jlen + 1;
+  entry_t *e = s_alloc(s, sz);
+  e->hash = hash;
+  e->json_len = (uint32_t)jlen;
+  e->name_len = (uint16_t)namelen;
+  e->rv_len = (uint16_t)rvlen;
+  e->nnodes = (uint16_t)em->n;
+  e->seen = s->mark;
+  e->has_ns = (uint8_t)has_ns;
+  if (em->n) {
+    memcpy(e_nodes(e), em->nodes, em->n * sizeof(node_t *));
+  }
+  memcpy(e_name(e), name, namelen);
+  e_name(e)[namelen] = '\0';
+  memcpy(e_rv(e), rv, rvlen);
+  e_rv(e)[rvlen] = '\0';
+  memcpy(e_json(e), json, jlen);
+  e_json(e)[jlen] = '\0';
+  return e;
+}
+
+static void entry_link_nodes(kuala_store_t *s, uint32_t id)
+{
+  entry_t *e = s->ents[id];
+  for (uint16_t i = 0; i < e->nnodes; i++) {
+    idset_add(s, &e_nodes(e)[i]->ids, id);
+  }
+}
+
+static void entry_unlink_nodes(entry_t *e, uint32_t id)
+{
+  for (uint16_t i = 0; i < e->nnodes; i++) {
+    idset_del(&e_nodes(e)[i]->ids, id);
+  }
+}
+
+/* Free an unlinked entry, its empty nodes and its id. */
+static void entry_destroy(kuala_store_t *s, uint32_t id)
+{
+  entry_t *e = s->ents[id];
+  for (uint16_t i = 0; i < e->nnodes; i++) {
+    node_release_if_empty(s, e_nodes(e)[i]);
+  }
+  s->json_bytes -= e->json_len;
+  s_free(s, e);
+  id_release(s, id);
+}
+
+int kuala_store_put(kuala_store_t *s, json_object *obj, const char *raw, size_t rawlen, int flags,
+                    kuala_store_change_cb cb, void *data)
+{
+  kuala_store_emit_t em = {s, 0, NULL, 0, 0, 0};
+  json_object *meta;
+  size_t namelen = 0, nslen = 0, rvlen = 0;
+  const char *name, *ns, *rv, *json = NULL;
+  size_t jlen = 0;
+  int rc = 0;
+
+  if (!obj || !json_object_is_type(obj, json_type_object)) {
+    return KUALA_EINVAL;
+  }
+  if (s->opts.transform && (rc = s->opts.transform(s->opts.transform_data, obj)) < 0) {
+    return rc;
+  }
+  if (s->opts.metadata_only) {
+    to_metadata_only(obj);
+  }
+  if (!json_object_object_get_ex(obj, "metadata", &meta) ||
+      !json_object_is_type(meta, json_type_object)) {
+    return KUALA_EINVAL;
+  }
+  name = str_field(meta, "name", &namelen);
+  if (!name || namelen == 0 || namelen > UINT16_MAX) {
+    return KUALA_EINVAL;
+  }
+  ns = str_field(meta, "namespace", &nslen);
+  if (!ns) {
+    ns = "";
+    nslen = 0;
+  }
+  rv = str_field(meta, "resourceVersion", &rvlen);
+  if (!rv) {
+    rv = "";
+    rvlen = 0;
+  }
+  if (rvlen > UINT16_MAX) {
+    return KUALA_EINVAL;
+  }
+
+  uint32_t h = key_hash(ns, nslen, name, namelen);
+  uint32_t *slot = ptab_find(s, h, ns, nslen, name, namelen);
+  uint32_t old_id = slot ? *slot - 1 : 0;
+  if (slot && (flags & KUALA_STORE_SKIP_SAME_RV) && rvlen > 0) {
+    entry_t *old = s->ents[old_id];
+    if (old->rv_len == rvlen && memcmp(e_rv(old), rv, rvlen) == 0) {
+      old->seen = s->mark;
+      return 0;
+    }
+  }
+  /* Index nodes first: user index functions may serialise the tree, which
+   * would overwrite the string json-c hands back below. */
+  if ((rc = collect_nodes(s, obj, meta, ns, nslen, &em)) < 0) {
+    goto cleanup;
+  }
+  /* The bytes to keep: compacted from the raw text when it is the same
+   * document, else serialised from the (possibly transformed) tree. */
+  kuala_buf_reset(&s->scratch);
+  if (raw && !s->opts.transform && !s->opts.metadata_only) {
+    if ((rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch)) < 0) {
+      emit_abort(&em);
+      goto cleanup;
+    }
+    json = s->scratch.data;
+    jlen = s->scratch.len;
+  } else {
+    if (!s->opts.keep_managed_fields) {
+      json_object_object_del(meta, "managedFields");
+    }
+    size_t l;
+    json = json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &l);
+    jlen = l;
+  }
+  if (jlen > s->opts.max_object_bytes || jlen > UINT32_MAX) {
+    emit_abort(&em);
+    rc = KUALA_E2BIG;
+    goto cleanup;
+  }
+  uint32_t id = id_alloc(s);
+  entry_t *e = entry_build(s, name, namelen, rv, rvlen, json, jlen, &em, nslen > 0, h);
+  s->ents[id] = e;
+  s->json_bytes += jlen;
+  entry_link_nodes(s, id);
+  if (slot) {
+    entry_t *old = s->ents[old_id];
+    *slot = id + 1;
+    entry_unlink_nodes(old, old_id);
+    if (cb) {
+      kuala_obj_t ov, nv;
+      e_view(old, &ov);
+      e_view(e, &nv);
+      cb(data, KUALA_STORE_UPDATED, &ov, &nv, 0);
+    }
+    entry_destroy(s, old_id);
+  } else {
+    ptab_insert(s, id);
+    if (cb) {
+      kuala_obj_t nv;
+      e_view(e, &nv);
+      cb(data, KUALA_STORE_ADDED, NULL, &nv, 0);
+    }
+  }
+cleanup:
+  kuala_free(em.nodes);
+  return rc;
+}
+
+int kuala_store_put_json(kuala_store_t *s, const char *json, size_t len, int flags,
+                         kuala_store_change_cb cb, void *data)
+{
+  if (!json || len > s->opts.max_object_bytes) {
+    return json ? KUALA_E2BIG : KUALA_EINVAL;
+  }
+  json_tokener *tok = json_tokener_new();
+  json_object *obj = json_tokener_parse_ex(tok, json, (int)len);
+  int rc;
+  if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
+    rc = KUALA_EBADMSG;
+  } else {
+    rc = kuala_store_put(s, obj, json, len, flags, cb, data);
+  }
+  json_object_put(obj);
+  json_tokener_free(tok);
+  return rc;
+}
+
+static void remove_at(kuala_store_t *s, uint32_t *slot, kuala_store_change_cb cb, void *data,
+                      int unknown)
+{
+  uint32_t id = *slot - 1;
+  entry_t *e = s->ents[id];
+  ptab_remove(s, slot);
+  entry_unlink_nodes(e, id);
+  if (cb) {
+    kuala_obj_t v;
+    e_view(e, &v);
+    cb(data, KUALA_STORE_DELETED, NULL, &v, unknown);
+  }
+  entry_destroy(s, id);
+}
+
+int kuala_store_delete(kuala_store_t *s, const char *ns, const char *name, kuala_store_change_cb cb,
+                       void *data)
+{
+  if (!name) {
+    return KUALA_EINVAL;
+  }
+  if (!ns) {
+    ns = "";
+  }
+  size_t nslen = strlen(ns), namelen = strlen(name);
+  uint32_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  if (!slot) {
+    return KUALA_ENOTFOUND;
+  }
+  remove_at(s, slot, cb, data, 0);
+  return 0;
+}
+
+void kuala_store_replace_begin(kuala_store_t *s)
+{
+  s->mark ^= 1;
+}
+
+size_t kuala_store_replace_end(kuala_store_t *s, kuala_store_change_cb cb, void *data)
+{
+  /* Collect first: removing shifts the primary table under an iteration. */
+  uint32_t *gone = NULL;
+  size_t n = 0, cap = 0;
+  for (uint32_t id = 0; id < s->ents_hi; id++) {
+    entry_t *e = s->ents[id];
+    if (e && e->seen != s->mark) {
+      if (n == cap) {
+        cap = cap ? cap * 2 : 64;
+        gone = kuala_realloc(gone, cap * sizeof(uint32_t));
+      }
+      gone[n++] = id;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    entry_t *e = s->ents[gone[i]];
+    size_t nslen;
+    const char *ns = e_ns(e, &nslen);
+    uint32_t *slot = ptab_find(s, e->hash, ns, nslen, e_name(e), e->name_len);
+    remove_at(s, slot, cb, data, 1);
+  }
+  kuala_free(gone);
+  return n;
+}
+
+int kuala_store_get(const kuala_store_t *s, const char *ns, const char *name, kuala_obj_t *out)
+{
+  if (!name) {
+    return KUALA_EINVAL;
+  }
+  if (!ns) {
+    ns = "";
+  }
+  size_t nslen = strlen(ns), namelen = strlen(name);
+  uint32_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  if (!slot) {
+    return KUALA_ENOTFOUND;
+  }
+  e_view(s->ents[*slot - 1], out);
+  return 0;
+}
+
+/* ---- iteration ---- */
+
+typedef struct {
+  const kuala_store_t *s;
+  const char *ns; /* NULL = any */
+  size_t nslen;
+  const kuala_selector_t *sel;
+  kuala_store_iter_cb cb;
+  void *data;
+  const entry_t *cur;
+} iter_t;
+
+static const char *label_lookup(void *data, const char *key)
+{
+  const entry_t *e = data;
+  size_t kl = strlen(key);
+  for (uint16_t i = 0; i < e->nnodes; i++) {
+    const node_t *n = e_nodes(e)[i];
+    if (n->index == IDX_LABELS && n->split == kl && memcmp(n->key, key, kl) == 0) {
+      return n->key + kl + 1;
+    }
+  }
+  return NULL;
+}
+
+static int iter_one(void *data, uint32_t id)
+{
+  iter_t *it = data;
+  const entry_t *e = it->s->ents[id];
+  if (it->ns) {
+    size_t l;
+    const char *ens = e_ns(e, &l);
+    if (l != it->nslen || memcmp(ens, it->ns, l) != 0) {
+      return 0;
+    }
+  }
+  if (it->sel && !kuala_selector_matches(it->sel, label_lookup, (void *)e)) {
+    return 0;
+  }
+  kuala_obj_t v;
+  e_view(e, &v);
+  return it->cb(it->data, &v);
+}
+
+static node_t *label_node(const kuala_store_t *s, const char *k, const char *v)
+{
+  size_t kl = strlen(k), vl = strlen(v);
+  char stackbuf[512];
+  char *buf = kl + vl + 1 <= sizeof stackbuf ? stackbuf : kuala_malloc(kl + vl + 1);
+  memcpy(buf, k, kl + 1);
+  memcpy(buf + kl + 1, v, vl);
+  node_t *n = kuala__map_get(&s->idx[IDX_LABELS].map, buf, kl + 1 + vl);
+  if (buf != stackbuf) {
+    kuala_free(buf);
+  }
+  return n;
+}
+
+int kuala_store_foreach(const kuala_store_t *s, const char *ns, const kuala_selector_t *sel,
+                        kuala_store_iter_cb cb, void *data)
+{
+  iter_t it = {s, ns, ns ? strlen(ns) : 0, sel, cb, data, NULL};
+  /* Pick the smallest candidate source: all, the namespace's set, or the
+   * label sets of one EQ / IN requirement. */
+  size_t best = s->len;
+  node_t *bestn[64];
+  size_t nbest = 0;
+  int narrowed = 0;
+  if (ns) {
+    node_t *n = kuala__map_get(&s->idx[IDX_NS].map, ns, it.nslen);
+    if (!n) {
+      return 0;
+    }
+    best = n->ids.len;
+    bestn[0] = n;
+    nbest = 1;
+    narrowed = 1;
+  }
+  size_t nreq = sel ? kuala_selector_count(sel) : 0;
+  for (size_t r = 0; r < nreq; r++) {
+    const char *key;
+    kuala_selector_op_t op;
+    const char *const *vals;
+    size_t nv;
+    kuala_selector_req(sel, r, &key, &op, &vals, &nv);
+    if ((op != KUALA_SEL_EQ && op != KUALA_SEL_IN) || nv > 64) {
+      continue;
+    }
+    node_t *cand[64];
+    size_t nc = 0, total = 0;
+    for (size_t i = 0; i < nv; i++) {
+      node_t *n = label_node(s, key, vals[i]);
+      if (n) {
+        cand[nc++] = n;
+        total += n->ids.len;
+      }
+    }
+    if (total == 0) {
+      return 0; /* nothing can match this requirement */
+    }
+    if (!narrowed || total < best) {
+      memcpy(bestn, cand, nc * sizeof(node_t *));
+      nbest = nc;
+      best = total;
+      narrowed = 1;
+    }
+  }
+  if (narrowed) {
+    for (size_t i = 0; i < nbest; i++) {
+      int rc = idset_each(&bestn[i]->ids, iter_one, &it);
+      if (rc) {
+        return rc;
+      }
+    }
+    return 0;
+  }
+  for (uint32_t id = 0; id < s->ents_hi; id++) {
+    if (s->ents[id]) {
+      int rc = iter_one(&it, id);
+      if (rc) {
+        return rc;
+      }
+    }
+  }
+  return 0;
+}
+
+static int find_index(const kuala_store_t *s, const char *index)
+{
+  for (uint32_t i = 0; i < s->nidx; i++) {
+    if (i != IDX_LABELS && strcmp(s->idx[i].name, index) == 0) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+int kuala_store_by_index(const kuala_store_t *s, const char *index, const char *value,
+                         kuala_store_iter_cb cb, void *data)
+{
+  int i = index && value ? find_index(s, index) : -1;
+  if (i < 0) {
+    return KUALA_ENOENT;
+  }
+  node_t *n = kuala__map_get(&s->idx[i].map, value, strlen(value));
+  if (!n) {
+    return 0;
+  }
+  iter_t it = {s, NULL, 0, NULL, cb, data, NULL};
+  return idset_each(&n->ids, iter_one, &it);
+}
+
+size_t kuala_store_index_count(const kuala_store_t *s, const char *index, const char *value)
+{
+  int i = index && value ? find_index(s, index) : -1;
+  if (i < 0) {
+    return 0;
+  }
+  node_t *n = kuala__map_get(&s->idx[i].map, value, strlen(value));
+  return n ? n->ids.len : 0;
+}
+
+int kuala_store_add_index(kuala_store_t *s, const char *name, kuala_store_index_cb fn, void *data)
+{
+  if (!name || !fn) {
+    return KUALA_EINVAL;
+  }
+  for (uint32_t i = 0; i < s->nidx; i++) {
+    if (strcmp(s->idx[i].name, name) == 0) {
+      return KUALA_EEXIST;
+    }
+  }
+  if (s->nidx == MAX_INDEXES) {
+    return KUALA_E2BIG;
+  }
+  uint32_t ix = s->nidx;
+  s->idx[ix].name = kuala_strdup(name);
+  s->idx[ix].fn = fn;
+  s->idx[ix].data = data;
+  kuala__map_init(&s->idx[ix].map);
+  s->nidx++;
+  /* Index what is already stored: parse each object again and rebuild its
+   * entry with the extra nodes. An object the function rejects stays
+   * unindexed in this index; the error is returned at the end. */
+  int first_err = 0;
+  for (uint32_t id = 0; id < s->ents_hi; id++) {
+    entry_t *e = s->ents[id];
+    if (!e) {
+      continue;
+    }
+    json_object *obj = json_tokener_parse(e_json(e));
+    kuala_store_emit_t em = {s, (uint16_t)ix, NULL, 0, 0, 0};
+    int rc = obj ? fn(data, obj, &em) : KUALA_EBADMSG;
+    if (rc == 0 && em.err) {
+      rc = em.err;
+    }
+    if (rc == 0 && (size_t)e->nnodes + em.n > MAX_NODES) {
+      rc = KUALA_E2BIG;
+    }
+    if (rc < 0) {
+      emit_abort(&em);
+      if (!first_err) {
+        first_err = rc;
+      }
+    } else if (em.n > 0) {
+      kuala_store_emit_t all = {s, 0, NULL, 0, 0, 0};
+      all.cap = e->nnodes + em.n;
+      all.nodes = kuala_malloc(all.cap * sizeof(node_t *));
+      memcpy(all.nodes, e_nodes(e), e->nnodes * sizeof(node_t *));
+      memcpy(all.nodes + e->nnodes, em.nodes, em.n * sizeof(node_t *));
+      all.n = all.cap;
+      entry_t *ne = entry_build(s, e_name(e), e->name_len, e_rv(e), e->rv_len, e_json(e),
+                                e->json_len, &all, e->has_ns, e->hash);
+      ne->seen = e->seen;
+      s->ents[id] = ne;
+      s_free(s, e);
+      for (size_t k = 0; k < em.n; k++) {
+        idset_add(s, &em.nodes[k]->ids, id);
+      }
+      kuala_free(all.nodes);
+    }
+    kuala_free(em.nodes);
+    json_object_put(obj);
+  }
+  return first_err;
+}
+
+void kuala_obj_dup(kuala_obj_dup_t *out, const kuala_obj_t *obj)
+{
+  size_t nl = strlen(obj->ns), ml = strlen(obj->name), rl = strlen(obj->rv);
+  char *m = kuala_malloc(nl + ml + rl + obj->json_len + 4);
+  char *p = m;
+  memcpy(p, obj->ns, nl + 1);
+  out->obj.ns = p;
+  p += nl + 1;
+  memcpy(p, obj->name, ml + 1);
+  out->obj.name = p;
+  p += ml + 1;
+  memcpy(p, obj->rv, rl + 1);
+  out->obj.rv = p;
+  p += rl + 1;
+  memcpy(p, obj->json, obj->json_len);
+  p[obj->json_len] = '\0';
+  out->obj.json = p;
+  out->obj.json_len = obj->json_len;
+  out->mem = m;
+}
+
+void kuala_obj_dup_free(kuala_obj_dup_t *d)
+{
+  kuala_free(d->mem);
+  d->mem = NULL;
+}

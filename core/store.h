@@ -1,0 +1,33 @@
+/*
+ * store.h: internal helpers of the object store shared with the informer
+ * and reflector: a small JSON text scanner that finds byte spans inside a
+ * document json-c has already accepted, and copies a document minified.
+ *
+ * None of these validate: they assume the text parsed (json-c said so) and
+ * never read past `n` even when it did not.
+ */
+#ifndef KUALA_CORE_STORE_H
+#define KUALA_CORE_STORE_H
+
+#include <stddef.h>
+
+#include "kuala/buf.h"
+
+/* Index just past the JSON value that starts at or after `i` (leading
+ * whitespace skipped). Returns n when the text ends first. */
+size_t kuala__json_skip(const char *s, size_t n, size_t i);
+
+/* Span of the value of top-level member `key` of the object in s[0..n).
+ * Returns 0 and sets *off and *len, or KUALA_ENOENT. */
+int kuala__json_member(const char *s, size_t n, const char *key, size_t *off, size_t *len);
+
+/* Iterate the elements of the array whose '[' is at or after *pos: start
+ * with pos set to the offset of the array value. Each call returns 1 and one
+ * element's span, then 0 at the end. */
+int kuala__json_array_next(const char *s, size_t n, size_t *pos, size_t *off, size_t *len);
+
+/* Append s[0..n) to out without insignificant whitespace; when strip_mf,
+ * leave out the member "managedFields" of the top-level "metadata" object. */
+int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out);
+
+#endif /* KUALA_CORE_STORE_H */
