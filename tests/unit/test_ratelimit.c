@@ -1,7 +1,7 @@
 /*
  * Unit tests for the rate limiters and the loop token bucket.
  */
-#include <check.h>
+#include "kuala_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -263,9 +263,5 @@ int main(void)
   tcase_add_test(tc, test_tokenbucket_wait_order_and_cancel);
   tcase_add_test(tc, test_tokenbucket_unlimited);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(s);
 }

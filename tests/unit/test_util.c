@@ -1,7 +1,7 @@
 /*
  * Unit tests for the util layer: errors, buffers, logging, the hash map.
  */
-#include <check.h>
+#include "kuala_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,9 +182,5 @@ int main(void)
   tcase_add_test(tc, test_log_text_and_json);
   tcase_add_test(tc, test_map_put_get_del_many);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(s);
 }

@@ -2,7 +2,7 @@
  * Unit tests for the work queue: client-go semantics on a uv loop. Every
  * test that runs the loop ends with uv_loop_close() == 0.
  */
-#include <check.h>
+#include "kuala_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,9 +295,5 @@ int main(void)
   tcase_add_test(tc, test_workqueue_shutdown_cancel_drops_queued);
   tcase_add_test(tc, test_workqueue_close_with_pending_work_leaks_nothing);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(s);
 }
