@@ -93,7 +93,7 @@ typedef struct kuala_client_config_s {
   uint64_t backoff_max_ms;     /* default 5000 */
   uint64_t token_refresh_ms;   /* token_file stat interval, default 1000; 0 = every request */
   char *user_agent;            /* default "kuala/<version>" */
-  int http2;                   /* 0 default: use HTTP/2 when offered; -1 = force HTTP/1.1 */
+  int http2; /* 0: HTTP/2 when offered (TLS ALPN); -1: HTTP/1.1 only; 2: h2c prior knowledge */
 } kuala_client_config_t;
 
 /* qps value meaning "no client-side rate limit". */
@@ -181,7 +181,14 @@ typedef struct {
   size_t ncauses;
   int attempts;     /* how many times the request was sent */
   int http_version; /* 1 or 2 (0 when unknown) */
+  void *internal_;  /* private */
 } kuala_client_resp_t;
+
+/* Parse the body as a JSON object (once; the result is cached and borrowed
+ * for the duration of the callback: json_object_get() it to keep it).
+ * KUALA_EBADMSG with a clear message when the body is not a JSON object,
+ * KUALA_ENOENT when there is no body. */
+int kuala_client_resp_json(kuala_client_resp_t *resp, struct json_object **out);
 
 /* Take ownership of the body (free with kuala_free). resp->body becomes NULL. */
 char *kuala_client_resp_take_body(kuala_client_resp_t *resp, size_t *len);
