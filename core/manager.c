@@ -1,0 +1,707 @@
+/*
+ * manager.c: client + shared informers + controllers + the runtime backend.
+ *
+ * Ownership: the manager borrows the client and the informer registry. It
+ * owns (1) one "cache" registration per group/version/resource that a
+ * controller watches or a reconcile reads, with no handlers, so cache reads
+ * share the controllers' informers (the registry keys informers by
+ * resource, namespace and selectors; a controller restricted to one
+ * namespace or selector gets a second, unrestricted informer for reads);
+ * (2) the controllers it started; (3) one call_t per API call in flight.
+ *
+ * The manager is freed only when nothing points at it any more: close stops
+ * the controllers and cancels the calls, and the last of their callbacks
+ * frees it.
+ */
+#include "kuala/manager.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+#include "kuala/alloc.h"
+#include "kuala/error.h"
+#include "kuala/json.h"
+#include "kuala/log.h"
+#include "kuala/selector.h"
+#include "map.h"
+
+typedef struct cache_s {
+  char *key; /* "group/version/resource" */
+  kuala_informer_reg_t *reg;
+} cache_t;
+
+typedef struct ctl_s ctl_t;
+
+typedef struct call_s {
+  kuala_manager_t *m;
+  struct call_s *next, *prev;
+  kuala_call_verb_t verb;
+  char *api_version, *kind, *ns, *name, *subresource, *patch_type, *field_manager, *body;
+  size_t body_len;
+  int force;
+  kuala_call_done_cb done;
+  void *data;
+  kuala_client_req_t *req;
+  int resolving;
+  int canceled;
+} call_t;
+
+struct ctl_s {
+  kuala_manager_t *m;
+  char *name;
+  kuala_watch_decl_t *watches;  /* strings owned */
+  kuala_client_resource_t *res; /* resolved, strings owned */
+  size_t nwatches;
+  size_t resolved;
+  int failed;
+  int concurrency;
+  kuala_reconcile_fn reconcile;
+  void *data;
+  kuala_manager_started_cb cb;
+  void *cb_data;
+  kuala_controller_t *c;
+  int stopping;
+};
+
+struct kuala_manager_s {
+  uv_loop_t *loop;
+  kuala_client_t *client;
+  kuala_informers_t *informers;
+  kuala_backend_t backend;
+  kuala__map_t caches; /* key -> cache_t */
+  ctl_t **ctls;
+  size_t nctls, capctls;
+  size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
+  call_t *calls;
+  int closing;
+};
+
+static char *dup_opt(const char *s)
+{
+  return s ? kuala_strdup(s) : NULL;
+}
+
+/* Split "apps/v1" into group "apps" and version "v1" ("v1" → "", "v1"). */
+static void split_api_version(const char *av, char *group, size_t glen, const char **version)
+{
+  const char *slash = strchr(av, '/');
+  if (slash == NULL) {
+    group[0] = '\0';
+    *version = av;
+    return;
+  }
+  size_t n = (size_t)(slash - av);
+  if (n >= glen) {
+    n = glen - 1;
+  }
+  memcpy(group, av, n);
+  group[n] = '\0';
+  *version = slash + 1;
+}
+
+static void maybe_free(kuala_manager_t *m);
+
+/* --- caches ------------------------------------------------------------- */
+
+static cache_t *cache_for(kuala_manager_t *m, const kuala_client_resource_t *r, int create)
+{
+  char key[512];
+  snprintf(key, sizeof(key), "%s/%s/%s", r->group, r->version, r->resource);
+  cache_t *c = kuala__map_get(&m->caches, key, strlen(key));
+  if (c || !create || m->closing) {
+    return c;
+  }
+  c = kuala_calloc(1, sizeof(*c));
+  c->key = kuala_strdup(key);
+  kuala_informer_key_t ik = {r->group, r->version, r->resource, NULL, NULL, NULL, 0};
+  static const kuala_informer_handlers_t none = {NULL, NULL, NULL};
+  int rc = kuala_informers_add_handler(&c->reg, m->informers, &ik, NULL, &none, NULL);
+  if (rc) {
+    KUALA_LOG(KUALA_LOG_ERROR, "cannot start a cache", "resource", r->resource, "error",
+              kuala_strerror(rc));
+    kuala_free(c->key);
+    kuala_free(c);
+    return NULL;
+  }
+  kuala__map_put(&m->caches, c->key, strlen(c->key), c);
+  return c;
+}
+
+static void resolved_for_cache(void *data, int err, const kuala_client_resource_t *res)
+{
+  kuala_manager_t *m = data;
+  if (err == 0 && !m->closing) {
+    cache_for(m, res, 1);
+  }
+}
+
+/* The store serving (api_version, kind), or an error: KUALA_EAGAIN while
+ * the kind is being resolved or its cache syncs. */
+static int store_for(kuala_manager_t *m, const char *api_version, const char *kind,
+                     kuala_store_t **out, int *namespaced)
+{
+  kuala_client_resource_t r;
+  if (api_version == NULL || kind == NULL) {
+    return KUALA_EINVAL;
+  }
+  if (kuala_client_resolve_cached(m->client, api_version, kind, &r) != 0) {
+    int rc = kuala_client_resolve(m->client, api_version, kind, resolved_for_cache, m);
+    return rc ? rc : KUALA_EAGAIN;
+  }
+  cache_t *c = cache_for(m, &r, 1);
+  if (c == NULL) {
+    return KUALA_EIO;
+  }
+  kuala_informer_t *inf = kuala_informer_reg_informer(c->reg);
+  if (!kuala_informer_has_synced(inf)) {
+    return KUALA_EAGAIN;
+  }
+  *out = kuala_informer_store(inf);
+  *namespaced = r.namespaced;
+  return 0;
+}
+
+static int be_cache_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
+{
+  kuala_manager_t *m = self;
+  kuala_store_t *s;
+  int namespaced;
+  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  if (rc) {
+    return rc;
+  }
+  kuala_obj_t obj;
+  rc = kuala_store_get(s, namespaced && q->ns ? q->ns : "", q->name ? q->name : "", &obj);
+  if (rc) {
+    return KUALA_ENOTFOUND;
+  }
+  *json = obj.json;
+  *len = obj.json_len;
+  return 0;
+}
+
+typedef struct {
+  kuala_cache_each_cb each;
+  void *data;
+} each_t;
+
+static int list_each(void *data, const kuala_obj_t *obj)
+{
+  each_t *e = data;
+  return e->each(e->data, obj->json, obj->json_len);
+}
+
+static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each,
+                         void *data)
+{
+  kuala_manager_t *m = self;
+  kuala_store_t *s;
+  int namespaced;
+  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  if (rc) {
+    return rc;
+  }
+  each_t e = {each, data};
+  const char *ns = namespaced && q->ns && *q->ns ? q->ns : NULL;
+  if (q->index) {
+    rc = kuala_store_by_index(s, q->index, q->index_value ? q->index_value : "", list_each, &e);
+    return rc < 0 ? rc : 0;
+  }
+  kuala_selector_t *sel = NULL;
+  if (q->label_selector && *q->label_selector) {
+    char err[256];
+    if (kuala_selector_parse_labels(&sel, q->label_selector, err, sizeof(err)) < 0) {
+      KUALA_LOG(KUALA_LOG_WARN, "invalid label selector", "selector", q->label_selector, "error",
+                err);
+      return KUALA_EINVAL;
+    }
+  }
+  rc = kuala_store_foreach(s, ns, sel, list_each, &e);
+  kuala_selector_free(sel);
+  return rc < 0 ? rc : 0;
+}
+
+/* --- API calls ------------------------------------------------------------- */
+
+static void call_free(call_t *call)
+{
+  kuala_manager_t *m = call->m;
+  if (call->prev) {
+    call->prev->next = call->next;
+  } else {
+    m->calls = call->next;
+  }
+  if (call->next) {
+    call->next->prev = call->prev;
+  }
+  kuala_free(call->api_version);
+  kuala_free(call->kind);
+  kuala_free(call->ns);
+  kuala_free(call->name);
+  kuala_free(call->subresource);
+  kuala_free(call->patch_type);
+  kuala_free(call->field_manager);
+  kuala_free(call->body);
+  kuala_free(call);
+  maybe_free(m);
+}
+
+static void call_finish(call_t *call, int err, const char *json, size_t len)
+{
+  call->done(call->data, err, json, len);
+  call_free(call);
+}
+
+static void client_done(void *data, int err, kuala_client_resp_t *resp)
+{
+  call_t *call = data;
+  call->req = NULL;
+  const char *body = resp ? resp->body : NULL;
+  size_t len = resp && resp->body ? resp->body_len : 0;
+  call_finish(call, err, body, len);
+}
+
+static int patch_type_of(const char *s, kuala_patch_type_t *out)
+{
+  if (s == NULL || strcmp(s, "merge") == 0) {
+    *out = KUALA_PATCH_MERGE;
+  } else if (strcmp(s, "json") == 0) {
+    *out = KUALA_PATCH_JSON;
+  } else if (strcmp(s, "strategic") == 0) {
+    *out = KUALA_PATCH_STRATEGIC;
+  } else {
+    return KUALA_EINVAL;
+  }
+  return 0;
+}
+
+/* Start the HTTP request for a resolved call; on failure the call's done
+ * callback has NOT run and the caller decides what to do. */
+static int call_issue(call_t *call, const kuala_client_resource_t *r)
+{
+  kuala_manager_t *m = call->m;
+  kuala_client_target_t t = {r->group,
+                             r->version,
+                             r->resource,
+                             r->namespaced ? (call->ns && *call->ns ? call->ns : NULL) : NULL,
+                             call->verb == KUALA_CALL_CREATE ? NULL : call->name,
+                             call->subresource};
+  if (r->namespaced && t.ns == NULL) {
+    return KUALA_EINVAL; /* a namespaced object needs its namespace */
+  }
+  if (call->verb != KUALA_CALL_CREATE && (t.name == NULL || *t.name == '\0')) {
+    return KUALA_EINVAL;
+  }
+  kuala_client_opts_t opts;
+  kuala_client_opts_init(&opts);
+  opts.field_manager = call->field_manager;
+  const char *body = call->body ? call->body : "";
+  size_t len = call->body ? call->body_len : 0;
+  kuala_patch_type_t pt;
+  json_object *delopts = NULL;
+  int rc;
+  switch (call->verb) {
+    case KUALA_CALL_GET:
+      rc = kuala_client_get(&call->req, m->client, &t, &opts, client_done, call);
+      break;
+    case KUALA_CALL_CREATE:
+      rc = kuala_client_create(&call->req, m->client, &t, body, len, &opts, client_done, call);
+      break;
+    case KUALA_CALL_UPDATE:
+      rc = kuala_client_update(&call->req, m->client, &t, body, len, &opts, client_done, call);
+      break;
+    case KUALA_CALL_PATCH:
+      rc = patch_type_of(call->patch_type, &pt);
+      if (rc == 0) {
+        rc = kuala_client_patch(&call->req, m->client, &t, pt, body, len, &opts, client_done, call);
+      }
+      break;
+    case KUALA_CALL_APPLY:
+      if (opts.field_manager == NULL) {
+        return KUALA_EINVAL;
+      }
+      opts.force = call->force;
+      rc = kuala_client_patch(&call->req, m->client, &t, KUALA_PATCH_APPLY, body, len, &opts,
+                              client_done, call);
+      break;
+    case KUALA_CALL_DELETE:
+      /* DeleteOptions in the body: honour propagationPolicy. */
+      if (call->body && kuala_json_parse(&delopts, call->body, call->body_len, NULL, 0) == 0) {
+        opts.propagation_policy = kuala_json_path_str(delopts, "propagationPolicy");
+      }
+      rc = kuala_client_delete(&call->req, m->client, &t, &opts, client_done, call);
+      json_object_put(delopts);
+      break;
+    default:
+      rc = KUALA_EINVAL;
+  }
+  return rc;
+}
+
+static void call_resolved(void *data, int err, const kuala_client_resource_t *res)
+{
+  call_t *call = data;
+  call->resolving = 0;
+  if (call->canceled) {
+    call_finish(call, KUALA_ECANCELED, NULL, 0);
+    return;
+  }
+  if (err) {
+    call_finish(call, err, NULL, 0);
+    return;
+  }
+  int rc = call_issue(call, res);
+  if (rc) {
+    call_finish(call, rc, NULL, 0);
+  }
+}
+
+static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb done, void *data,
+                         void **handle)
+{
+  kuala_manager_t *m = self;
+  if (m->closing) {
+    return KUALA_ESHUTDOWN;
+  }
+  if (c->api_version == NULL || c->kind == NULL || done == NULL) {
+    return KUALA_EINVAL;
+  }
+  call_t *call = kuala_calloc(1, sizeof(*call));
+  call->m = m;
+  call->verb = c->verb;
+  call->api_version = kuala_strdup(c->api_version);
+  call->kind = kuala_strdup(c->kind);
+  call->ns = dup_opt(c->ns);
+  call->name = dup_opt(c->name);
+  call->subresource = dup_opt(c->subresource);
+  call->patch_type = dup_opt(c->patch_type);
+  call->field_manager = dup_opt(c->field_manager);
+  call->body = c->body ? kuala_memdup(c->body, c->body_len) : NULL;
+  call->body_len = c->body_len;
+  call->force = c->force;
+  call->done = done;
+  call->data = data;
+  call->next = m->calls;
+  if (m->calls) {
+    m->calls->prev = call;
+  }
+  m->calls = call;
+
+  kuala_client_resource_t r;
+  int rc;
+  if (kuala_client_resolve_cached(m->client, c->api_version, c->kind, &r) == 0) {
+    rc = call_issue(call, &r);
+  } else {
+    rc = kuala_client_resolve(m->client, c->api_version, c->kind, call_resolved, call);
+    call->resolving = rc == 0;
+  }
+  if (rc) {
+    call->done = NULL;
+    call_free(call);
+    return rc;
+  }
+  *handle = call;
+  return 0;
+}
+
+static void be_call_cancel(void *self, void *handle)
+{
+  (void)self;
+  call_t *call = handle;
+  if (call->canceled) {
+    return;
+  }
+  call->canceled = 1;
+  if (call->req) {
+    kuala_client_req_cancel(call->req);
+  }
+  /* While resolving, call_resolved sees `canceled` and finishes. */
+}
+
+/* --- controllers --------------------------------------------------------- */
+
+static void ctl_free(ctl_t *ctl)
+{
+  for (size_t i = 0; i < ctl->nwatches; i++) {
+    kuala_free((char *)ctl->watches[i].api_version);
+    kuala_free((char *)ctl->watches[i].kind);
+    kuala_free((char *)ctl->watches[i].ns);
+    kuala_free((char *)ctl->watches[i].label_selector);
+    kuala_free((char *)ctl->res[i].group);
+    kuala_free((char *)ctl->res[i].version);
+    kuala_free((char *)ctl->res[i].resource);
+    kuala_free((char *)ctl->res[i].kind);
+  }
+  kuala_free(ctl->watches);
+  kuala_free(ctl->res);
+  kuala_free(ctl->name);
+  kuala_free(ctl);
+}
+
+static void ctl_closed(void *data)
+{
+  ctl_t *ctl = data;
+  kuala_manager_t *m = ctl->m;
+  ctl_free(ctl);
+  m->live_ctls--;
+  maybe_free(m);
+}
+
+static void ctl_forget(kuala_manager_t *m, ctl_t *ctl)
+{
+  for (size_t i = 0; i < m->nctls; i++) {
+    if (m->ctls[i] == ctl) {
+      m->ctls[i] = m->ctls[--m->nctls];
+      return;
+    }
+  }
+}
+
+static void ctl_start(ctl_t *ctl)
+{
+  kuala_manager_t *m = ctl->m;
+  kuala_watch_spec_t *specs = kuala_calloc(ctl->nwatches, sizeof(*specs));
+  for (size_t i = 0; i < ctl->nwatches; i++) {
+    const kuala_watch_decl_t *d = &ctl->watches[i];
+    kuala_client_resource_t *r = &ctl->res[i];
+    kuala_informer_key_t k = {
+        r->group, r->version, r->resource, r->namespaced ? d->ns : NULL, d->label_selector,
+        NULL,     0};
+    specs[i].key = k;
+    specs[i].mode = i == 0 ? KUALA_MAP_SELF : d->mode;
+    specs[i].map = d->map;
+    specs[i].map_data = d->map_data;
+    specs[i].generation_changed = d->generation_changed;
+    specs[i].predicate = d->predicate;
+    specs[i].predicate_data = d->predicate_data;
+    cache_for(m, r, 1); /* reads of watched kinds share the informer */
+  }
+  kuala_controller_opts_t o = {
+      ctl->name, ctl->res[0].group, ctl->res[0].kind, specs, ctl->nwatches, ctl->concurrency, NULL,
+      NULL,      ctl->reconcile,    ctl->data};
+  int rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
+  if (rc == 0) {
+    rc = kuala_controller_start(ctl->c);
+    if (rc) {
+      ctl->stopping = 1;
+      kuala_controller_stop(ctl->c, ctl_closed, ctl);
+      ctl->c = NULL;
+    }
+  }
+  kuala_free(specs);
+  if (rc) {
+    KUALA_LOG(KUALA_LOG_ERROR, "controller failed to start", "controller", ctl->name, "error",
+              kuala_strerror(rc));
+    ctl_forget(m, ctl);
+    if (ctl->cb) {
+      ctl->cb(ctl->cb_data, rc, NULL);
+    }
+    if (!ctl->stopping) {
+      m->live_ctls--;
+      ctl_free(ctl);
+    }
+    return;
+  }
+  KUALA_LOG(KUALA_LOG_INFO, "controller started", "controller", ctl->name, "watch",
+            ctl->res[0].resource);
+  if (ctl->cb) {
+    ctl->cb(ctl->cb_data, 0, ctl->c);
+  }
+}
+
+typedef struct {
+  ctl_t *ctl;
+  size_t i;
+} resolve_t;
+
+static void ctl_resolved(void *data, int err, const kuala_client_resource_t *res)
+{
+  resolve_t *rs = data;
+  ctl_t *ctl = rs->ctl;
+  size_t i = rs->i;
+  kuala_free(rs);
+  if (err) {
+    if (!ctl->failed) {
+      KUALA_LOG(KUALA_LOG_ERROR, "cannot resolve a watched kind", "controller", ctl->name,
+                "apiVersion", ctl->watches[i].api_version, "kind", ctl->watches[i].kind, "error",
+                kuala_strerror(err));
+    }
+    ctl->failed = err;
+  } else {
+    ctl->res[i].group = kuala_strdup(res->group);
+    ctl->res[i].version = kuala_strdup(res->version);
+    ctl->res[i].resource = kuala_strdup(res->resource);
+    ctl->res[i].kind = kuala_strdup(res->kind);
+    ctl->res[i].namespaced = res->namespaced;
+  }
+  if (++ctl->resolved < ctl->nwatches) {
+    return;
+  }
+  kuala_manager_t *m = ctl->m;
+  if (ctl->failed || m->closing) {
+    int rc = ctl->failed ? ctl->failed : KUALA_ECANCELED;
+    ctl_forget(m, ctl);
+    if (ctl->cb) {
+      ctl->cb(ctl->cb_data, rc, NULL);
+    }
+    m->live_ctls--;
+    ctl_free(ctl);
+    maybe_free(m);
+    return;
+  }
+  ctl_start(ctl);
+}
+
+int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl_t *decl,
+                                 kuala_manager_started_cb cb, void *data)
+{
+  if (m->closing) {
+    return KUALA_ESHUTDOWN;
+  }
+  if (decl == NULL || decl->name == NULL || decl->nwatches == 0 || decl->reconcile == NULL) {
+    return KUALA_EINVAL;
+  }
+  for (size_t i = 0; i < decl->nwatches; i++) {
+    const kuala_watch_decl_t *w = &decl->watches[i];
+    if (w->api_version == NULL || w->kind == NULL || (w->mode == KUALA_MAP_FUNC && !w->map)) {
+      return KUALA_EINVAL;
+    }
+  }
+  ctl_t *ctl = kuala_calloc(1, sizeof(*ctl));
+  ctl->m = m;
+  ctl->name = kuala_strdup(decl->name);
+  ctl->nwatches = decl->nwatches;
+  ctl->watches = kuala_calloc(decl->nwatches, sizeof(*ctl->watches));
+  ctl->res = kuala_calloc(decl->nwatches, sizeof(*ctl->res));
+  for (size_t i = 0; i < decl->nwatches; i++) {
+    ctl->watches[i] = decl->watches[i];
+    ctl->watches[i].api_version = kuala_strdup(decl->watches[i].api_version);
+    ctl->watches[i].kind = kuala_strdup(decl->watches[i].kind);
+    ctl->watches[i].ns = dup_opt(decl->watches[i].ns);
+    ctl->watches[i].label_selector = dup_opt(decl->watches[i].label_selector);
+  }
+  ctl->concurrency = decl->concurrency;
+  ctl->reconcile = decl->reconcile;
+  ctl->data = decl->data;
+  ctl->cb = cb;
+  ctl->cb_data = data;
+  if (m->nctls == m->capctls) {
+    m->capctls = m->capctls ? m->capctls * 2 : 8;
+    m->ctls = kuala_realloc(m->ctls, m->capctls * sizeof(*m->ctls));
+  }
+  m->ctls[m->nctls++] = ctl;
+  m->live_ctls++;
+  /* Resolve every watched kind; the last answer starts the controller. A
+   * failed start call is reported through the same path. */
+  for (size_t i = 0; i < decl->nwatches; i++) {
+    resolve_t *rs = kuala_malloc(sizeof(*rs));
+    rs->ctl = ctl;
+    rs->i = i;
+    int rc = kuala_client_resolve(m->client, ctl->watches[i].api_version, ctl->watches[i].kind,
+                                  ctl_resolved, rs);
+    if (rc) {
+      ctl_resolved(rs, rc, NULL);
+    }
+  }
+  return 0;
+}
+
+void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
+{
+  for (size_t i = 0; i < m->nctls; i++) {
+    ctl_t *ctl = m->ctls[i];
+    if (ctl->c == c && !ctl->stopping) {
+      ctl->stopping = 1;
+      ctl_forget(m, ctl);
+      kuala_controller_stop(c, ctl_closed, ctl);
+      return;
+    }
+  }
+}
+
+size_t kuala_manager_controller_count(const kuala_manager_t *m)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < m->nctls; i++) {
+    n += m->ctls[i]->c != NULL;
+  }
+  return n;
+}
+
+kuala_controller_t *kuala_manager_controller(kuala_manager_t *m, size_t i)
+{
+  size_t n = 0;
+  for (size_t k = 0; k < m->nctls; k++) {
+    if (m->ctls[k]->c && n++ == i) {
+      return m->ctls[k]->c;
+    }
+  }
+  return NULL;
+}
+
+/* --- lifecycle ------------------------------------------------------------- */
+
+int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *client,
+                      kuala_informers_t *informers)
+{
+  *out = NULL;
+  if (loop == NULL || client == NULL || informers == NULL) {
+    return KUALA_EINVAL;
+  }
+  kuala_manager_t *m = kuala_calloc(1, sizeof(*m));
+  m->loop = loop;
+  m->client = client;
+  m->informers = informers;
+  kuala__map_init(&m->caches);
+  m->backend.cache_get = be_cache_get;
+  m->backend.cache_list = be_cache_list;
+  m->backend.call_start = be_call_start;
+  m->backend.call_cancel = be_call_cancel;
+  m->backend.self = m;
+  *out = m;
+  return 0;
+}
+
+const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m)
+{
+  return &m->backend;
+}
+
+static void maybe_free(kuala_manager_t *m)
+{
+  if (!m->closing || m->calls || m->live_ctls > 0) {
+    return;
+  }
+  kuala__map_free(&m->caches);
+  kuala_free(m->ctls);
+  kuala_free(m);
+}
+
+void kuala_manager_close(kuala_manager_t *m)
+{
+  if (m->closing) {
+    return;
+  }
+  m->closing = 1;
+  /* Controllers still resolving are freed when their resolution returns. */
+  while (m->nctls > 0) {
+    ctl_t *ctl = m->ctls[--m->nctls];
+    if (ctl->c && !ctl->stopping) {
+      ctl->stopping = 1;
+      kuala_controller_stop(ctl->c, ctl_closed, ctl);
+    }
+  }
+  size_t iter = 0;
+  void *v;
+  while (kuala__map_next(&m->caches, &iter, NULL, NULL, &v)) {
+    cache_t *c = v;
+    kuala_informer_reg_remove(c->reg);
+    kuala_free(c->key);
+    kuala_free(c);
+  }
+  kuala__map_free(&m->caches);
+  for (call_t *call = m->calls; call; call = call->next) {
+    be_call_cancel(m, call);
+  }
+  maybe_free(m);
+}

@@ -1,0 +1,75 @@
+/*
+ * The manager: one API client, one shared informer registry, the controllers
+ * that use them, and the backend (kuala/runtime.h) that gives Lua bundles
+ * cache reads and API calls. controller-runtime's Manager, minus leader
+ * election and the metrics server (later issues).
+ *
+ * Controllers are declared by apiVersion + kind; the manager resolves each
+ * to a resource through discovery (kuala_client_resolve, which refreshes on
+ * a miss, so a CRD installed a moment ago resolves) and then starts a
+ * kuala_controller_t. Cache reads go to the informer that watches the kind;
+ * a read of a kind nobody watches starts an informer for it and answers
+ * KUALA_EAGAIN until that informer has synced (the reconcile fails, backs
+ * off and finds the cache ready when it retries; controller-runtime blocks
+ * instead, which a single-threaded loop cannot do).
+ */
+#ifndef KUALA_MANAGER_H
+#define KUALA_MANAGER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "kuala/client.h"
+#include "kuala/controller.h"
+#include "kuala/informer.h"
+#include "kuala/runtime.h"
+
+typedef struct kuala_manager_s kuala_manager_t;
+
+typedef struct {
+  const char *api_version; /* "apps/v1" */
+  const char *kind;        /* "Deployment" */
+  const char *ns;          /* restrict to one namespace; NULL = all */
+  const char *label_selector;
+  kuala_map_mode_t mode;
+  kuala_map_fn map;
+  void *map_data;
+  int generation_changed;
+  kuala_predicate_fn predicate;
+  void *predicate_data;
+} kuala_watch_decl_t;
+
+typedef struct {
+  const char *name;
+  const kuala_watch_decl_t *watches; /* [0] is the primary */
+  size_t nwatches;
+  int concurrency;
+  kuala_reconcile_fn reconcile;
+  void *data;
+} kuala_controller_decl_t;
+
+/* Called once a declared controller has started (err 0, *c valid until the
+ * manager closes or kuala_manager_remove_controller) or failed to (err < 0,
+ * e.g. KUALA_ENOTFOUND when a kind is not served). */
+typedef void (*kuala_manager_started_cb)(void *data, int err, kuala_controller_t *c);
+
+/* `client` and `informers` are borrowed and must outlive the manager. */
+int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *client,
+                      kuala_informers_t *informers);
+/* The backend to hand to kuala_runtime_new (borrowed, valid while the
+ * manager lives). */
+const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m);
+/* Declare a controller (copied). Resolution and start are asynchronous;
+ * `cb` (may be NULL) reports the outcome. */
+int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl_t *decl,
+                                 kuala_manager_started_cb cb, void *data);
+/* Stop one controller (running reconciles finish first). */
+void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c);
+size_t kuala_manager_controller_count(const kuala_manager_t *m);
+kuala_controller_t *kuala_manager_controller(kuala_manager_t *m, size_t i);
+/* Stop every controller and cache-only informer registration, then free the
+ * manager; run the loop afterwards (the client and informers are the
+ * caller's to close, after this). */
+void kuala_manager_close(kuala_manager_t *m);
+
+#endif /* KUALA_MANAGER_H */
