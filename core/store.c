@@ -1078,6 +1078,71 @@ int kuala_store_delete(kuala_store_t *s, const char *ns, const char *name, kuala
   return 0;
 }
 
+int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, size_t rawlen,
+                           kuala_store_change_cb cb, void *data)
+{
+  json_object *meta;
+  size_t namelen = 0, nslen = 0;
+  if (!obj || !json_object_object_get_ex(obj, "metadata", &meta) ||
+      !json_object_is_type(meta, json_type_object)) {
+    return KUALA_EINVAL;
+  }
+  const char *name = str_field(meta, "name", &namelen);
+  const char *ns = str_field(meta, "namespace", &nslen);
+  if (!name || namelen == 0) {
+    return KUALA_EINVAL;
+  }
+  if (!ns) {
+    ns = "";
+  }
+  uint32_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  if (!slot) {
+    return KUALA_ENOTFOUND;
+  }
+  if (!cb) {
+    remove_at(s, slot, NULL, NULL, 0);
+    return 0;
+  }
+  /* Report the event's object (it carries the deletion's RV), stored the
+   * way a put would store it; the entry goes after the callback. */
+  uint32_t id = *slot - 1;
+  entry_t *e = s->ents[id];
+  ptab_remove(s, slot);
+  entry_unlink_nodes(e, id);
+  kuala_buf_reset(&s->scratch);
+  int rc = 0;
+  if (raw && !s->opts.transform && !s->opts.metadata_only) {
+    rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch);
+  } else {
+    if (s->opts.transform) {
+      rc = s->opts.transform(s->opts.transform_data, obj);
+    }
+    if (rc == 0 && s->opts.metadata_only) {
+      to_metadata_only(obj);
+    }
+    if (rc == 0 && !s->opts.keep_managed_fields) {
+      json_object_object_del(meta, "managedFields");
+    }
+    if (rc == 0) {
+      kuala_buf_puts(&s->scratch,
+                     json_object_to_json_string_ext(
+                         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    }
+  }
+  kuala_obj_t v;
+  e_view(e, &v);
+  if (rc == 0 && s->scratch.data) {
+    size_t rvlen;
+    const char *rv = str_field(meta, "resourceVersion", &rvlen);
+    v.rv = rv ? rv : "";
+    v.json = s->scratch.data;
+    v.json_len = s->scratch.len;
+  }
+  cb(data, KUALA_STORE_DELETED, NULL, &v, 0);
+  entry_destroy(s, id);
+  return 0;
+}
+
 void kuala_store_replace_begin(kuala_store_t *s)
 {
   s->mark ^= 1;

@@ -110,6 +110,12 @@ int kuala_store_put_json(kuala_store_t *s, const char *json, size_t len, int fla
 int kuala_store_delete(kuala_store_t *s, const char *ns, const char *name, kuala_store_change_cb cb,
                        void *data);
 
+/* Delete the object named by `obj` (a parsed object, e.g. from a watch
+ * DELETED event; `raw` as for kuala_store_put). `cb` sees DELETED with the
+ * given final state (compacted like a put). KUALA_ENOTFOUND if absent. */
+int kuala_store_delete_obj(kuala_store_t *s, struct json_object *obj, const char *raw,
+                           size_t rawlen, kuala_store_change_cb cb, void *data);
+
 /* Relist: between begin and end, every put marks its object as seen; end
  * deletes every object not seen since begin and reports each as DELETED with
  * final_state_unknown = 1. Returns the number of objects deleted. */

@@ -476,7 +476,7 @@ START_TEST(test_store_iteration_stops)
   kuala_store_t *s;
   kuala_store_new(&s, NULL);
   for (int i = 0; i < 5; i++) {
-    char n[8];
+    char n[16];
     snprintf(n, sizeof n, "o%d", i);
     put_obj(s, "a", n, "1", NULL, NULL, NULL);
   }

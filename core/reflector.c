@@ -1,0 +1,428 @@
+/*
+ * reflector.c: the list/watch state machine that keeps an informer's store
+ * in step with the API (client-go's Reflector, see kuala/informer.h).
+ *
+ *            start
+ *              |  (streaming_list)            watch(sendInitialEvents)
+ *              +-----------------------------> STREAM INIT --error--+
+ *              v                                   | end bookmark    |
+ *   +------> LISTING (pages, limit N) ------------>+                 |
+ *   |          | error: backoff, relist            v                 |
+ *   |          +--------------------------------> WATCHING <---------+ (fallback
+ *   |                                              |                   to LISTING)
+ *   +---- 410 (HTTP or ERROR event) ---------------+
+ *              clean end: re-watch from last RV at once
+ *              other failure: BACKOFF, then re-watch from last RV
+ *
+ * Invariants: at most one source operation is outstanding (list_pending or
+ * watch_pending); the backoff timer runs only when none is; every source
+ * callback first clears its pending flag, then, if the informer is
+ * stopping, only tries to free it. Handlers run from inside store calls, so
+ * after every store call the code checks `stopping` before going on.
+ *
+ * Relist: kuala_store_replace_begin, every listed item put with
+ * SKIP_SAME_RV (unchanged objects produce no event), replace_end reports
+ * the vanished objects as deletes with their last known state.
+ */
+#include <json-c/json.h>
+#include <string.h>
+
+#include "informer.h"
+#include "kuala/alloc.h"
+#include "kuala/error.h"
+#include "kuala/log.h"
+#include "store.h"
+
+uint64_t kuala_backoff_next(kuala_backoff_t *b, uint64_t now_ms, double rnd)
+{
+  if (b->step_ms && now_ms >= b->last_fail_ms && now_ms - b->last_fail_ms >= b->reset_ms) {
+    b->step_ms = 0; /* healthy long enough: start over */
+  }
+  if (b->step_ms == 0) {
+    b->step_ms = b->base_ms;
+  } else {
+    b->step_ms = b->step_ms > b->max_ms / 2 ? b->max_ms : b->step_ms * 2;
+  }
+  if (b->step_ms > b->max_ms) {
+    b->step_ms = b->max_ms;
+  }
+  b->last_fail_ms = now_ms;
+  if (rnd < 0) {
+    rnd = 0;
+  }
+  if (rnd >= 1) {
+    rnd = 0.999999;
+  }
+  return (uint64_t)(rnd * (double)b->step_ms); /* full jitter: [0, step) */
+}
+
+uint64_t kuala__informer_rand(kuala_informer_t *inf)
+{
+  /* xorshift64*: good enough for jitter, no global state. */
+  uint64_t x = inf->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  inf->rng = x;
+  return x * 0x2545f4914f6cdd1dULL;
+}
+
+static double rand01(kuala_informer_t *inf)
+{
+  return (double)(kuala__informer_rand(inf) >> 11) / 9007199254740992.0;
+}
+
+static uv_loop_t *loop_of(kuala_informer_t *inf)
+{
+  return inf->f->loop;
+}
+
+static void set_rv(kuala_informer_t *inf, const char *rv)
+{
+  if (rv && *rv && strcmp(rv, inf->last_rv) != 0) {
+    kuala_free(inf->last_rv);
+    inf->last_rv = kuala_strdup(rv);
+  }
+}
+
+static const char *meta_str(json_object *obj, const char *key)
+{
+  json_object *m, *v;
+  if (obj && json_object_object_get_ex(obj, "metadata", &m) &&
+      json_object_object_get_ex(m, key, &v) && json_object_is_type(v, json_type_string)) {
+    return json_object_get_string(v);
+  }
+  return NULL;
+}
+
+static int is_initial_events_end(json_object *obj)
+{
+  json_object *m, *a, *v;
+  return obj && json_object_object_get_ex(obj, "metadata", &m) &&
+         json_object_object_get_ex(m, "annotations", &a) &&
+         json_object_object_get_ex(a, "k8s.io/initial-events-end", &v) &&
+         json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), "true") == 0;
+}
+
+static void start_list(kuala_informer_t *inf);
+static void list_page(kuala_informer_t *inf);
+static void start_watch(kuala_informer_t *inf);
+
+/* ---- backoff ---- */
+
+static void backoff_fire(uv_timer_t *t)
+{
+  kuala_informer_t *inf = t->data;
+  if (inf->stopping) {
+    return;
+  }
+  if (inf->backoff_relist) {
+    start_list(inf);
+  } else {
+    start_watch(inf);
+  }
+}
+
+static void backoff(kuala_informer_t *inf, int relist, int err)
+{
+  uint64_t d = kuala_backoff_next(&inf->bo, uv_now(loop_of(inf)), rand01(inf));
+  inf->st.backoffs++;
+  inf->backoff_relist = relist;
+  inf->state = RF_BACKOFF;
+  if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+    char ms[32];
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)d);
+    kuala_log(KUALA_LOG_DEBUG, NULL, 0, "informer: backing off", "resource", inf->key.resource,
+              "error", kuala_err_name(err), "delay_ms", ms, "then", relist ? "relist" : "watch",
+              NULL);
+  }
+  uv_timer_start(&inf->backoff_timer, backoff_fire, d, 0);
+}
+
+/* ---- list ---- */
+
+static void on_list(void *data, int err, json_object *page, const char *body, size_t len)
+{
+  kuala_informer_t *inf = data;
+  inf->list_pending = 0;
+  inf->list_h = NULL;
+  if (inf->stopping) {
+    kuala__informer_maybe_free(inf);
+    return;
+  }
+  if (err < 0) {
+    if (err == KUALA_EGONE && inf->continue_tok) {
+      /* The continue token expired: a fresh full list, at once. */
+      start_list(inf);
+    } else {
+      backoff(inf, 1, err);
+    }
+    return;
+  }
+  inf->st.list_pages++;
+  json_object *items = NULL;
+  if (!page || !json_object_is_type(page, json_type_object)) {
+    backoff(inf, 1, KUALA_EBADMSG);
+    return;
+  }
+  json_object_object_get_ex(page, "items", &items);
+  size_t n =
+      items && json_object_is_type(items, json_type_array) ? json_object_array_length(items) : 0;
+  /* Raw spans of the items, so the store copies text instead of
+   * serialising trees again. */
+  size_t ioff = 0, ilen = 0, pos = 0;
+  int have_raw = body && kuala__json_member(body, len, "items", &ioff, &ilen) == 0;
+  const char *arr = have_raw ? body + ioff : NULL;
+  for (size_t i = 0; i < n; i++) {
+    size_t off = 0, l = 0;
+    const char *raw = NULL;
+    if (have_raw && kuala__json_array_next(arr, ilen, &pos, &off, &l)) {
+      raw = arr + off;
+    } else {
+      have_raw = 0;
+    }
+    int rc = kuala_store_put(inf->store, json_object_array_get_idx(items, i), raw, l,
+                             KUALA_STORE_SKIP_SAME_RV, kuala__informer_change, inf);
+    if (rc < 0) {
+      inf->st.decode_errors++;
+      KUALA_LOG(KUALA_LOG_WARN, "informer: object refused by the store", "resource",
+                inf->key.resource, "error", kuala_err_name(rc));
+    }
+    if (inf->stopping) {
+      return;
+    }
+  }
+  const char *cont = NULL;
+  json_object *m, *c;
+  if (json_object_object_get_ex(page, "metadata", &m) &&
+      json_object_object_get_ex(m, "continue", &c) && json_object_is_type(c, json_type_string)) {
+    cont = json_object_get_string(c);
+  }
+  if (cont && *cont) {
+    kuala_free(inf->continue_tok);
+    inf->continue_tok = kuala_strdup(cont);
+    list_page(inf);
+    return;
+  }
+  kuala_free(inf->continue_tok);
+  inf->continue_tok = NULL;
+  set_rv(inf, meta_str(page, "resourceVersion"));
+  kuala_store_replace_end(inf->store, kuala__informer_change, inf);
+  if (inf->stopping) {
+    return;
+  }
+  kuala__informer_set_synced(inf);
+  start_watch(inf);
+}
+
+static void list_page(kuala_informer_t *inf)
+{
+  kuala_lw_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.limit = (long)inf->opts.page_size;
+  o.continue_token = inf->continue_tok;
+  void *h = NULL;
+  inf->state = RF_LISTING;
+  int rc = inf->f->src->list(inf->f->src_data, &inf->key, &o, on_list, inf, &h);
+  if (rc < 0) {
+    backoff(inf, 1, rc);
+    return;
+  }
+  inf->list_pending = 1;
+  inf->list_h = h;
+}
+
+static void start_list(kuala_informer_t *inf)
+{
+  inf->st.relists++;
+  kuala_free(inf->continue_tok);
+  inf->continue_tok = NULL;
+  kuala_store_replace_begin(inf->store);
+  list_page(inf);
+}
+
+/* ---- watch ---- */
+
+static void on_event(void *data, const kuala_lw_event_t *ev)
+{
+  kuala_informer_t *inf = data;
+  if (inf->stopping || !inf->watch_pending || inf->watch_err || inf->relist_after_watch) {
+    return;
+  }
+  inf->watch_events++;
+  const char *raw = NULL;
+  size_t off = 0, l = 0;
+  if (ev->line && (ev->type == KUALA_LW_ADDED || ev->type == KUALA_LW_MODIFIED ||
+                   ev->type == KUALA_LW_DELETED)) {
+    if (kuala__json_member(ev->line, ev->len, "object", &off, &l) == 0) {
+      raw = ev->line + off;
+    }
+  }
+  int rc = 0;
+  switch (ev->type) {
+    case KUALA_LW_ADDED:
+    case KUALA_LW_MODIFIED:
+      if (ev->type == KUALA_LW_ADDED) {
+        inf->st.events_added++;
+      } else {
+        inf->st.events_modified++;
+      }
+      /* Inside a streaming list the initial ADDs are a relist. */
+      rc = kuala_store_put(inf->store, ev->object, raw, l,
+                           inf->stream_init ? KUALA_STORE_SKIP_SAME_RV : 0, kuala__informer_change,
+                           inf);
+      if (!inf->stream_init) {
+        /* Initial events carry unordered RVs: the end bookmark sets it. */
+        set_rv(inf, meta_str(ev->object, "resourceVersion"));
+      }
+      break;
+    case KUALA_LW_DELETED:
+      inf->st.events_deleted++;
+      rc = kuala_store_delete_obj(inf->store, ev->object, raw, l, kuala__informer_change, inf);
+      if (rc == KUALA_ENOTFOUND) {
+        rc = 0; /* already gone (e.g. a relist saw it first) */
+      }
+      set_rv(inf, meta_str(ev->object, "resourceVersion"));
+      break;
+    case KUALA_LW_BOOKMARK:
+      inf->st.events_bookmark++;
+      set_rv(inf, meta_str(ev->object, "resourceVersion"));
+      if (inf->stream_init && is_initial_events_end(ev->object)) {
+        inf->stream_init = 0;
+        kuala_store_replace_end(inf->store, kuala__informer_change, inf);
+        if (!inf->stopping) {
+          kuala__informer_set_synced(inf);
+        }
+      }
+      break;
+    case KUALA_LW_ERROR:
+      inf->st.events_error++;
+      if (ev->err == KUALA_EGONE) {
+        inf->relist_after_watch = 1;
+      } else {
+        inf->watch_err = ev->err ? ev->err : KUALA_EAPI;
+      }
+      /* The server closes after an ERROR; do not wait for it. */
+      if (inf->watch_h) {
+        void *h = inf->watch_h;
+        inf->watch_h = NULL; /* stop once */
+        inf->f->src->stop_watch(inf->f->src_data, h);
+      }
+      return;
+    default:
+      break;
+  }
+  if (rc < 0) {
+    inf->st.decode_errors++;
+    KUALA_LOG(KUALA_LOG_WARN, "informer: watch event refused by the store", "resource",
+              inf->key.resource, "error", kuala_err_name(rc));
+  }
+}
+
+static void on_done(void *data, int err)
+{
+  kuala_informer_t *inf = data;
+  inf->watch_pending = 0;
+  inf->watch_h = NULL;
+  if (inf->stopping) {
+    kuala__informer_maybe_free(inf);
+    return;
+  }
+  if (inf->stream_init) {
+    /* The streaming list did not finish: fall back to list + watch for
+     * good (client-go does the same when the server refuses it). */
+    inf->stream_init = 0;
+    inf->st.streaming_fallback = 1;
+    KUALA_LOG(KUALA_LOG_INFO, "informer: streaming list refused, falling back to list+watch",
+              "resource", inf->key.resource, "error", kuala_err_name(err));
+    start_list(inf);
+    return;
+  }
+  if (inf->relist_after_watch || err == KUALA_EGONE) {
+    start_list(inf);
+    return;
+  }
+  if (err == 0 && !inf->watch_err) {
+    /* A clean end (timeoutSeconds, server restart of watches): resume from
+     * the last RV at once, unless the server closes immediately each time. */
+    uint64_t lived = uv_now(loop_of(inf)) - inf->watch_start_ms;
+    if (inf->watch_events == 0 && lived < 1000) {
+      backoff(inf, 0, KUALA_EAGAIN);
+    } else {
+      start_watch(inf);
+    }
+    return;
+  }
+  backoff(inf, 0, inf->watch_err ? inf->watch_err : err);
+}
+
+static void start_watch(kuala_informer_t *inf)
+{
+  kuala_lw_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.allow_watch_bookmarks = 1;
+  long lo = inf->opts.watch_timeout_min_s, hi = inf->opts.watch_timeout_max_s;
+  o.timeout_seconds = lo + (long)(kuala__informer_rand(inf) % (uint64_t)(hi - lo + 1));
+  if (inf->stream_init) {
+    o.send_initial_events = 1;
+    o.resource_version_match = "NotOlderThan";
+    o.resource_version = inf->last_rv; /* "" on the first start */
+  } else {
+    o.resource_version = *inf->last_rv ? inf->last_rv : NULL;
+  }
+  inf->st.watches++;
+  if (inf->st.watches > 1) {
+    inf->st.watch_restarts++;
+  }
+  inf->watch_start_ms = uv_now(loop_of(inf));
+  inf->watch_events = 0;
+  inf->relist_after_watch = 0;
+  inf->watch_err = 0;
+  inf->state = RF_WATCHING;
+  void *h = NULL;
+  int rc = inf->f->src->watch(inf->f->src_data, &inf->key, &o, on_event, on_done, inf, &h);
+  if (rc < 0) {
+    if (inf->stream_init) {
+      inf->stream_init = 0;
+      inf->st.streaming_fallback = 1;
+      start_list(inf);
+    } else {
+      backoff(inf, 0, rc);
+    }
+    return;
+  }
+  inf->watch_pending = 1;
+  inf->watch_h = h;
+}
+
+void kuala__reflector_start(kuala_informer_t *inf)
+{
+  if (inf->started) {
+    return;
+  }
+  inf->started = 1;
+  if (inf->opts.streaming_list) {
+    inf->stream_init = 1;
+    inf->st.relists++;
+    kuala_store_replace_begin(inf->store);
+    start_watch(inf);
+  } else {
+    start_list(inf);
+  }
+}
+
+void kuala__reflector_stop(kuala_informer_t *inf)
+{
+  uv_timer_stop(&inf->backoff_timer);
+  if (inf->list_pending && inf->list_h) {
+    void *h = inf->list_h;
+    inf->list_h = NULL; /* cancel once */
+    inf->f->src->cancel_list(inf->f->src_data, h);
+  }
+  if (inf->watch_pending && inf->watch_h) {
+    void *h = inf->watch_h;
+    inf->watch_h = NULL;
+    inf->f->src->stop_watch(inf->f->src_data, h);
+  }
+  inf->state = RF_IDLE;
+}
