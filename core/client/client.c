@@ -598,6 +598,9 @@ void kuala__client_exec_done(kuala_client_t *c, int err, char *token, int64_t ex
     kuala_client_req_t *next = w->auth_next;
     w->auth_next = NULL;
     if (err == 0) {
+      /* Even a credential that is already expired is used once: asking
+       * the plugin again would loop; the server decides. */
+      w->exec_fresh = 1;
       acquire(w);
     } else {
       kuala_free(w->message);
@@ -1100,7 +1103,9 @@ static void setup_easy(kuala_client_req_t *req)
 static void begin_attempt(kuala_client_req_t *req)
 {
   kuala_client_t *c = req->c;
-  if (c->cfg.exec_command && !exec_token_valid(c)) {
+  int fresh = req->exec_fresh;
+  req->exec_fresh = 0;
+  if (c->cfg.exec_command && !(fresh && c->exec_token) && !exec_token_valid(c)) {
     req->state = REQ_WAIT_AUTH;
     req->auth_next = c->auth_waiters;
     c->auth_waiters = req;

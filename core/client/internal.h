@@ -52,6 +52,7 @@ struct kuala_client_req_s {
   uint64_t timeout_ms;
   int attempts;
   int auth_retried;
+  int exec_fresh; /* the plugin just ran for this request: use its token as is */
   CURL *easy;
   struct curl_slist *headers;
   kuala_tokenbucket_req_t tbreq;

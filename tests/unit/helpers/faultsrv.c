@@ -337,7 +337,7 @@ static void parse_requests(conn_t *c)
     }
     free(s->last_head);
     free(s->last_body);
-    s->last_head = dupn(c->in, head_len);
+    s->last_head = dupn(c->in, head_len + 2); /* keep the last CRLF */
     s->last_body = dupn(c->in + head_len + 4, body_len);
     s->requests++;
     memmove(c->in, c->in + total, c->in_len - total);

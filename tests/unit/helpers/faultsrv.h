@@ -50,7 +50,8 @@ void faultsrv_respond(faultsrv_t *s, int status, const char *headers, const char
 /* What was received. */
 int faultsrv_requests(const faultsrv_t *s);
 int faultsrv_connections(const faultsrv_t *s);
-/* The last request's start line + headers (borrowed, "" when none). */
+/* The last request's start line + headers, each line ending in CRLF
+ * (borrowed, "" when none). */
 const char *faultsrv_last_head(const faultsrv_t *s);
 /* The last request's body (borrowed, "" when none). */
 const char *faultsrv_last_body(const faultsrv_t *s);
