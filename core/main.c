@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "kuala/error.h"
 #include "kuala/log.h"
 #include "kuala/version.h"
@@ -17,6 +18,8 @@ static void usage(FILE *f)
           "usage: kuala [global flags] <command> [args]\n"
           "\n"
           "commands:\n"
+          "  run DIR...         run controller bundles against a cluster (kubeconfig)\n"
+          "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
           "  version            print the version\n"
           "  help               this text\n"
           "\n"
@@ -57,6 +60,12 @@ int main(int argc, char **argv)
   if (i >= argc || strcmp(argv[i], "help") == 0) {
     usage(i >= argc ? stderr : stdout);
     return i >= argc ? 2 : 0;
+  }
+  if (strcmp(argv[i], "run") == 0) {
+    return kuala__cli_run(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "dev") == 0) {
+    return kuala__cli_dev(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     printf("kuala %s\n", KUALA_VERSION_STRING);

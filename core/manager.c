@@ -74,29 +74,13 @@ struct kuala_manager_s {
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
   int closing;
+  kuala_manager_closed_cb closed_cb;
+  void *closed_data;
 };
 
 static char *dup_opt(const char *s)
 {
   return s ? kuala_strdup(s) : NULL;
-}
-
-/* Split "apps/v1" into group "apps" and version "v1" ("v1" → "", "v1"). */
-static void split_api_version(const char *av, char *group, size_t glen, const char **version)
-{
-  const char *slash = strchr(av, '/');
-  if (slash == NULL) {
-    group[0] = '\0';
-    *version = av;
-    return;
-  }
-  size_t n = (size_t)(slash - av);
-  if (n >= glen) {
-    n = glen - 1;
-  }
-  memcpy(group, av, n);
-  group[n] = '\0';
-  *version = slash + 1;
 }
 
 static void maybe_free(kuala_manager_t *m);
@@ -674,15 +658,22 @@ static void maybe_free(kuala_manager_t *m)
   }
   kuala__map_free(&m->caches);
   kuala_free(m->ctls);
+  kuala_manager_closed_cb cb = m->closed_cb;
+  void *data = m->closed_data;
   kuala_free(m);
+  if (cb) {
+    cb(data);
+  }
 }
 
-void kuala_manager_close(kuala_manager_t *m)
+void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *data)
 {
   if (m->closing) {
     return;
   }
   m->closing = 1;
+  m->closed_cb = cb;
+  m->closed_data = data;
   /* Controllers still resolving are freed when their resolution returns. */
   while (m->nctls > 0) {
     ctl_t *ctl = m->ctls[--m->nctls];

@@ -67,9 +67,11 @@ int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c);
 size_t kuala_manager_controller_count(const kuala_manager_t *m);
 kuala_controller_t *kuala_manager_controller(kuala_manager_t *m, size_t i);
-/* Stop every controller and cache-only informer registration, then free the
- * manager; run the loop afterwards (the client and informers are the
- * caller's to close, after this). */
-void kuala_manager_close(kuala_manager_t *m);
+/* Stop every controller and cache-only informer registration, cancel the
+ * calls in flight, then free the manager and run `cb` (may be NULL) once the
+ * last running reconcile and call have finished; run the loop afterwards.
+ * The client and informers are the caller's to close, after this. */
+typedef void (*kuala_manager_closed_cb)(void *data);
+void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *data);
 
 #endif /* KUALA_MANAGER_H */

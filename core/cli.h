@@ -1,0 +1,12 @@
+/*
+ * cli.h: the `kuala run` and `kuala dev` subcommands (main.c dispatches).
+ */
+#ifndef KUALA_CLI_H
+#define KUALA_CLI_H
+
+/* argv[0] is the subcommand name. Returns the process exit status. */
+int kuala__cli_run(int argc, char **argv);
+int kuala__cli_dev(int argc, char **argv);
+void kuala__cli_run_usage(void);
+
+#endif /* KUALA_CLI_H */

@@ -1,0 +1,358 @@
+/*
+ * cli_run.c: `kuala run` (engine against a cluster) and `kuala dev` (engine
+ * against a local kuala-apiserver child).
+ *
+ * Both build one uv loop, an engine (kuala/engine.h) and signal handlers:
+ * SIGINT/SIGTERM stop the engine gracefully, a second signal exits at once.
+ * Configuration follows kubectl: --kubeconfig, then $KUBECONFIG, then
+ * ~/.kube/config, then the in-cluster service account.
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "devcluster.h"
+#include "kuala/alloc.h"
+#include "kuala/engine.h"
+#include "kuala/error.h"
+#include "kuala/kubeconfig.h"
+#include "kuala/log.h"
+
+typedef struct {
+  const char *kubeconfig;
+  const char *context;
+  double exit_after; /* seconds; 0 = run until a signal */
+  kuala_runtime_opts_t rt;
+  char **bundles;
+  size_t nbundles;
+} run_opts_t;
+
+typedef struct {
+  uv_loop_t loop;
+  run_opts_t o;
+  kuala_engine_t *engine;
+  kuala__devcluster_t *dev;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t exit_timer;
+  int stopping;
+  int status;
+} app_t;
+
+void kuala__cli_run_usage(void)
+{
+  fprintf(stderr,
+          "usage: kuala run [flags] BUNDLE_DIR...\n"
+          "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
+          "\n"
+          "flags:\n"
+          "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
+          "  --context=NAME         kubeconfig context (default current-context)\n"
+          "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
+          "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
+          "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
+          "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n");
+}
+
+static int parse_num(const char *flag, const char *v, double *out)
+{
+  char *end;
+  double d = strtod(v, &end);
+  if (end == v || *end != '\0' || d < 0) {
+    fprintf(stderr, "kuala: %s wants a non-negative number, got '%s'\n", flag, v);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, run_opts_t *o)
+{
+  memset(o, 0, sizeof(*o));
+  o->bundles = kuala_calloc((size_t)argc + 1, sizeof(char *));
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    double d;
+    if (strncmp(a, "--kubeconfig=", 13) == 0) {
+      o->kubeconfig = a + 13;
+    } else if (strncmp(a, "--context=", 10) == 0) {
+      o->context = a + 10;
+    } else if (strncmp(a, "--memory-limit-mb=", 18) == 0) {
+      if (parse_num("--memory-limit-mb", a + 18, &d)) {
+        return -1;
+      }
+      o->rt.memory_limit = (size_t)(d * 1024 * 1024);
+    } else if (strncmp(a, "--cpu-budget-ms=", 16) == 0) {
+      if (parse_num("--cpu-budget-ms", a + 16, &d)) {
+        return -1;
+      }
+      o->rt.cpu_budget_ms = (uint32_t)d;
+    } else if (strncmp(a, "--reconcile-timeout-ms=", 23) == 0) {
+      if (parse_num("--reconcile-timeout-ms", a + 23, &d)) {
+        return -1;
+      }
+      o->rt.deadline_ms = (uint32_t)d;
+    } else if (strncmp(a, "--exit-after=", 13) == 0) {
+      if (parse_num("--exit-after", a + 13, &o->exit_after)) {
+        return -1;
+      }
+    } else if (strncmp(a, "--", 2) == 0) {
+      fprintf(stderr, "kuala %s: unknown flag %s\n", argv[0], a);
+      kuala__cli_run_usage();
+      return -1;
+    } else {
+      struct stat st;
+      if (stat(a, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kuala %s: %s is not a bundle directory\n", argv[0], a);
+        return -1;
+      }
+      o->bundles[o->nbundles++] = (char *)a;
+    }
+  }
+  return 0;
+}
+
+/* --- stop ------------------------------------------------------------------ */
+
+static void handle_close_noop(uv_handle_t *h)
+{
+  (void)h;
+}
+
+static void engine_stopped(void *data)
+{
+  app_t *app = data;
+  app->engine = NULL;
+  if (app->dev) {
+    kuala__devcluster_stop(app->dev);
+    app->dev = NULL;
+  }
+  uv_close((uv_handle_t *)&app->sigint, handle_close_noop);
+  uv_close((uv_handle_t *)&app->sigterm, handle_close_noop);
+  uv_close((uv_handle_t *)&app->exit_timer, handle_close_noop);
+}
+
+static void app_stop(app_t *app)
+{
+  if (app->stopping) {
+    return;
+  }
+  app->stopping = 1;
+  uv_timer_stop(&app->exit_timer);
+  if (app->engine) {
+    kuala_engine_stop(app->engine, engine_stopped, app);
+  } else {
+    engine_stopped(app);
+  }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+  app_t *app = s->data;
+  if (app->stopping) {
+    fprintf(stderr, "kuala: second signal, exiting now\n");
+    exit(130);
+  }
+  KUALA_LOG(KUALA_LOG_INFO, signum == SIGINT ? "interrupted, stopping" : "terminated, stopping");
+  app_stop(app);
+}
+
+static void on_exit_timer(uv_timer_t *t)
+{
+  app_t *app = t->data;
+  KUALA_LOG(KUALA_LOG_INFO, "--exit-after reached, stopping");
+  app_stop(app);
+}
+
+/* --- start ------------------------------------------------------------------ */
+
+static void engine_ready(void *data, const kuala_engine_stats_t *st)
+{
+  app_t *app = data;
+  char b[32], f[32], c[32], r[32];
+  snprintf(b, sizeof(b), "%zu", st->bundles_loaded);
+  snprintf(f, sizeof(f), "%zu", st->bundles_failed);
+  snprintf(c, sizeof(c), "%zu", st->crds_installed);
+  snprintf(r, sizeof(r), "%zu", st->controllers_running);
+  KUALA_LOG(KUALA_LOG_INFO, "controllers running", "bundles", b, "failed", f, "crds", c,
+            "controllers", r);
+  if (st->bundles_loaded == 0 && app->o.nbundles > 0) {
+    app->status = 1;
+  }
+}
+
+static int start_engine(app_t *app, const kuala_client_config_t *cfg)
+{
+  kuala_engine_opts_t eo;
+  memset(&eo, 0, sizeof(eo));
+  eo.client = cfg;
+  eo.bundles = (const char *const *)app->o.bundles;
+  eo.nbundles = app->o.nbundles;
+  eo.runtime = app->o.rt;
+  int rc = kuala_engine_new(&app->engine, &app->loop, &eo);
+  if (rc) {
+    return rc;
+  }
+  return kuala_engine_start(app->engine, engine_ready, app);
+}
+
+static int load_config(const run_opts_t *o, const char *path, kuala_client_config_t *cfg)
+{
+  char *err = NULL;
+  kuala_kubeconfig_opts_t ko = {path ? path : o->kubeconfig, o->context, NULL};
+  int rc = kuala_kubeconfig_load(cfg, &ko, &err);
+  if (rc == KUALA_ENOENT && path == NULL && o->kubeconfig == NULL) {
+    kuala_free(err);
+    err = NULL;
+    kuala_client_config_free(cfg);
+    rc = kuala_kubeconfig_in_cluster(cfg, NULL, &err);
+  }
+  if (rc) {
+    fprintf(stderr, "kuala: no usable cluster configuration: %s\n", err ? err : kuala_strerror(rc));
+  }
+  kuala_free(err);
+  return rc;
+}
+
+static void app_init(app_t *app)
+{
+  uv_loop_init(&app->loop);
+  uv_signal_init(&app->loop, &app->sigint);
+  uv_signal_init(&app->loop, &app->sigterm);
+  uv_timer_init(&app->loop, &app->exit_timer);
+  app->sigint.data = app->sigterm.data = app->exit_timer.data = app;
+  uv_signal_start(&app->sigint, on_signal, SIGINT);
+  uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+  if (app->o.exit_after > 0) {
+    uv_timer_start(&app->exit_timer, on_exit_timer, (uint64_t)(app->o.exit_after * 1000), 0);
+  }
+}
+
+static int app_finish(app_t *app)
+{
+  uv_run(&app->loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&app->loop);
+  if (rc) {
+    KUALA_LOG(KUALA_LOG_WARN, "handles left open at exit", "error", uv_strerror(rc));
+  }
+  kuala_free(app->o.bundles);
+  return app->status;
+}
+
+int kuala__cli_run(int argc, char **argv)
+{
+  app_t app;
+  memset(&app, 0, sizeof(app));
+  if (parse_args(argc, argv, &app.o)) {
+    kuala_free(app.o.bundles);
+    return 2;
+  }
+  if (app.o.nbundles == 0) {
+    fprintf(stderr, "kuala run: name at least one bundle directory\n");
+    kuala__cli_run_usage();
+    kuala_free(app.o.bundles);
+    return 2;
+  }
+  kuala_client_config_t cfg;
+  if (load_config(&app.o, NULL, &cfg)) {
+    kuala_client_config_free(&cfg);
+    kuala_free(app.o.bundles);
+    return 1;
+  }
+  app_init(&app);
+  int rc = start_engine(&app, &cfg);
+  kuala_client_config_free(&cfg);
+  if (rc) {
+    fprintf(stderr, "kuala run: %s\n", kuala_strerror(rc));
+    app.status = 1;
+    app_stop(&app);
+  }
+  return app_finish(&app);
+}
+
+/* --- dev ----------------------------------------------------------------------- */
+
+static void dev_ready(void *data, int err, const char *kubeconfig, const char *server)
+{
+  app_t *app = data;
+  if (err) {
+    fprintf(stderr, "kuala dev: the local API emulator did not start: %s\n", kuala_strerror(err));
+    app->status = 1;
+    app_stop(app);
+    return;
+  }
+  fprintf(stderr,
+          "kuala dev: API emulator at %s\n"
+          "kuala dev: try   KUBECONFIG=%s kubectl get crds\n",
+          server, kubeconfig);
+  kuala_client_config_t cfg;
+  int rc = load_config(&app->o, kubeconfig, &cfg);
+  if (rc == 0) {
+    rc = start_engine(app, &cfg);
+  }
+  kuala_client_config_free(&cfg);
+  if (rc) {
+    app->status = 1;
+    app_stop(app);
+  }
+}
+
+static void dev_exit(void *data, int64_t status, int signal)
+{
+  app_t *app = data;
+  (void)status;
+  (void)signal;
+  fprintf(stderr, "kuala dev: the API emulator exited; stopping\n");
+  app->status = 1;
+  app_stop(app);
+}
+
+/* Default bundles: every directory under ./controllers that has a main.lua. */
+static void default_bundles(run_opts_t *o)
+{
+  DIR *d = opendir("controllers");
+  if (d == NULL) {
+    return;
+  }
+  struct dirent *ent;
+  static char paths[64][512];
+  while ((ent = readdir(d)) != NULL && o->nbundles < 64) {
+    if (ent->d_name[0] == '.') {
+      continue;
+    }
+    char main_lua[600];
+    snprintf(paths[o->nbundles], sizeof(paths[0]), "controllers/%s", ent->d_name);
+    snprintf(main_lua, sizeof(main_lua), "%s/main.lua", paths[o->nbundles]);
+    struct stat st;
+    if (stat(main_lua, &st) == 0) {
+      o->bundles = kuala_realloc(o->bundles, (o->nbundles + 2) * sizeof(char *));
+      o->bundles[o->nbundles] = paths[o->nbundles];
+      o->nbundles++;
+    }
+  }
+  closedir(d);
+}
+
+int kuala__cli_dev(int argc, char **argv)
+{
+  app_t app;
+  memset(&app, 0, sizeof(app));
+  if (parse_args(argc, argv, &app.o)) {
+    kuala_free(app.o.bundles);
+    return 2;
+  }
+  if (app.o.nbundles == 0) {
+    default_bundles(&app.o);
+  }
+  app_init(&app);
+  int rc = kuala__devcluster_start(&app.dev, &app.loop, NULL, NULL, dev_ready, dev_exit, &app);
+  if (rc) {
+    app.dev = NULL;
+    app.status = 1;
+    app_stop(&app);
+  }
+  return app_finish(&app);
+}
