@@ -709,8 +709,7 @@ static const char *pod_spec_prefix(const char *group, const char *kind)
  * The strategy for the list at `path`: returns 1 for a merge list (key in
  * *key, NULL for a primitive set), 0 for replace.
  */
-static int smp_list_strategy(const char *group, const char *kind, const char *path,
-                             const char **key)
+int kuala__patch_list_key(const char *group, const char *kind, const char *path, const char **key)
 {
   *key = NULL;
   for (size_t i = 0; i < sizeof(smp_rules) / sizeof(smp_rules[0]); i++) {
@@ -960,7 +959,7 @@ static json_object *smp_merge_map(smp_t *s, json_object *orig, json_object *patc
     json_object *nv = NULL;
     const char *mkey = NULL;
     if (json_object_is_type(val, json_type_array) &&
-        smp_list_strategy(s->group, s->kind, sub, &mkey)) {
+        kuala__patch_list_key(s->group, s->kind, sub, &mkey)) {
       nv = smp_merge_list(s, old, val, sub, mkey);
     } else if (json_object_is_type(val, json_type_array)) {
       json_object_put(old);
@@ -1005,7 +1004,7 @@ static json_object *smp_merge_map(smp_t *s, json_object *orig, json_object *patc
       if (json_object_object_get_ex(res, name, &list)) {
         char *sub = path_join(path, name);
         const char *mkey = NULL;
-        if (smp_list_strategy(s->group, s->kind, sub, &mkey)) {
+        if (kuala__patch_list_key(s->group, s->kind, sub, &mkey)) {
           json_object_object_add(res, name, apply_order(json_object_get(list), dval, mkey));
         }
         kuala_free(sub);

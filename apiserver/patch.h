@@ -90,6 +90,15 @@ int kuala__patch_strategic(json_object **out, json_object *doc, json_object *pat
                            const char *group, const char *kind, kuala_apierr_t *err);
 
 /*
+ * The merge strategy of the built-in list at dotted path `path` (array
+ * levels elided, e.g. "spec.template.spec.containers.ports") of kind
+ * `group`/`kind`: 1 for a list merged by key (*key set, or NULL for a set of
+ * primitives such as metadata.finalizers), 0 for an atomic list. Shared with
+ * server-side apply so both treat built-in lists the same way.
+ */
+int kuala__patch_list_key(const char *group, const char *kind, const char *path, const char **key);
+
+/*
  * Dispatch on `type` to one of the three functions above. APPLY is not
  * handled here (see kuala__ssa_apply): it returns 500.
  */

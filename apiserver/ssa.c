@@ -23,6 +23,7 @@
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
 #include "kuala/json.h"
+#include "patch.h"
 
 #define MAX_MANAGER_LEN 128
 
@@ -331,6 +332,20 @@ static void trie_prune_missing(json_object *trie, json_object *obj)
 
 typedef enum { LIST_ATOMIC, LIST_SET, LIST_MAP } list_type_t;
 
+/* How a list is owned and merged: atomic, set, or map keyed by `keys` (schema) or `key`. */
+typedef struct {
+  list_type_t type;
+  json_object *keys; /* borrowed x-kubernetes-list-map-keys, or NULL */
+  const char *key;   /* single built-in merge key when keys is NULL */
+} ltinfo_t;
+
+/* Who is being written: built-in list strategies depend on the kind. */
+typedef struct {
+  const char *group; /* "" for core */
+  const char *kind;
+  int dots; /* Update entries: maps created by the write are members themselves */
+} fsopt_t;
+
 static json_object *schema_child(json_object *s, const char *key)
 {
   json_object *props = kuala__json_get(s, "properties");
@@ -342,47 +357,48 @@ static json_object *schema_child(json_object *s, const char *key)
   return json_object_is_type(addl, json_type_object) ? addl : NULL;
 }
 
-/* The list type at dotted path `dp` ("metadata.ownerReferences"), keys in *keys. */
-static list_type_t list_type(const char *dp, json_object *s, json_object **keys)
+/*
+ * The list type at dotted path `dp` (array levels elided): the CRD schema's
+ * x-kubernetes-list-type when it says so, else the built-in strategies shared
+ * with strategic merge patch (ownerReferences by uid, finalizers as a set,
+ * pod-template lists by name, …), else atomic.
+ */
+static ltinfo_t list_type(const char *dp, json_object *s, const fsopt_t *fo)
 {
-  *keys = NULL;
-  if (strcmp(dp, "metadata.ownerReferences") == 0) {
-    return LIST_MAP;
-  }
-  if (strcmp(dp, "metadata.finalizers") == 0) {
-    return LIST_SET;
-  }
+  ltinfo_t li = {LIST_ATOMIC, NULL, NULL};
   const char *lt = kuala__json_get_str(s, "x-kubernetes-list-type");
   if (lt && strcmp(lt, "set") == 0) {
-    return LIST_SET;
+    li.type = LIST_SET;
+    return li;
   }
   if (lt && strcmp(lt, "map") == 0) {
     json_object *k = kuala__json_get(s, "x-kubernetes-list-map-keys");
     if (json_object_is_type(k, json_type_array) && json_object_array_length(k) > 0) {
-      *keys = k;
-      return LIST_MAP;
+      li.type = LIST_MAP;
+      li.keys = k;
     }
+    return li;
   }
-  return LIST_ATOMIC;
-}
-
-static json_object *owner_ref_keys(void)
-{
-  static json_object *keys;
-  if (!keys) {
-    keys = json_object_new_array();
-    json_object_array_add(keys, json_object_new_string("uid"));
+  if (lt) {
+    return li; /* atomic */
   }
-  return keys;
+  const char *key = NULL;
+  if (kuala__patch_list_key(fo->group ? fo->group : "", fo->kind ? fo->kind : "", dp, &key)) {
+    li.type = key ? LIST_MAP : LIST_SET;
+    li.key = key;
+  }
+  return li;
 }
 
 /* "k:{...}" for a list-map element (keys in schema order); NULL if a key is missing. */
-static char *map_key_el(json_object *el, json_object *keys)
+static char *map_key_el(json_object *el, const ltinfo_t *li)
 {
   json_object *k = json_object_new_object();
-  for (size_t i = 0; i < json_object_array_length(keys); i++) {
-    const char *name = json_object_get_string(json_object_array_get_idx(keys, i));
-    json_object *v = kuala__json_get(el, name);
+  size_t n = li->keys ? json_object_array_length(li->keys) : 1;
+  for (size_t i = 0; i < n; i++) {
+    const char *name =
+        li->keys ? json_object_get_string(json_object_array_get_idx(li->keys, i)) : li->key;
+    json_object *v = name ? kuala__json_get(el, name) : NULL;
     if (!v) {
       json_object_put(k);
       return NULL;
@@ -420,10 +436,6 @@ static int in_list(const char *k, const char *const *l)
   }
   return 0;
 }
-
-typedef struct {
-  int dots; /* mark maps that are members themselves (Update entries) */
-} fsopt_t;
 
 static json_object *fs_value(json_object *v, json_object *s, const char *dp, const fsopt_t *fo);
 
@@ -470,30 +482,26 @@ static json_object *fs_value(json_object *v, json_object *s, const char *dp, con
     return t;
   }
   if (json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0) {
-    json_object *keys = NULL;
-    list_type_t lt = list_type(dp, s, &keys);
-    if (lt == LIST_MAP && !keys) {
-      keys = owner_ref_keys();
-    }
+    ltinfo_t li = list_type(dp, s, fo);
     json_object *items = kuala__json_get(s, "items");
-    if (lt == LIST_ATOMIC) {
+    if (li.type == LIST_ATOMIC) {
       return json_object_new_object();
     }
     json_object *t = json_object_new_object();
     for (size_t i = 0; i < json_object_array_length(v); i++) {
       json_object *el = json_object_array_get_idx(v, i);
-      if (lt == LIST_SET) {
+      if (li.type == LIST_SET) {
         kuala_buf_t b = KUALA_BUF_INIT(0);
         kuala_buf_printf(&b, "v:%s", kuala_json_compact(el, NULL));
         json_object_object_add(t, b.data, json_object_new_object());
         kuala_buf_free(&b);
         continue;
       }
-      char *kel = json_object_is_type(el, json_type_object) ? map_key_el(el, keys) : NULL;
+      char *kel = json_object_is_type(el, json_type_object) ? map_key_el(el, &li) : NULL;
       if (!kel) {
         continue; /* an element without its keys cannot be owned */
       }
-      json_object *sub = fs_object(el, items, "", 2, fo);
+      json_object *sub = fs_object(el, items, dp, 2, fo);
       if (trie_children(sub) > 0) {
         json_object_object_add(sub, ".", json_object_new_object());
       }
@@ -535,9 +543,32 @@ static void scope_fieldset(json_object *t, const kuala_ssa_opts_t *o)
   }
 }
 
+/* The group of an apiVersion ("apps/v1" → "apps", "v1" → ""), into buf. */
+static const char *group_of(const char *api_version, char *buf, size_t n)
+{
+  const char *slash = api_version ? strchr(api_version, '/') : NULL;
+  if (!slash) {
+    return "";
+  }
+  snprintf(buf, n, "%.*s", (int)(slash - api_version), api_version);
+  return buf;
+}
+
+static fsopt_t fsopt_for(json_object *obj, const kuala_ssa_opts_t *o, char *gbuf, size_t gn,
+                         int dots)
+{
+  fsopt_t fo;
+  const char *av = o && o->api_version ? o->api_version : kuala__json_get_str(obj, "apiVersion");
+  fo.group = group_of(av, gbuf, gn);
+  fo.kind = kuala__json_get_str(obj, "kind");
+  fo.dots = dots;
+  return fo;
+}
+
 json_object *kuala__ssa_fieldset(json_object *obj, const kuala_ssa_opts_t *o)
 {
-  fsopt_t fo = {0};
+  char gbuf[256];
+  fsopt_t fo = fsopt_for(obj, o, gbuf, sizeof gbuf, 0);
   json_object *t = json_object_is_type(obj, json_type_object)
                        ? fs_object(obj, o ? o->schema : NULL, "", 0, &fo)
                        : json_object_new_object();
@@ -765,7 +796,7 @@ static void mf_cap(mf_list_t *l)
 
 /* Merge applied `src` into `dst` (owned, may be NULL) the SSA way; returns the new value. */
 static json_object *ssa_merge(json_object *dst, json_object *src, json_object *s, const char *dp,
-                              int depth)
+                              int depth, const fsopt_t *fo)
 {
   if (json_object_is_type(src, json_type_object)) {
     if (!json_object_is_type(dst, json_type_object)) {
@@ -783,19 +814,15 @@ static json_object *ssa_merge(json_object *dst, json_object *src, json_object *s
       if (old) {
         json_object_get(old);
       }
-      json_object_object_add(dst, k, ssa_merge(old, v, schema_child(s, k), p.data, depth + 1));
+      json_object_object_add(dst, k, ssa_merge(old, v, schema_child(s, k), p.data, depth + 1, fo));
       kuala_buf_free(&p);
     }
     return dst;
   }
   if (json_object_is_type(src, json_type_array) && json_object_is_type(dst, json_type_array)) {
-    json_object *keys = NULL;
-    list_type_t lt = list_type(dp, s, &keys);
-    if (lt == LIST_MAP && !keys) {
-      keys = owner_ref_keys();
-    }
+    ltinfo_t li = list_type(dp, s, fo);
     json_object *items = kuala__json_get(s, "items");
-    if (lt == LIST_SET) {
+    if (li.type == LIST_SET) {
       for (size_t i = 0; i < json_object_array_length(src); i++) {
         json_object *v = json_object_array_get_idx(src, i);
         if (list_find_value(dst, v) < 0) {
@@ -804,17 +831,17 @@ static json_object *ssa_merge(json_object *dst, json_object *src, json_object *s
       }
       return dst;
     }
-    if (lt == LIST_MAP) {
+    if (li.type == LIST_MAP) {
       for (size_t i = 0; i < json_object_array_length(src); i++) {
         json_object *el = json_object_array_get_idx(src, i);
-        char *kel = json_object_is_type(el, json_type_object) ? map_key_el(el, keys) : NULL;
+        char *kel = json_object_is_type(el, json_type_object) ? map_key_el(el, &li) : NULL;
         json_object *kobj = kel ? parse_el_json(kel + 2) : NULL;
         long at = kobj ? list_find_key(dst, kobj) : -1;
         json_object_put(kobj);
         kuala_free(kel);
         if (at >= 0) {
           json_object *old = json_object_get(json_object_array_get_idx(dst, (size_t)at));
-          json_object_array_put_idx(dst, (size_t)at, ssa_merge(old, el, items, "", 2));
+          json_object_array_put_idx(dst, (size_t)at, ssa_merge(old, el, items, dp, 2, fo));
         } else {
           json_object_array_add(dst, kuala_json_copy(el));
         }
@@ -1063,6 +1090,8 @@ int kuala__ssa_apply(json_object **out, json_object *live, json_object *applied,
   } else if (o->status_subresource) {
     json_object_object_del(body, "status");
   }
+  char gbuf[256];
+  fsopt_t mfo = fsopt_for(applied, o, gbuf, sizeof gbuf, 0);
   json_object *result = live ? kuala_json_copy(live) : json_object_new_object();
   if (!live) {
     json_object_object_add(result, "apiVersion", json_object_new_string(av));
@@ -1085,7 +1114,8 @@ int kuala__ssa_apply(json_object **out, json_object *live, json_object *applied,
     if (old) {
       json_object_get(old);
     }
-    json_object_object_add(result, bk, ssa_merge(old, bv, schema_child(o->schema, bk), bk, 1));
+    json_object_object_add(result, bk,
+                           ssa_merge(old, bv, schema_child(o->schema, bk), bk, 1, &mfo));
   }
   json_object_put(body);
 
@@ -1131,9 +1161,8 @@ int kuala__ssa_apply(json_object **out, json_object *live, json_object *applied,
 
 /* The field set of what changed from old to new (added or different values). */
 static json_object *diff_set(json_object *old, json_object *nw, json_object *s, const char *dp,
-                             int depth)
+                             int depth, const fsopt_t *fo)
 {
-  fsopt_t fo = {1};
   json_object *t = json_object_new_object();
   json_object_object_foreach(nw, k, v)
   {
@@ -1150,33 +1179,29 @@ static json_object *diff_set(json_object *old, json_object *nw, json_object *s, 
     json_object *cs = schema_child(s, k);
     json_object *child = NULL;
     if (!had) {
-      child = fs_value(v, cs, p.data, &fo);
+      child = fs_value(v, cs, p.data, fo);
       if (depth == 0 && strcmp(k, "metadata") == 0) {
         json_object_object_del(child, ".");
       }
     } else if (json_object_is_type(v, json_type_object) &&
                json_object_is_type(ov, json_type_object)) {
-      child = diff_set(ov, v, cs, p.data, depth + 1);
+      child = diff_set(ov, v, cs, p.data, depth + 1, fo);
       if (json_object_object_length(child) == 0) {
         json_object_put(child);
         child = NULL;
       }
     } else if (json_object_is_type(v, json_type_array) &&
                json_object_is_type(ov, json_type_array)) {
-      json_object *keys = NULL;
-      list_type_t lt = list_type(p.data, cs, &keys);
+      ltinfo_t li = list_type(p.data, cs, fo);
       if (kuala__json_equal(v, ov)) {
         child = NULL;
-      } else if (lt == LIST_ATOMIC) {
+      } else if (li.type == LIST_ATOMIC) {
         child = json_object_new_object();
       } else {
         /* Granular lists: the new or changed elements. */
-        json_object *full = fs_value(v, cs, p.data, &fo);
-        json_object *prev = fs_value(ov, cs, p.data, &fo);
+        json_object *full = fs_value(v, cs, p.data, fo);
+        json_object *prev = fs_value(ov, cs, p.data, fo);
         child = json_object_new_object();
-        if (lt == LIST_MAP && !keys) {
-          keys = owner_ref_keys();
-        }
         json_object_object_foreach(full, fk, fv)
         {
           if (strcmp(fk, ".") == 0) {
@@ -1188,8 +1213,8 @@ static json_object *diff_set(json_object *old, json_object *nw, json_object *s, 
           json_object *newel = step(v, fk, &idx, &found);
           if (!json_object_object_get_ex(prev, fk, NULL)) {
             json_object_object_add(child, fk, kuala_json_copy(fv));
-          } else if (lt == LIST_MAP && !kuala__json_equal(oldel, newel)) {
-            json_object *sub = diff_set(oldel, newel, kuala__json_get(cs, "items"), "", 2);
+          } else if (li.type == LIST_MAP && !kuala__json_equal(oldel, newel)) {
+            json_object *sub = diff_set(oldel, newel, kuala__json_get(cs, "items"), p.data, 2, fo);
             if (json_object_object_length(sub) > 0) {
               json_object_object_add(child, fk, sub);
             } else {
@@ -1205,7 +1230,7 @@ static json_object *diff_set(json_object *old, json_object *nw, json_object *s, 
         }
       }
     } else if (!kuala__json_equal(v, ov)) {
-      child = fs_value(v, cs, p.data, &fo);
+      child = fs_value(v, cs, p.data, fo);
     }
     if (child) {
       kuala_buf_t el = KUALA_BUF_INIT(0);
@@ -1251,7 +1276,9 @@ int kuala__ssa_update(json_object *obj, json_object *old, const kuala_ssa_opts_t
     mf_parse(&mf, oldmf);
   }
   const char *sub = o->subresource && *o->subresource ? o->subresource : NULL;
-  json_object *changed = diff_set(old, obj, o->schema, "", 0);
+  char gbuf[256];
+  fsopt_t fo = fsopt_for(obj, o, gbuf, sizeof gbuf, 1);
+  json_object *changed = diff_set(old, obj, o->schema, "", 0, &fo);
   {
     kuala_ssa_opts_t scoped = *o;
     scope_fieldset(changed, &scoped);

@@ -437,6 +437,51 @@ START_TEST(test_ssa_fieldset_strips_system_fields)
 }
 END_TEST
 
+START_TEST(test_ssa_builtin_lists_merge_by_key)
+{
+  /* Two managers each apply their own container of a Deployment: both stay. */
+  kuala_apierr_t e = KUALA_APIERR_INIT;
+  json_object *a = NULL, *b = NULL, *c = NULL;
+  kuala_ssa_opts_t o = {0};
+  o.manager = "one";
+  o.api_version = "apps/v1";
+  o.name = "d";
+  o.now = T0;
+  const char *head =
+      "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+      "\"name\":\"d\"},\"spec\":{\"template\":{\"spec\":{\"containers\":[";
+  char body[512];
+  snprintf(body, sizeof body,
+           "%s{\"name\":\"app\",\"image\":\"a:1\",\"ports\":[{"
+           "\"containerPort\":80}]}]}}}}",
+           head);
+  ck_assert_int_eq(apply(&a, NULL, body, o, &e), 0);
+  expect_json(kuala__json_get(mf_entry(a, "one", "Apply"), "fieldsV1"),
+              "{\"f:spec\":{\"f:template\":{\"f:spec\":{\"f:containers\":{"
+              "\"k:{\\\"name\\\":\\\"app\\\"}\":{\".\":{},\"f:name\":{},\"f:image\":{},"
+              "\"f:ports\":{\"k:{\\\"containerPort\\\":80}\":{\".\":{},"
+              "\"f:containerPort\":{}}}}}}}}}");
+  o.manager = "two";
+  snprintf(body, sizeof body, "%s{\"name\":\"side\",\"image\":\"s:1\"}]}}}}", head);
+  ck_assert_int_eq(apply(&b, a, body, o, &e), 0);
+  json_object *cs = kuala_json_path(b, "spec.template.spec.containers");
+  ck_assert_int_eq(json_object_array_length(cs), 2);
+  /* Changing the other manager's image conflicts on that element's field. */
+  o.manager = "one";
+  snprintf(body, sizeof body,
+           "%s{\"name\":\"app\",\"image\":\"a:1\",\"ports\":[{"
+           "\"containerPort\":80}]},{\"name\":\"side\",\"image\":\"s:2\"}]}}}}",
+           head);
+  ck_assert_int_eq(apply(&c, b, body, o, &e), 409);
+  ck_assert_str_eq(e.message,
+                   "Apply failed with 1 conflict: conflict with \"two\": "
+                   ".spec.template.spec.containers[name=\"side\"].image");
+  json_object_put(a);
+  json_object_put(b);
+  kuala__apierr_clear(&e);
+}
+END_TEST
+
 static Suite *ssa_suite(void)
 {
   Suite *s = suite_create("ssa");
@@ -450,6 +495,7 @@ static Suite *ssa_suite(void)
   tcase_add_test(tc, test_ssa_list_map_and_status_subresource);
   tcase_add_test(tc, test_ssa_update_entries_reset_prune_and_cap);
   tcase_add_test(tc, test_ssa_fieldset_strips_system_fields);
+  tcase_add_test(tc, test_ssa_builtin_lists_merge_by_key);
   suite_add_tcase(s, tc);
   return s;
 }
