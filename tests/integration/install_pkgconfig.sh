@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # libkuala is embeddable: `cmake --install` into a temporary prefix, then
 # build and run a small program that uses the public API (work queue on a
-# uv loop) with nothing but `pkg-config --cflags --libs --static kuala`.
+# uv loop) with nothing but `pkg-config --cflags --libs kuala`.
 set -euo pipefail
 bin=${KUALA_BINARY_DIR:?}
 tmp=$(mktemp -d)
@@ -49,7 +49,7 @@ int main(void)
 }
 C
 pcdir=$(dirname "$(find "$tmp/prefix" -name kuala.pc | head -1)")
-flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs --static kuala)
+flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs kuala)
 # libuv's headers need POSIX declarations: gnu11 (or -D_GNU_SOURCE) as for any
 # libuv program.
 cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/embed" "$tmp/embed.c" $flags
