@@ -672,7 +672,12 @@ static void check_array(vctx_t *c, json_object *v, json_object *s, const char *p
         dup = 1;
         shown = json_object_new_object();
         for (size_t k = 0; k < json_object_array_length(keys); k++) {
-          const char *key = json_object_get_string(json_object_array_get_idx(keys, k));
+          json_object *kn = json_object_array_get_idx(keys, k);
+          const char *key =
+              json_object_is_type(kn, json_type_string) ? json_object_get_string(kn) : NULL;
+          if (!key) {
+            continue;
+          }
           json_object *ka = kuala__json_get(a, key), *kb = kuala__json_get(b, key);
           if (!kuala__json_equal(ka, kb)) {
             dup = 0;
@@ -707,8 +712,9 @@ static void check_required(vctx_t *c, json_object *v, json_object *s, const char
   json_object *req = sget(s, "required");
   for (size_t i = 0; json_object_is_type(req, json_type_array) && i < json_object_array_length(req);
        i++) {
-    const char *k = json_object_get_string(json_object_array_get_idx(req, i));
-    if (!json_object_object_get_ex(v, k, NULL)) {
+    json_object *kn = json_object_array_get_idx(req, i);
+    const char *k = json_object_is_type(kn, json_type_string) ? json_object_get_string(kn) : NULL;
+    if (k && !json_object_object_get_ex(v, k, NULL)) {
       char *p = path_key(path, k);
       verr(c, KUALA_CAUSE_REQUIRED, p, NULL, NULL);
       kuala_free(p);

@@ -396,8 +396,10 @@ static char *map_key_el(json_object *el, const ltinfo_t *li)
   json_object *k = json_object_new_object();
   size_t n = li->keys ? json_object_array_length(li->keys) : 1;
   for (size_t i = 0; i < n; i++) {
+    json_object *kn = li->keys ? json_object_array_get_idx(li->keys, i) : NULL;
     const char *name =
-        li->keys ? json_object_get_string(json_object_array_get_idx(li->keys, i)) : li->key;
+        li->keys ? (json_object_is_type(kn, json_type_string) ? json_object_get_string(kn) : NULL)
+                 : li->key;
     json_object *v = name ? kuala__json_get(el, name) : NULL;
     if (!v) {
       json_object_put(k);
@@ -641,6 +643,22 @@ static void mf_remove(mf_list_t *l, size_t i)
   l->n--;
 }
 
+/* A FieldsV1 trie is objects all the way down; anything else is not a field set. */
+static int trie_valid(json_object *t, int depth)
+{
+  if (!json_object_is_type(t, json_type_object) || depth > 128) {
+    return 0;
+  }
+  json_object_object_foreach(t, k, v)
+  {
+    (void)k;
+    if (!trie_valid(v, depth + 1)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 static void mf_parse(mf_list_t *l, json_object *arr)
 {
   for (size_t i = 0; json_object_is_type(arr, json_type_array) && i < json_object_array_length(arr);
@@ -652,10 +670,9 @@ static void mf_parse(mf_list_t *l, json_object *arr)
       continue;
     }
     json_object *fs = kuala__json_get(e, "fieldsV1");
-    mf_push(
-        l, mgr, op, kuala__json_get_str(e, "apiVersion"), kuala__json_get_str(e, "time"),
-        kuala__json_get_str(e, "subresource"),
-        json_object_is_type(fs, json_type_object) ? kuala_json_copy(fs) : json_object_new_object());
+    mf_push(l, mgr, op, kuala__json_get_str(e, "apiVersion"), kuala__json_get_str(e, "time"),
+            kuala__json_get_str(e, "subresource"),
+            trie_valid(fs, 0) ? kuala_json_copy(fs) : json_object_new_object());
   }
 }
 
@@ -868,6 +885,11 @@ static void path_render(kuala_buf_t *b, json_object *els)
       kuala_buf_printf(b, "[%s]", el + 2);
     } else if (strncmp(el, "k:", 2) == 0) {
       json_object *k = parse_el_json(el + 2);
+      if (!json_object_is_type(k, json_type_object)) {
+        kuala_buf_printf(b, "[%s]", el + 2);
+        json_object_put(k);
+        continue;
+      }
       kuala_buf_putc(b, '[');
       int first = 1;
       json_object_object_foreach(k, kk, kv)

@@ -250,6 +250,30 @@ START_TEST(test_openapi_tables)
 }
 END_TEST
 
+START_TEST(test_openapi_jsonpath_garbage)
+{
+  json_object *o = J("{\"a\":[{\"b\":1}],\"c\":{\"d\":\"e\"}}");
+  const char *bad[] = {
+      "",      ".",          "[",   ".a[",    ".a[0",     ".a[?(@.b==1",
+      "[?()]", ".a[?(@==)]", "{}",  "{",      ".a['x",    ".a[99999999999999999999]",
+      "..c",   ".c.d.e",     "$.a", ".a[-5]", ".a[?(x)]", NULL};
+  for (size_t i = 0; bad[i]; i++) {
+    /* Anything goes as long as it returns (NULL or a borrowed node). */
+    (void)kuala__openapi_jsonpath(o, bad[i]);
+  }
+  ck_assert_ptr_null(kuala__openapi_jsonpath(o, NULL));
+  ck_assert_ptr_null(kuala__openapi_jsonpath(o, ".a[?(@.b==2)]"));
+  expect_json(kuala__openapi_jsonpath(o, ".a[?(@.b==1)].b"), "1");
+  /* Tables of odd lists still render a row per item. */
+  json_object *list = J("{\"items\":[5,null,{\"metadata\":7}],\"metadata\":[]}");
+  json_object *t = kuala__openapi_table(list, NULL, 1, KUALA_TABLE_OBJ_METADATA, 1, 0);
+  ck_assert_int_eq(json_object_array_length(kuala__json_get(t, "rows")), 3);
+  json_object_put(t);
+  json_object_put(list);
+  json_object_put(o);
+}
+END_TEST
+
 static Suite *openapi_suite(void)
 {
   Suite *s = suite_create("openapi");
@@ -260,6 +284,7 @@ static Suite *openapi_suite(void)
   tcase_add_test(tc, test_openapi_accept_and_include);
   tcase_add_test(tc, test_openapi_jsonpath_subset);
   tcase_add_test(tc, test_openapi_tables);
+  tcase_add_test(tc, test_openapi_jsonpath_garbage);
   suite_add_tcase(s, tc);
   return s;
 }

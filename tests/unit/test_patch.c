@@ -378,6 +378,62 @@ START_TEST(test_patch_run_dispatch)
 }
 END_TEST
 
+START_TEST(test_patch_odd_inputs_are_answered)
+{
+  kuala_apierr_t e = KUALA_APIERR_INIT;
+  json_object *r = NULL;
+  /* Deep nesting within the cap is fine; beyond it the body is refused. */
+  char deep[4200];
+  size_t n = 0;
+  for (int i = 0; i < 600; i++) {
+    deep[n++] = '[';
+  }
+  for (int i = 0; i < 600; i++) {
+    deep[n++] = ']';
+  }
+  ck_assert_int_eq(kuala__patch_decode(&r, KUALA_PATCH_MERGE, deep, n, &e), 400);
+  ck_assert_int_eq(kuala__patch_decode(&r, KUALA_PATCH_APPLY, deep, n, &e), 400);
+  /* Pointer oddities: "~", "~2", empty tokens, non-containers. */
+  const char *ops[] = {"[{\"op\":\"add\",\"path\":\"a\",\"value\":1}]",
+                       "[{\"op\":\"add\",\"path\":\"/x~\",\"value\":1}]",
+                       "[{\"op\":\"add\",\"path\":\"/s/t\",\"value\":1}]",
+                       "[{\"op\":\"remove\",\"path\":\"\"}]",
+                       "[{\"op\":\"move\",\"from\":\"/s\",\"path\":\"/s\"}]",
+                       "[{\"op\":\"add\",\"path\":\"//\",\"value\":1}]",
+                       "[{\"op\":\"copy\",\"from\":\"\",\"path\":\"/whole\"}]"};
+  json_object *doc = J("{\"s\":\"str\",\"\":{}}");
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    json_object *p = J(ops[i]);
+    int rc = kuala__patch_json(&r, doc, p, &e);
+    ck_assert_msg(rc == 0 || rc == 400 || rc == 422, "%s: %d", ops[i], rc);
+    json_object_put(r);
+    r = NULL;
+    json_object_put(p);
+  }
+  /* "/x~" is a literal key; "//" adds under the empty key; move onto itself is a no-op. */
+  json_object *p =
+      J("[{\"op\":\"add\",\"path\":\"//\",\"value\":1},{\"op\":\"move\","
+        "\"from\":\"/s\",\"path\":\"/s\"}]");
+  ck_assert_int_eq(kuala__patch_json(&r, doc, p, &e), 0);
+  expect_json(r, "{\"s\":\"str\",\"\":{\"\":1}}");
+  json_object_put(p);
+  /* SMP with directives of the wrong shape. */
+  const char *smps[] = {"{\"$setElementOrder/x\":5,\"x\":[1]}", "{\"$retainKeys\":5}",
+                        "{\"$deleteFromPrimitiveList/x\":5}",
+                        "{\"metadata\":{\"finalizers\":[{}]}}", "{\"$patch\":\"delete\"}"};
+  for (size_t i = 0; i < sizeof smps / sizeof smps[0]; i++) {
+    json_object *sp = J(smps[i]);
+    json_object *res = NULL;
+    int rc = kuala__patch_strategic(&res, doc, sp, "", "ConfigMap", &e);
+    ck_assert_msg(rc == 0 || rc == 400, "%s: %d", smps[i], rc);
+    json_object_put(res);
+    json_object_put(sp);
+  }
+  json_object_put(doc);
+  kuala__apierr_clear(&e);
+}
+END_TEST
+
 static Suite *patch_suite(void)
 {
   Suite *s = suite_create("patch");
@@ -391,6 +447,7 @@ static Suite *patch_suite(void)
   tcase_add_test(tc, test_patch_strategic_metadata_lists);
   tcase_add_test(tc, test_patch_strategic_pod_template_lists);
   tcase_add_test(tc, test_patch_run_dispatch);
+  tcase_add_test(tc, test_patch_odd_inputs_are_answered);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -477,6 +477,61 @@ START_TEST(test_schema_process_pipeline)
 }
 END_TEST
 
+START_TEST(test_schema_malformed_schemas_do_not_crash)
+{
+  /* Schemas a CRD check would refuse must still be safe to run against. */
+  const char *schemas[] = {
+      "{\"type\":\"object\",\"properties\":5,\"required\":[1,null,\"a\"]}",
+      "{\"type\":\"object\",\"properties\":{\"a\":7,\"b\":{\"type\":\"array\",\"items\":[1]}}}",
+      "{\"type\":\"object\",\"properties\":{\"l\":{\"type\":\"array\",\"x-kubernetes-list-type\":"
+      "\"map\",\"x-kubernetes-list-map-keys\":[null,3],\"items\":{\"type\":\"object\"}}}}",
+      "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"enum\":5,"
+      "\"minimum\":\"x\",\"pattern\":\"(unclosed\",\"maxLength\":-1}}",
+      "{\"type\":\"weird\",\"properties\":{\"a\":{\"default\":null,\"nullable\":\"yes\"}}}",
+      "[]",
+  };
+  const char *objs[] = {"{\"a\":{\"b\":[1,{\"c\":null}]},\"l\":[{\"x\":1},{\"x\":1}],\"b\":[1]}",
+                        "{\"a\":null,\"z\":\"q\"}"};
+  for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
+    json_object *s = J(schemas[i]);
+    for (size_t j = 0; j < sizeof objs / sizeof objs[0]; j++) {
+      json_object *o = J(objs[j]);
+      kuala_apierr_t e = KUALA_APIERR_INIT;
+      kuala_schema_ctx_t ctx = {"g.io", "v1", "K", "n", KUALA_FV_WARN, NULL};
+      int rc = kuala__schema_process(o, s, &ctx, &e);
+      ck_assert_msg(rc == 0 || rc == 400 || rc == 422, "schema %zu obj %zu: %d", i, j, rc);
+      kuala__apierr_clear(&e);
+      json_object_put(o);
+    }
+    /* As a CRD: refused with a 422, never a crash. */
+    char crd[1024];
+    snprintf(crd, sizeof crd,
+             "{\"metadata\":{\"name\":\"ks.g.io\"},\"spec\":{\"group\":\"g.io\",\"scope\":"
+             "\"Cluster\",\"names\":{\"plural\":\"ks\",\"kind\":\"K\"},\"versions\":[{\"name\":"
+             "\"v1\",\"served\":true,\"storage\":true,\"schema\":{\"openAPIV3Schema\":%s},"
+             "\"additionalPrinterColumns\":[5,{\"name\":1}]}]}}",
+             schemas[i]);
+    json_object *c = J(crd);
+    kuala__schema_crd_default(c);
+    kuala_apierr_t e = KUALA_APIERR_INIT;
+    ck_assert_int_eq(kuala__schema_crd_validate(c, &e), 422);
+    kuala__apierr_clear(&e);
+    json_object_put(c);
+    json_object_put(s);
+  }
+  /* CRDs that are not even objects where they should be. */
+  const char *crds[] = {"{}", "{\"spec\":5}", "{\"spec\":{\"names\":[],\"versions\":{}}}", "[]"};
+  for (size_t i = 0; i < sizeof crds / sizeof crds[0]; i++) {
+    json_object *c = J(crds[i]);
+    kuala__schema_crd_default(c);
+    kuala_apierr_t e = KUALA_APIERR_INIT;
+    ck_assert_int_eq(kuala__schema_crd_validate(c, &e), 422);
+    kuala__apierr_clear(&e);
+    json_object_put(c);
+  }
+}
+END_TEST
+
 static Suite *schema_suite(void)
 {
   Suite *s = suite_create("schema");
@@ -489,6 +544,7 @@ static Suite *schema_suite(void)
   tcase_add_test(tc, test_schema_validate_types_and_bounds);
   tcase_add_test(tc, test_schema_validate_collections);
   tcase_add_test(tc, test_schema_process_pipeline);
+  tcase_add_test(tc, test_schema_malformed_schemas_do_not_crash);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -482,6 +482,47 @@ START_TEST(test_ssa_builtin_lists_merge_by_key)
 }
 END_TEST
 
+START_TEST(test_ssa_malformed_managed_fields_do_not_crash)
+{
+  const char *mfs[] = {
+      "5",
+      "[1,null,{}]",
+      "[{\"manager\":\"x\",\"operation\":\"Apply\",\"fieldsV1\":{\"f:spec\":5}}]",
+      "[{\"manager\":7,\"operation\":\"Update\",\"fieldsV1\":{\"k:notjson\":{},\"f:spec\":{"
+      "\"f:x\":{\"v:[\":{}}}}}]",
+      "[{\"manager\":\"m\",\"operation\":\"Update\",\"apiVersion\":\"" AV
+      "\",\"fieldsV1\":{"
+      "\"f:spec\":{\"f:x\":{},\"i:9\":{},\"k:{\\\"a\\\":1}\":{}}}}]",
+  };
+  for (size_t i = 0; i < sizeof mfs / sizeof mfs[0]; i++) {
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             "{\"apiVersion\":\"" AV
+             "\",\"kind\":\"CronTab\",\"metadata\":{\"name\":\"a\","
+             "\"managedFields\":%s},\"spec\":{\"x\":1,\"l\":[1]}}",
+             mfs[i]);
+    json_object *live = J(buf);
+    kuala_apierr_t e = KUALA_APIERR_INIT;
+    json_object *r = NULL;
+    int rc = apply(&r, live,
+                   "{\"apiVersion\":\"" AV
+                   "\",\"kind\":\"CronTab\",\"metadata\":{\"name\":"
+                   "\"a\"},\"spec\":{\"x\":2}}",
+                   opts("ctl", T0), &e);
+    ck_assert_msg(rc == 0 || rc == 409, "managedFields %zu: %d", i, rc);
+    json_object_put(r);
+    json_object *upd = kuala_json_copy(live);
+    json_object_object_add(kuala_json_path(upd, "spec"), "x", json_object_new_int(3));
+    kuala_ssa_opts_t o = opts("edit", T1);
+    ck_assert_int_eq(kuala__ssa_update(upd, live, &o, &e), 0);
+    ck_assert_ptr_nonnull(mf_entry(upd, "edit", "Update"));
+    json_object_put(upd);
+    json_object_put(live);
+    kuala__apierr_clear(&e);
+  }
+}
+END_TEST
+
 static Suite *ssa_suite(void)
 {
   Suite *s = suite_create("ssa");
@@ -496,6 +537,7 @@ static Suite *ssa_suite(void)
   tcase_add_test(tc, test_ssa_update_entries_reset_prune_and_cap);
   tcase_add_test(tc, test_ssa_fieldset_strips_system_fields);
   tcase_add_test(tc, test_ssa_builtin_lists_merge_by_key);
+  tcase_add_test(tc, test_ssa_malformed_managed_fields_do_not_crash);
   suite_add_tcase(s, tc);
   return s;
 }
