@@ -766,6 +766,53 @@ static void check_object(vctx_t *c, json_object *v, json_object *s, const char *
   check_required(c, v, s, path);
 }
 
+/* Number of errors `v` has against `s`, without recording them. */
+static int count_errors(json_object *v, json_object *s, const char *path)
+{
+  kuala_apierr_t scratch = KUALA_APIERR_INIT;
+  vctx_t sc = {&scratch, 0, NULL, 0};
+  validate_node(&sc, v, s, path);
+  kuala__apierr_clear(&scratch);
+  return sc.count;
+}
+
+/* allOf / anyOf / oneOf / not: value validations only (structural schemas). */
+static void check_combinators(vctx_t *c, json_object *v, json_object *s, const char *path)
+{
+  json_object *all = sget(s, "allOf");
+  for (size_t i = 0; json_object_is_type(all, json_type_array) && i < json_object_array_length(all);
+       i++) {
+    validate_node(c, v, json_object_array_get_idx(all, i), path);
+  }
+  json_object *any = sget(s, "anyOf");
+  if (json_object_is_type(any, json_type_array) && json_object_array_length(any) > 0) {
+    int ok = 0;
+    for (size_t i = 0; i < json_object_array_length(any) && !ok; i++) {
+      ok = count_errors(v, json_object_array_get_idx(any, i), path) == 0;
+    }
+    if (!ok) {
+      verr(c, KUALA_CAUSE_INVALID, path, v, "%s in body must validate at least one schema (anyOf)",
+           body_path(path));
+    }
+  }
+  json_object *one = sget(s, "oneOf");
+  if (json_object_is_type(one, json_type_array) && json_object_array_length(one) > 0) {
+    int passing = 0;
+    for (size_t i = 0; i < json_object_array_length(one); i++) {
+      passing += count_errors(v, json_object_array_get_idx(one, i), path) == 0;
+    }
+    if (passing != 1) {
+      verr(c, KUALA_CAUSE_INVALID, path, v,
+           "%s in body must validate one and only one schema (oneOf)", body_path(path));
+    }
+  }
+  json_object *not = sget(s, "not");
+  if (json_object_is_type(not, json_type_object) && count_errors(v, not, path) == 0) {
+    verr(c, KUALA_CAUSE_INVALID, path, v, "%s in body must not validate the schema (not)",
+         body_path(path));
+  }
+}
+
 static void validate_node(vctx_t *c, json_object *v, json_object *s, const char *path)
 {
   if (!json_object_is_type(s, json_type_object)) {
@@ -782,6 +829,7 @@ static void validate_node(vctx_t *c, json_object *v, json_object *s, const char 
     return;
   }
   check_enum(c, v, s, path);
+  check_combinators(c, v, s, path);
   if (kuala__json_is_number(v)) {
     check_number(c, v, s, path);
   } else if (json_object_is_type(v, json_type_string)) {

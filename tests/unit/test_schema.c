@@ -532,6 +532,43 @@ START_TEST(test_schema_malformed_schemas_do_not_crash)
 }
 END_TEST
 
+START_TEST(test_schema_validate_combinators)
+{
+  json_object *s =
+      J("{\"type\":\"object\",\"properties\":{\"spec\":{\"type\":\"object\","
+        "\"properties\":{\"a\":{\"type\":\"integer\",\"anyOf\":[{\"minimum\":10},"
+        "{\"maximum\":0}]},\"b\":{\"type\":\"string\",\"oneOf\":[{\"pattern\":\"^x\"},"
+        "{\"pattern\":\"y$\"}]},\"c\":{\"type\":\"string\",\"not\":{\"enum\":[\"bad\"]}},"
+        "\"d\":{\"type\":\"integer\",\"allOf\":[{\"minimum\":1},{\"maximum\":3}]}}}}}");
+  struct {
+    const char *obj;
+    int errors;
+    const char *needle;
+  } cases[] = {
+      {"{\"spec\":{\"a\":11,\"b\":\"xa\",\"c\":\"ok\",\"d\":2}}", 0, NULL},
+      {"{\"spec\":{\"a\":5}}", 1, "spec.a in body must validate at least one schema (anyOf)"},
+      {"{\"spec\":{\"b\":\"xy\"}}", 1,
+       "spec.b in body must validate one and only one schema (oneOf)"},
+      {"{\"spec\":{\"b\":\"zz\"}}", 1, "must validate one and only one schema (oneOf)"},
+      {"{\"spec\":{\"c\":\"bad\"}}", 1, "spec.c in body must not validate the schema (not)"},
+      {"{\"spec\":{\"d\":7}}", 1, "spec.d in body should be less than or equal to 3"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_object *o = J(cases[i].obj);
+    kuala_apierr_t e = KUALA_APIERR_INIT;
+    int n = kuala__schema_validate(o, s, &e);
+    ck_assert_msg(n == cases[i].errors, "%s: %d errors", cases[i].obj, n);
+    if (cases[i].needle) {
+      kuala__apierr_invalid(&e, "K", "g.io", "x");
+      ck_assert_msg(strstr(e.message, cases[i].needle) != NULL, "%s", e.message);
+    }
+    kuala__apierr_clear(&e);
+    json_object_put(o);
+  }
+  json_object_put(s);
+}
+END_TEST
+
 static Suite *schema_suite(void)
 {
   Suite *s = suite_create("schema");
@@ -545,6 +582,7 @@ static Suite *schema_suite(void)
   tcase_add_test(tc, test_schema_validate_collections);
   tcase_add_test(tc, test_schema_process_pipeline);
   tcase_add_test(tc, test_schema_malformed_schemas_do_not_crash);
+  tcase_add_test(tc, test_schema_validate_combinators);
   suite_add_tcase(s, tc);
   return s;
 }
