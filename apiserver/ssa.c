@@ -987,6 +987,21 @@ static int check_manager(const char *m, kuala_apierr_t *err)
   return 0;
 }
 
+/* Whether a and b are equal apart from metadata.managedFields. */
+static int same_except_managed(json_object *a, json_object *b)
+{
+  if (!a || !b) {
+    return 0;
+  }
+  json_object *x = kuala_json_copy(a), *y = kuala_json_copy(b);
+  json_object_object_del(kuala_json_ensure_obj(x, "metadata"), "managedFields");
+  json_object_object_del(kuala_json_ensure_obj(y, "metadata"), "managedFields");
+  int same = kuala__json_equal(x, y);
+  json_object_put(x);
+  json_object_put(y);
+  return same;
+}
+
 int kuala__ssa_apply(json_object **out, json_object *live, json_object *applied,
                      const kuala_ssa_opts_t *o, kuala_apierr_t *err)
 {
@@ -1162,12 +1177,17 @@ int kuala__ssa_apply(json_object **out, json_object *live, json_object *applied,
     json_object_put(gone);
   }
 
-  /* Record ownership. */
+  /* Record ownership. A no-op apply (same fields, same object) keeps the old time, so
+   * the stored object stays byte-for-byte equal and no new revision is written. */
   if (self >= 0) {
+    int same = kuala__json_equal(mf.v[self].set, S) && str_eq(mf.v[self].api_version, av) &&
+               same_except_managed(live, result);
     json_object_put(mf.v[self].set);
     mf.v[self].set = S;
-    kuala_free(mf.v[self].time);
-    mf.v[self].time = kuala_strdup(now);
+    if (!same) {
+      kuala_free(mf.v[self].time);
+      mf.v[self].time = kuala_strdup(now);
+    }
     kuala_free(mf.v[self].api_version);
     mf.v[self].api_version = kuala_strdup(av);
   } else {

@@ -85,10 +85,18 @@ START_TEST(test_ssa_apply_creates_and_records_ownership)
                  "\"fieldsType\":\"FieldsV1\",\"fieldsV1\":{\"f:metadata\":{\"f:labels\":{"
                  "\"f:team\":{}}},\"f:spec\":{\"f:cronSpec\":{},\"f:replicas\":{}}}}]},"
                  "\"spec\":{\"cronSpec\":\"* * * * *\",\"replicas\":1}}");
-  /* Applying the same body again changes nothing but the time. */
+  /* Applying the same body later changes nothing, not even the time (a no-op write). */
   json_object *r2 = NULL;
-  ck_assert_int_eq(apply(&r2, r, BODY1, opts("ctl", T0), &e), 0);
+  ck_assert_int_eq(apply(&r2, r, BODY1, opts("ctl", T2), &e), 0);
   ck_assert(kuala__json_equal(r, r2));
+  json_object_put(r2);
+  /* A changed value refreshes the time. */
+  const char *b2 = "{\"apiVersion\":\"" AV
+                   "\",\"kind\":\"CronTab\",\"metadata\":{\"name\":\"a\","
+                   "\"labels\":{\"team\":\"x\"}},\"spec\":{\"cronSpec\":\"* * * * *\","
+                   "\"replicas\":2}}";
+  ck_assert_int_eq(apply(&r2, r, b2, opts("ctl", T2), &e), 0);
+  ck_assert_str_eq(kuala__json_get_str(mf_entry(r2, "ctl", "Apply"), "time"), T2);
   json_object_put(r2);
   json_object_put(r);
 }
