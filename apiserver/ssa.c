@@ -713,6 +713,60 @@ static int mf_cmp(const void *a, const void *b)
   return strcmp(x->subresource ? x->subresource : "", y->subresource ? y->subresource : "");
 }
 
+/* Serialization order of trie keys: ".", then fields, keys, values, indices (like upstream). */
+static int el_rank(const char *k)
+{
+  if (strcmp(k, ".") == 0) {
+    return 0;
+  }
+  switch (k[0]) {
+    case 'f':
+      return 1;
+    case 'k':
+      return 2;
+    case 'v':
+      return 3;
+    case 'i':
+      return 4;
+    default:
+      return 5;
+  }
+}
+
+static int el_cmp(const void *a, const void *b)
+{
+  const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+  int rx = el_rank(x), ry = el_rank(y);
+  if (rx != ry) {
+    return rx - ry;
+  }
+  if (rx == 4) {
+    long ix = strtol(x + 2, NULL, 10), iy = strtol(y + 2, NULL, 10);
+    return ix < iy ? -1 : ix > iy;
+  }
+  return strcmp(x, y);
+}
+
+/* A copy of the trie with its keys in serialization order at every level. */
+static json_object *trie_sorted(json_object *t)
+{
+  size_t n = (size_t)json_object_object_length(t);
+  const char **keys = kuala_calloc(n ? n : 1, sizeof *keys);
+  size_t i = 0;
+  json_object_object_foreach(t, k, v)
+  {
+    (void)v;
+    keys[i++] = k;
+  }
+  qsort(keys, n, sizeof *keys, el_cmp);
+  json_object *out = json_object_new_object();
+  for (i = 0; i < n; i++) {
+    json_object_object_add(out, keys[i], trie_sorted(kuala__json_get(t, keys[i])));
+  }
+  kuala_free(keys);
+  return out;
+}
+
 static json_object *mf_render(mf_list_t *l)
 {
   qsort(l->v, l->n, sizeof *l->v, mf_cmp);
@@ -732,7 +786,7 @@ static json_object *mf_render(mf_list_t *l)
       json_object_object_add(o, "time", json_object_new_string(e->time));
     }
     json_object_object_add(o, "fieldsType", json_object_new_string("FieldsV1"));
-    json_object_object_add(o, "fieldsV1", kuala_json_copy(e->set));
+    json_object_object_add(o, "fieldsV1", trie_sorted(e->set));
     if (e->subresource) {
       json_object_object_add(o, "subresource", json_object_new_string(e->subresource));
     }

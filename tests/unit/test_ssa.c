@@ -377,6 +377,11 @@ START_TEST(test_ssa_update_entries_reset_prune_and_cap)
   ck_assert_int_eq(kuala__ssa_update(obj, NULL, &o, &e), 0);
   json_object *ent = mf_entry(obj, "kubectl-create", "Update");
   ck_assert_ptr_nonnull(ent);
+  /* Serialized like upstream: "." first, then fields in order. */
+  ck_assert_str_eq(kuala_json_compact(kuala__json_get(ent, "fieldsV1"), NULL),
+                   "{\"f:data\":{\".\":{},\"f:k\":{}},\"f:metadata\":{\"f:labels\":{\".\":{},"
+                   "\"f:a\":{}},\"f:ownerReferences\":{\".\":{},\"k:{\\\"uid\\\":\\\"o1\\\"}\":{"
+                   "\".\":{},\"f:kind\":{},\"f:uid\":{}}}}}");
   expect_json(kuala__json_get(ent, "fieldsV1"),
               "{\"f:metadata\":{\"f:labels\":{\".\":{},\"f:a\":{}},\"f:ownerReferences\":{\".\":"
               "{},\"k:{\\\"uid\\\":\\\"o1\\\"}\":{\".\":{},\"f:kind\":{},\"f:uid\":{}}}},"
