@@ -305,3 +305,29 @@ json_object *kuala__apierr_success(const char *name, const char *group, const ch
   }
   return s;
 }
+
+char *kuala__apierr_warning(char *out, size_t n, const char *text)
+{
+  static const char head[] = "299 - \"";
+  if (n < sizeof head + 1) {
+    if (n > 0) {
+      out[0] = '\0';
+    }
+    return out;
+  }
+  size_t len = sizeof head - 1;
+  memcpy(out, head, len);
+  for (const char *p = text ? text : ""; *p; p++) {
+    size_t need = (*p == '"' || *p == '\\') ? 2 : 1;
+    if (len + need + 2 > n) { /* room for the closing quote and NUL */
+      break;
+    }
+    if (need == 2) {
+      out[len++] = '\\';
+    }
+    out[len++] = *p;
+  }
+  out[len++] = '"';
+  out[len] = '\0';
+  return out;
+}

@@ -140,4 +140,12 @@ char *kuala__apierr_status_json(const kuala_apierr_t *e, size_t *len);
 json_object *kuala__apierr_success(const char *name, const char *group, const char *kind,
                                    const char *uid);
 
+/*
+ * The value of a `Warning:` response header for `text`: `299 - "<text>"`
+ * with `"` and `\` escaped as HTTP quoted-strings require, so kubectl
+ * prints `Warning: unknown field "spec.foo"`. Truncated (never split inside
+ * an escape) to fit `n` bytes, NUL included. Returns `out`.
+ */
+char *kuala__apierr_warning(char *out, size_t n, const char *text);
+
 #endif /* KUALA_APISERVER_APIERR_H */

@@ -159,6 +159,21 @@ START_TEST(test_apierr_success_status)
 }
 END_TEST
 
+START_TEST(test_apierr_warning_header_escapes_quotes)
+{
+  char w[64];
+  ck_assert_str_eq(kuala__apierr_warning(w, sizeof w, "unknown field \"spec.foo\""),
+                   "299 - \"unknown field \\\"spec.foo\\\"\"");
+  ck_assert_str_eq(kuala__apierr_warning(w, sizeof w, "a\\b"), "299 - \"a\\\\b\"");
+  /* Truncation keeps the header well-formed. */
+  char small[16];
+  kuala__apierr_warning(small, sizeof small, "\"\"\"\"\"\"\"\"");
+  ck_assert_int_eq(small[strlen(small) - 1], '"');
+  ck_assert_int_le(strlen(small), sizeof small - 1);
+  ck_assert_str_eq(small, "299 - \"\\\"\\\"\\\"\"");
+}
+END_TEST
+
 static Suite *apierr_suite(void)
 {
   Suite *s = suite_create("apierr");
@@ -170,6 +185,7 @@ static Suite *apierr_suite(void)
   tcase_add_test(tc, test_apierr_conflict_causes_and_retry_after);
   tcase_add_test(tc, test_apierr_reasons_and_empty_error);
   tcase_add_test(tc, test_apierr_success_status);
+  tcase_add_test(tc, test_apierr_warning_header_escapes_quotes);
   suite_add_tcase(s, tc);
   return s;
 }
