@@ -1225,6 +1225,82 @@ static void check_columns(kuala_apierr_t *err, json_object *cols, const char *vp
   }
 }
 
+/* The schema node a simple ".a.b" path leads to, or NULL. */
+static json_object *schema_at(json_object *schema, const char *jp)
+{
+  if (!jp || jp[0] != '.') {
+    return NULL;
+  }
+  json_object *cur = schema;
+  const char *p = jp + 1;
+  while (cur && *p) {
+    size_t n = strcspn(p, ".");
+    if (n == 0 || p[n - 1] == ']' || memchr(p, '[', n)) {
+      return NULL;
+    }
+    char *key = kuala_strndup(p, n);
+    cur = kuala__json_get(sget(cur, "properties"), key);
+    kuala_free(key);
+    p += n;
+    if (*p == '.') {
+      p++;
+    }
+  }
+  return cur;
+}
+
+/* selectableFields (spec §6): at most 8, each a path to a string, integer or boolean field. */
+static void check_selectable(kuala_apierr_t *err, json_object *sel, json_object *schema,
+                             const char *vpath)
+{
+  if (!sel) {
+    return;
+  }
+  char *sp = path_key(vpath, "selectableFields");
+  if (!json_object_is_type(sel, json_type_array)) {
+    add_err(err, KUALA_CAUSE_INVALID, sp, sel, "must be a list");
+    kuala_free(sp);
+    return;
+  }
+  size_t n = json_object_array_length(sel);
+  if (n > 8) {
+    json_object *cnt = json_object_new_int64((int64_t)n);
+    add_err(err, KUALA_CAUSE_TOO_MANY, sp, cnt, "must have at most 8 items");
+    json_object_put(cnt);
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_object *f = json_object_array_get_idx(sel, i);
+    kuala_buf_t b = KUALA_BUF_INIT(0);
+    kuala_buf_printf(&b, "%s[%zu].jsonPath", sp, i);
+    json_object *jv = kuala__json_get(f, "jsonPath");
+    const char *jp = json_object_is_type(jv, json_type_string) ? json_object_get_string(jv) : NULL;
+    json_object *target = schema_at(schema, jp);
+    const char *t = stype(target);
+    if (!jp || !*jp) {
+      add_err(err, KUALA_CAUSE_REQUIRED, b.data, NULL, NULL);
+    } else if (jp[0] != '.') {
+      add_err(err, KUALA_CAUSE_INVALID, b.data, jv, "must be a simple json path starting with .");
+    } else if (!target) {
+      add_err(err, KUALA_CAUSE_INVALID, b.data, jv,
+              "is an invalid path: no such field in the schema");
+    } else if (!t || (strcmp(t, "string") != 0 && strcmp(t, "integer") != 0 &&
+                      strcmp(t, "boolean") != 0)) {
+      add_err(err, KUALA_CAUSE_INVALID, b.data, jv,
+              "selectable field type must be one of: string, integer, boolean");
+    } else {
+      for (size_t j = 0; j < i; j++) {
+        const char *other = kuala__json_get_str(json_object_array_get_idx(sel, j), "jsonPath");
+        if (other && strcmp(other, jp) == 0) {
+          add_err(err, KUALA_CAUSE_DUPLICATE, b.data, jv, NULL);
+          break;
+        }
+      }
+    }
+    kuala_buf_free(&b);
+  }
+  kuala_free(sp);
+}
+
 int kuala__schema_crd_validate(json_object *crd, kuala_apierr_t *err)
 {
   kuala_apierr_t e = KUALA_APIERR_INIT;
@@ -1333,6 +1409,7 @@ int kuala__schema_crd_validate(json_object *crd, kuala_apierr_t *err)
         check_structural(&e, schema, spath, "", 1, 0, 0);
       }
       check_columns(&e, kuala__json_get(v, "additionalPrinterColumns"), vpath);
+      check_selectable(&e, kuala__json_get(v, "selectableFields"), schema, vpath);
     }
     if (storage != 1) {
       add_err(&e, KUALA_CAUSE_INVALID, "spec.versions", versions,

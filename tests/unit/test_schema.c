@@ -70,6 +70,7 @@ static const char *CRONTAB_CRD =
     "\"status\":{\"type\":\"object\",\"properties\":{\"phase\":{\"type\":"
     "\"string\"}}}}}},"
     "\"subresources\":{\"status\":{}},"
+    "\"selectableFields\":[{\"jsonPath\":\".spec.mode\"},{\"jsonPath\":\".spec.replicas\"}],"
     "\"additionalPrinterColumns\":[{\"name\":\"Replicas\",\"type\":\"integer\","
     "\"jsonPath\":"
     "\".spec.replicas\"}]}]}}";
@@ -220,6 +221,18 @@ START_TEST(test_schema_crd_rejections)
       "properties.labels."
       "properties",
       "{\"a\":{\"type\":\"string\"}}", "additionalProperties and properties are mutual exclusive");
+  expect_crd_error(
+      "spec.versions.0.selectableFields", "[{\"jsonPath\":\".spec.nope\"}]",
+      "spec.versions[0].selectableFields[0].jsonPath: Invalid value: \".spec.nope\": is "
+      "an invalid path");
+  expect_crd_error("spec.versions.0.selectableFields", "[{\"jsonPath\":\".spec.labels\"}]",
+                   "selectable field type must be one of: string, integer, boolean");
+  expect_crd_error(
+      "spec.versions.0.selectableFields",
+      "[{\"jsonPath\":\".spec.mode\"},{\"jsonPath\":\".spec.mode\"}]",
+      "spec.versions[0].selectableFields[1].jsonPath: Duplicate value: \".spec.mode\"");
+  expect_crd_error("spec.versions.0.selectableFields", "[{},{},{},{},{},{},{},{},{}]",
+                   "spec.versions[0].selectableFields: Too many: 9: must have at most 8 items");
   expect_crd_error("spec.versions.0.schema", NULL,
                    "spec.versions[0].schema.openAPIV3Schema: Required value");
 }
