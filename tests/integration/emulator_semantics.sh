@@ -164,6 +164,16 @@ out=$($K get configmap cm -o jsonpath='{.metadata.finalizers}' 2>&1)
 expect "SMP finalizers union" "$out" '["x.io/a","x.io/b"]'
 $K patch configmap cm --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null 2>&1
 
+# kubectl's generators send protobuf bodies.
+out=$($K create configmap gen --from-literal=k=v 2>&1)
+expect "kubectl create configmap (protobuf body)" "$out" "configmap/gen created"
+out=$($K get configmap gen -o jsonpath='{.data.k}' 2>&1)
+expect "protobuf ConfigMap data" "$out" "v"
+out=$($K create deployment gen --image=busybox --replicas=0 2>&1)
+expect "kubectl create deployment (protobuf body)" "$out" "deployment.apps/gen created"
+out=$($K get deployment gen -o jsonpath='{.spec.replicas}/{.spec.template.spec.containers[0].image}' 2>&1)
+expect "protobuf Deployment keeps replicas 0" "$out" "0/busybox"
+
 # /openapi/v3 lists the CRD's group version with the fieldValidation parameter.
 idx=$(curl -s "$URL/openapi/v3")
 expect "openapi index lists the CRD" "$idx" '"apis/sem.example.com/v1"'
