@@ -11,6 +11,7 @@ PKGS=(
   libhttp-parser-dev libsqlite3-dev
   check lua-busted lua-check
   clang-format python3 curl
+  jq
 )
 # kubectl is a judge of the emulator in the test suite; it comes preinstalled
 # on these machines (1.32). Debian's kubernetes-client is 1.20 and lacks

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# kuala-apiserver over raw HTTP (curl): Status errors, resourceVersion and
+# pagination semantics, watch resume / 410 / bookmarks / sendInitialEvents,
+# selector transitions, writes, dry run, garbage collection, bad input.
+source "$(dirname "$0")/lib/emulator_lib.sh"
+
+if ! command -v jq >/dev/null || ! command -v curl >/dev/null; then
+  echo "SKIP: needs curl and jq (scripts/deps.sh installs them)"; exit 77
+fi
+
+emu_start --history 32 --admin-port 0
+CM=/api/v1/namespaces/default/configmaps
+
+code() { echo "${1%% *}"; }
+body() { echo "${1#* }"; }
+
+# ---- Status errors ----
+r=$(api GET /api/v1/namespaces/default/nothings)
+expect_eq "unknown resource 404" "$(code "$r")" "404"
+expect_eq "404 is a Status" "$(body "$r" | jq -r '.kind + "/" + .reason')" "Status/NotFound"
+r=$(api GET $CM/missing)
+expect_eq "missing object message" "$(body "$r" | jq -r .message)" 'configmaps "missing" not found'
+expect_eq "details.kind is the resource" "$(body "$r" | jq -r .details.kind)" "configmaps"
+r=$(api GET "$CM?labelSelector=a%20in%20b")
+expect_eq "bad label selector 400" "$(code "$r")" "400"
+r=$(api POST $CM '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"')
+expect_eq "malformed JSON 400" "$(code "$r")" "400"
+expect_contains "malformed JSON message" "$(body "$r" | jq -r .message)" 'ConfigMap in version "v1" cannot be handled as a ConfigMap'
+r=$(api POST $CM 'name: x' text/plain)
+expect_eq "wrong content type 415" "$(code "$r")" "415"
+head -c 3200000 /dev/zero | tr '\0' 'a' >"$EMU_DIR/big"
+c=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+  --data-binary @"$EMU_DIR/big" "$EMU_URL$CM")
+expect_eq "oversized body 413" "$c" "413"
+r=$(api POST /api/v1/namespaces/nowhere/configmaps '{"metadata":{"name":"x"}}')
+expect_eq "namespace must exist" "$(body "$r" | jq -r .message)" 'namespaces "nowhere" not found'
+r=$(api POST $CM '{"metadata":{}}')
+expect_eq "name required 422" "$(code "$r")" "422"
+r=$(api POST $CM '{"metadata":{"name":"Bad_Name"}}')
+expect_eq "invalid name 422" "$(body "$r" | jq -r .reason)" "Invalid"
+r=$(api POST $CM '{"metadata":{"name":"x","resourceVersion":"5"}}')
+expect_eq "rv on create 500" "$(code "$r")" "500"
+r=$(api PATCH $CM/x '{}' text/plain)
+expect_eq "server keeps serving after bad input" "$(code "$(api GET /version)")" "200"
+c=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.kubernetes.protobuf' "$EMU_URL$CM")
+expect_eq "protobuf-only Accept 406" "$c" "406"
+
+# ---- create / update / no-op / conflict ----
+r=$(api POST $CM '{"metadata":{"generateName":"gen-"},"data":{"a":"1"}}')
+expect_eq "generateName 201" "$(code "$r")" "201"
+expect_contains "generated name" "$(body "$r" | jq -r .metadata.name)" "gen-"
+expect_eq "uid is a UUID" "$(body "$r" | jq -r '.metadata.uid | test("^[0-9a-f-]{36}$")')" "true"
+r=$(api POST $CM '{"metadata":{"name":"a","labels":{"app":"x"}},"data":{"k":"1"}}')
+rv1=$(body "$r" | jq -r .metadata.resourceVersion)
+r=$(api POST $CM '{"metadata":{"name":"a"}}')
+expect_eq "already exists 409" "$(body "$r" | jq -r .reason)" "AlreadyExists"
+r=$(api PUT $CM/a "{\"metadata\":{\"name\":\"a\",\"labels\":{\"app\":\"x\"},\"resourceVersion\":\"$rv1\"},\"data\":{\"k\":\"1\"}}")
+expect_eq "no-op update keeps the RV" "$(body "$r" | jq -r .metadata.resourceVersion)" "$rv1"
+r=$(api PUT $CM/a "{\"metadata\":{\"name\":\"a\",\"labels\":{\"app\":\"x\"},\"resourceVersion\":\"$rv1\"},\"data\":{\"k\":\"2\"}}")
+rv2=$(body "$r" | jq -r .metadata.resourceVersion)
+expect_eq "update takes a new RV" "$([ "$rv2" -gt "$rv1" ] && echo yes)" "yes"
+r=$(api PUT $CM/a "{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"$rv1\"},\"data\":{}}")
+expect_eq "stale RV conflict" "$(body "$r" | jq -r .reason)" "Conflict"
+expect_contains "conflict message" "$(body "$r" | jq -r .message)" 'Operation cannot be fulfilled on configmaps "a": the object has been modified'
+r=$(api PUT $CM/b '{"metadata":{"name":"b"}}')
+expect_eq "PUT on a missing object 404" "$(code "$r")" "404"
+r=$(api PUT $CM/a '{"metadata":{"name":"zz"}}')
+expect_eq "name mismatch 400" "$(code "$r")" "400"
+r=$(api POST "$CM?dryRun=All" '{"metadata":{"name":"dry"}}')
+expect_eq "dry run answers 201" "$(code "$r")" "201"
+expect_eq "dry run stores nothing" "$(code "$(api GET $CM/dry)")" "404"
+
+# ---- list: RV semantics and pagination ----
+for i in 1 2 3 4 5; do api POST $CM "{\"metadata\":{\"name\":\"p$i\",\"labels\":{\"page\":\"yes\"}}}" >/dev/null; done
+r=$(api GET "$CM?limit=2")
+expect_eq "page size" "$(body "$r" | jq '.items | length')" "2"
+tok=$(body "$r" | jq -r .metadata.continue)
+lrv=$(body "$r" | jq -r .metadata.resourceVersion)
+total=$(body "$(api GET $CM)" | jq '.items | length')
+expect_eq "remainingItemCount" "$(body "$r" | jq .metadata.remainingItemCount)" "$((total - 2))"
+r=$(api GET "$CM?limit=2&continue=$tok")
+expect_eq "next page keeps the list RV" "$(body "$r" | jq -r .metadata.resourceVersion)" "$lrv"
+r=$(api GET "$CM?limit=100&labelSelector=page%3Dyes")
+expect_eq "selector list" "$(body "$r" | jq '.items | length')" "5"
+expect_eq "no remainingItemCount on the last page" "$(body "$r" | jq .metadata.remainingItemCount)" "null"
+r=$(api GET "$CM?limit=2&continue=notatoken")
+expect_eq "bad continue token 400" "$(code "$r")" "400"
+api POST $CM '{"metadata":{"name":"late"}}' >/dev/null
+r=$(api GET "$CM?limit=2&continue=$tok")
+expect_eq "continue after a change is 410" "$(body "$r" | jq -r '(.code|tostring) + .reason')" "410Expired"
+r=$(api GET "$CM?resourceVersion=999999")
+expect_eq "future RV is 504" "$(body "$r" | jq -r '(.code|tostring) + .reason')" "504Timeout"
+r=$(api GET "$CM?resourceVersion=abc")
+expect_eq "malformed RV 400" "$(code "$r")" "400"
+r=$(api GET "$CM?resourceVersionMatch=Exact")
+expect_eq "resourceVersionMatch without RV 422" "$(code "$r")" "422"
+
+# ---- watch ----
+now=$(body "$(api GET $CM)" | jq -r .metadata.resourceVersion)
+curl -s -N -m 3 "$EMU_URL$CM?watch=true&resourceVersion=$now&timeoutSeconds=2" >"$EMU_DIR/w1" &
+w1pid=$!
+sleep 0.3
+api POST $CM '{"metadata":{"name":"w1","labels":{"sel":"in"}}}' >/dev/null
+api PATCH $CM/w1 '{"metadata":{"labels":{"sel":"out"}}}' application/merge-patch+json >/dev/null
+api DELETE $CM/w1 >/dev/null
+wait $w1pid
+expect_eq "watch from RV: event types" "$(jq -r .type "$EMU_DIR/w1" | tr '\n' ' ')" "ADDED MODIFIED DELETED "
+expect_eq "one JSON document per line" "$(wc -l <"$EMU_DIR/w1" | tr -d ' ')" "3"
+# Resume from the first event's RV: the rest is replayed.
+rvA=$(head -1 "$EMU_DIR/w1" | jq -r .object.metadata.resourceVersion)
+curl -s -N -m 2 "$EMU_URL$CM?watch=true&resourceVersion=$rvA&timeoutSeconds=1" >"$EMU_DIR/w2"
+expect_eq "resume replays later events" "$(jq -r .type "$EMU_DIR/w2" | tr '\n' ' ')" "MODIFIED DELETED "
+# Selector transitions.
+curl -s -N -m 3 "$EMU_URL$CM?watch=true&resourceVersion=$now&timeoutSeconds=1&labelSelector=sel%3Din" >"$EMU_DIR/w3"
+expect_eq "leaving the selector is DELETED" "$(jq -r .type "$EMU_DIR/w3" | tr '\n' ' ')" "ADDED DELETED "
+# Initial events, bookmarks only when asked.
+curl -s -N -m 3 "$EMU_URL$CM?watch=true&timeoutSeconds=1&labelSelector=page%3Dyes" >"$EMU_DIR/w4"
+expect_eq "RV unset: initial ADDED" "$(jq -r .type "$EMU_DIR/w4" | sort | uniq -c | tr -s ' ')" " 5 ADDED"
+curl -s -N -m 3 "$EMU_URL$CM?watch=true&timeoutSeconds=1&labelSelector=page%3Dyes&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true" >"$EMU_DIR/w5"
+expect_eq "sendInitialEvents ends with the annotated bookmark" \
+  "$(tail -1 "$EMU_DIR/w5" | jq -r '.type + " " + .object.metadata.annotations["k8s.io/initial-events-end"]')" "BOOKMARK true"
+r=$(api GET "$CM?watch=true&sendInitialEvents=true")
+expect_eq "sendInitialEvents without NotOlderThan 422" "$(code "$r")" "422"
+# Too old: the ring holds 32 events.
+for i in $(seq 1 40); do api POST $CM "{\"metadata\":{\"name\":\"fill$i\"}}" >/dev/null; done
+curl -s -N -m 3 "$EMU_URL$CM?watch=true&resourceVersion=$now" >"$EMU_DIR/w6"
+expect_eq "too old RV: ERROR 410 then close" "$(jq -r '.type + " " + (.object.code|tostring) + " " + .object.reason' "$EMU_DIR/w6")" "ERROR 410 Expired"
+expect_contains "too old message" "$(jq -r .object.message "$EMU_DIR/w6")" "too old resource version: $now"
+
+# ---- garbage collection ----
+r=$(api POST $CM '{"metadata":{"name":"owner"}}')
+ouid=$(body "$r" | jq -r .metadata.uid)
+api POST $CM "{\"metadata\":{\"name\":\"dep\",\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"owner\",\"uid\":\"$ouid\"}]}}" >/dev/null
+api DELETE $CM/owner >/dev/null
+sleep 0.5
+expect_eq "background GC deletes the dependent" "$(code "$(api GET $CM/dep)")" "404"
+r=$(api POST $CM '{"metadata":{"name":"owner2"}}')
+ouid=$(body "$r" | jq -r .metadata.uid)
+api POST $CM "{\"metadata\":{\"name\":\"dep2\",\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"owner2\",\"uid\":\"$ouid\"}]}}" >/dev/null
+r=$(api DELETE $CM/owner2 '{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Orphan"}')
+expect_eq "orphan adds the finalizer" "$(body "$r" | jq -r '.metadata.finalizers[0]')" "orphan"
+sleep 0.5
+expect_eq "orphan: owner gone" "$(code "$(api GET $CM/owner2)")" "404"
+expect_eq "orphan: dependent kept without the reference" "$(body "$(api GET $CM/dep2)" | jq -r '.metadata.ownerReferences // "none"')" "none"
+r=$(api POST $CM '{"metadata":{"name":"owner3"}}')
+ouid=$(body "$r" | jq -r .metadata.uid)
+api POST $CM "{\"metadata\":{\"name\":\"dep3\",\"finalizers\":[\"x/y\"],\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"owner3\",\"uid\":\"$ouid\",\"blockOwnerDeletion\":true}]}}" >/dev/null
+r=$(api DELETE "$CM/owner3?propagationPolicy=Foreground")
+expect_eq "foreground adds the finalizer" "$(body "$r" | jq -r '.metadata.finalizers[0]')" "foregroundDeletion"
+sleep 0.5
+expect_eq "foreground: owner waits for a blocking dependent" "$(code "$(api GET $CM/owner3)")" "200"
+api PATCH $CM/dep3 '[{"op":"remove","path":"/metadata/finalizers"}]' application/json-patch+json >/dev/null
+sleep 0.5
+expect_eq "foreground: dependent gone" "$(code "$(api GET $CM/dep3)")" "404"
+expect_eq "foreground: owner gone" "$(code "$(api GET $CM/owner3)")" "404"
+
+# ---- fault injection ----
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/watch-410?count=1" >/dev/null
+curl -s -N -m 3 "$EMU_URL$CM?watch=true&resourceVersion=$(body "$(api GET $CM)" | jq -r .metadata.resourceVersion)" >"$EMU_DIR/w7"
+expect_eq "injected 410" "$(jq -r .object.code "$EMU_DIR/w7")" "410"
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/errors?percent=100&code=429" >/dev/null
+c=$(curl -s -m 5 -D "$EMU_DIR/h" -o /dev/null -w '%{http_code}' "$EMU_URL$CM")
+expect_eq "injected 429" "$c" "429"
+expect_contains "Retry-After" "$(cat "$EMU_DIR/h")" "Retry-After: 1"
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/reset" >/dev/null
+curl -s -N -m 5 "$EMU_URL$CM?watch=true&timeoutSeconds=30" >"$EMU_DIR/w8" &
+wp=$!
+sleep 0.3
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/close-watches" >/dev/null
+wait $wp
+expect_eq "close-watches ends open watches at once" "$?" "0"
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/latency?ms=300" >/dev/null
+t0=$(date +%s%N)
+api GET /version >/dev/null
+t1=$(date +%s%N)
+expect_eq "latency injected" "$([ $(((t1 - t0) / 1000000)) -ge 300 ] && echo yes)" "yes"
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/reset" >/dev/null
+
+finish
