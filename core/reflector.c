@@ -168,21 +168,35 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
   json_object_object_get_ex(page, "items", &items);
   size_t n =
       items && json_object_is_type(items, json_type_array) ? json_object_array_length(items) : 0;
-  /* Raw spans of the items, so the store copies text instead of
-   * serialising trees again. */
-  size_t ioff = 0, ilen = 0, pos = 0;
-  int have_raw = body && kuala__json_member(body, len, "items", &ioff, &ilen) == 0;
-  const char *arr = have_raw ? body + ioff : NULL;
+  /* Walk the items' text in step with the tree, one pass: each put
+   * compacts its item and says where it ended, so the store copies text
+   * instead of serialising trees again. */
+  size_t ioff = 0, pos = 0;
+  int have_raw = body && kuala__json_member(body, len, "items", &ioff, NULL) == 0 && ioff < len &&
+                 body[ioff] == '[';
+  if (have_raw) {
+    pos = ioff + 1;
+  }
   for (size_t i = 0; i < n; i++) {
-    size_t off = 0, l = 0;
     const char *raw = NULL;
-    if (have_raw && kuala__json_array_next(arr, ilen, &pos, &off, &l)) {
-      raw = arr + off;
-    } else {
-      have_raw = 0;
+    if (have_raw) {
+      while (pos < len && (body[pos] == ' ' || body[pos] == '\n' || body[pos] == '\t' ||
+                           body[pos] == '\r' || body[pos] == ',')) {
+        pos++;
+      }
+      if (pos < len && body[pos] != ']') {
+        raw = body + pos;
+      } else {
+        have_raw = 0;
+      }
     }
-    int rc = kuala_store_put(inf->store, json_object_array_get_idx(items, i), raw, l,
-                             KUALA_STORE_SKIP_SAME_RV, kuala__informer_change, inf);
+    size_t used = 0;
+    int rc = kuala__store_put_ex(inf->store, json_object_array_get_idx(items, i), raw,
+                                 raw ? len - pos : 0, KUALA_STORE_SKIP_SAME_RV,
+                                 kuala__informer_change, inf, &used);
+    if (raw) {
+      pos += used ? used : kuala__json_skip(body, len, pos) - pos;
+    }
     if (rc < 0) {
       inf->st.decode_errors++;
       KUALA_LOG(KUALA_LOG_WARN, "informer: object refused by the store", "resource",
@@ -254,8 +268,9 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
   size_t off = 0, l = 0;
   if (ev->line && (ev->type == KUALA_LW_ADDED || ev->type == KUALA_LW_MODIFIED ||
                    ev->type == KUALA_LW_DELETED)) {
-    if (kuala__json_member(ev->line, ev->len, "object", &off, &l) == 0) {
-      raw = ev->line + off;
+    if (kuala__json_member(ev->line, ev->len, "object", &off, NULL) == 0) {
+      raw = ev->line + off; /* the store stops at the object's end */
+      l = ev->len - off;
     }
   }
   int rc = 0;

@@ -511,15 +511,25 @@ static size_t skip_ws(const char *s, size_t n, size_t i)
   return i;
 }
 
-/* i at the opening quote; returns index after the closing quote. */
+/* i at the opening quote; returns index after the closing quote. memchr
+ * finds candidate quotes fast; a quote preceded by an odd number of
+ * backslashes is escaped. */
 static size_t skip_string(const char *s, size_t n, size_t i)
 {
-  for (i++; i < n; i++) {
-    if (s[i] == '\\') {
-      i++;
-    } else if (s[i] == '"') {
-      return i + 1;
+  size_t j = i + 1;
+  while (j < n) {
+    const char *q = memchr(s + j, '"', n - j);
+    if (!q) {
+      return n;
     }
+    size_t k = (size_t)(q - s), bs = 0;
+    while (k - bs > i + 1 && s[k - bs - 1] == '\\') {
+      bs++;
+    }
+    if ((bs & 1) == 0) {
+      return k + 1;
+    }
+    j = k + 1;
   }
   return n;
 }
@@ -575,6 +585,10 @@ int kuala__json_member(const char *s, size_t n, const char *key, size_t *off, si
       return KUALA_ENOENT;
     }
     size_t vstart = skip_ws(s, n, i + 1);
+    if (match && !len) {
+      *off = vstart;
+      return 0;
+    }
     size_t vend = kuala__json_skip(s, n, vstart);
     if (match) {
       *off = vstart;
@@ -609,29 +623,57 @@ int kuala__json_array_next(const char *s, size_t n, size_t *pos, size_t *off, si
   return 1;
 }
 
-int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out)
+/* Make room for `need` more output bytes after *o (plus the NUL), keeping
+ * the cursor pointers valid; KUALA_E2BIG past the buffer's cap. */
+static int grow_out(kuala_buf_t *out, char **base, char **o, char **lim, size_t need)
+{
+  size_t used = (size_t)(*o - *base);
+  size_t extra = used + (need > out->cap ? need : out->cap);
+  if (out->max && out->len + extra > out->max) {
+    extra = out->max - out->len;
+    if (extra < used + need) {
+      return KUALA_E2BIG;
+    }
+  }
+  int rc = kuala_buf_reserve(out, extra);
+  if (rc < 0) {
+    return rc;
+  }
+  *base = out->data + out->len;
+  *o = *base + used;
+  *lim = out->data + out->cap - 1;
+  return 0;
+}
+
+int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out, size_t *consumed)
 {
   /* Container stack as bits (1 = object); json-c caps depth well below 64,
-   * deeper text is copied without stripping. */
+   * deeper text is copied without stripping. The output is never longer
+   * than the input, so room for n bytes is reserved once and written
+   * through a plain pointer. */
   uint64_t objbits = 0;
   size_t depth = 0;
   int expect_key = 0;
   int last_key_meta = 0; /* the last depth-1 key was "metadata" */
   int in_meta = 0;       /* the depth-2 object is the top-level metadata */
   int drop_comma = 0;
-  int rc = kuala_buf_reserve(out, n);
+  size_t first = n < 65536 ? n : 65536;
+  if (out->max && first > out->max - out->len) {
+    first = out->max - out->len;
+  }
+  int rc = kuala_buf_reserve(out, first);
   if (rc < 0) {
     return rc;
   }
-  for (size_t i = 0; i < n;) {
+  char *base = out->data + out->len, *o = base;
+  char *lim = out->data + out->cap - 1; /* room for the NUL */
+
+  size_t i = skip_ws(s, n, 0);
+  while (i < n) {
     char c = s[i];
-    if (is_ws(c)) {
-      i++;
-      continue;
-    }
     if (c == '"') {
       size_t end = skip_string(s, n, i);
-      if (expect_key) {
+      if (expect_key && depth <= 2) {
         size_t klen = end - i - 2;
         if (depth == 1) {
           last_key_meta = klen == 8 && memcmp(s + i + 1, "metadata", 8) == 0;
@@ -644,24 +686,35 @@ int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out)
             j++;
           }
           j = kuala__json_skip(s, n, j);
-          if (out->len > 0 && out->data[out->len - 1] == ',') {
-            out->len--;
-            out->data[out->len] = '\0';
+          if (o > base && o[-1] == ',') {
+            o--;
           } else {
             drop_comma = 1;
           }
-          i = j;
+          i = skip_ws(s, n, j);
           expect_key = 0;
           continue;
         }
       }
-      if ((rc = kuala_buf_append(out, s + i, end - i)) < 0) {
+      if ((size_t)(lim - o) < end - i && (rc = grow_out(out, &base, &o, &lim, end - i)) < 0) {
         return rc;
       }
+      memcpy(o, s + i, end - i);
+      o += end - i;
       i = end;
+      drop_comma = 0;
+      if (depth == 0) {
+        break; /* a lone string value */
+      }
       continue;
     }
     switch (c) {
+      case ' ':
+      case '\t':
+      case '\n':
+      case '\r':
+        i++;
+        continue;
       case '{':
       case '[':
         depth++;
@@ -702,10 +755,24 @@ int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out)
         break;
     }
     drop_comma = 0;
-    if ((rc = kuala_buf_putc(out, c)) < 0) {
+    if (lim == o && (rc = grow_out(out, &base, &o, &lim, 1)) < 0) {
       return rc;
     }
+    *o++ = c;
     i++;
+    if (depth == 0) {
+      /* The first value is complete (a container closed, or a scalar's
+       * last byte: scalars at depth 0 continue until a delimiter). */
+      if (c == '}' || c == ']' || i >= n || is_ws(s[i]) || s[i] == ',' || s[i] == '}' ||
+          s[i] == ']') {
+        break;
+      }
+    }
+  }
+  *o = '\0';
+  out->len += (size_t)(o - base);
+  if (consumed) {
+    *consumed = i;
   }
   return 0;
 }
@@ -920,6 +987,12 @@ static void entry_destroy(kuala_store_t *s, uint32_t id)
 int kuala_store_put(kuala_store_t *s, json_object *obj, const char *raw, size_t rawlen, int flags,
                     kuala_store_change_cb cb, void *data)
 {
+  return kuala__store_put_ex(s, obj, raw, rawlen, flags, cb, data, NULL);
+}
+
+int kuala__store_put_ex(kuala_store_t *s, json_object *obj, const char *raw, size_t rawlen,
+                        int flags, kuala_store_change_cb cb, void *data, size_t *consumed)
+{
   kuala_store_emit_t em = {s, 0, NULL, 0, 0, 0};
   json_object *meta;
   size_t namelen = 0, nslen = 0, rvlen = 0;
@@ -977,7 +1050,8 @@ int kuala_store_put(kuala_store_t *s, json_object *obj, const char *raw, size_t 
    * document, else serialised from the (possibly transformed) tree. */
   kuala_buf_reset(&s->scratch);
   if (raw && !s->opts.transform && !s->opts.metadata_only) {
-    if ((rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch)) < 0) {
+    if ((rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch,
+                                  consumed)) < 0) {
       emit_abort(&em);
       goto cleanup;
     }
@@ -1112,7 +1186,7 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
   kuala_buf_reset(&s->scratch);
   int rc = 0;
   if (raw && !s->opts.transform && !s->opts.metadata_only) {
-    rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch);
+    rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch, NULL);
   } else {
     if (s->opts.transform) {
       rc = s->opts.transform(s->opts.transform_data, obj);

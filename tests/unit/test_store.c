@@ -112,24 +112,49 @@ START_TEST(test_store_compact_strips_managed_fields)
   kuala_buf_t b;
   kuala_buf_init(&b, 0);
   const char *last = "{\"metadata\":{\"name\":\"x\",\"managedFields\":[]},\"a\":[1,2]}";
-  ck_assert_int_eq(kuala__json_compact(last, strlen(last), 1, &b), 0);
+  ck_assert_int_eq(kuala__json_compact(last, strlen(last), 1, &b, NULL), 0);
   ck_assert_str_eq(b.data, "{\"metadata\":{\"name\":\"x\"},\"a\":[1,2]}");
   kuala_buf_reset(&b);
   const char *mid = "{\"metadata\":{\"a\":1, \"managedFields\" : [{\"x\":\"]\"}] , \"b\":2}}";
-  ck_assert_int_eq(kuala__json_compact(mid, strlen(mid), 1, &b), 0);
+  ck_assert_int_eq(kuala__json_compact(mid, strlen(mid), 1, &b, NULL), 0);
   ck_assert_str_eq(b.data, "{\"metadata\":{\"a\":1,\"b\":2}}");
   kuala_buf_reset(&b);
   const char *only = "{\"metadata\":{\"managedFields\":[]}}";
-  ck_assert_int_eq(kuala__json_compact(only, strlen(only), 1, &b), 0);
+  ck_assert_int_eq(kuala__json_compact(only, strlen(only), 1, &b, NULL), 0);
   ck_assert_str_eq(b.data, "{\"metadata\":{}}");
   kuala_buf_reset(&b);
   /* Not stripped when asked to keep, nor below another key. */
-  ck_assert_int_eq(kuala__json_compact(only, strlen(only), 0, &b), 0);
+  ck_assert_int_eq(kuala__json_compact(only, strlen(only), 0, &b, NULL), 0);
   ck_assert_str_eq(b.data, "{\"metadata\":{\"managedFields\":[]}}");
   kuala_buf_reset(&b);
   const char *deep = "{\"spec\":{\"metadata\":{\"managedFields\":[]}}}";
-  ck_assert_int_eq(kuala__json_compact(deep, strlen(deep), 1, &b), 0);
+  ck_assert_int_eq(kuala__json_compact(deep, strlen(deep), 1, &b, NULL), 0);
   ck_assert_str_eq(b.data, deep);
+  /* Only the first value is taken, and its end reported: one pass over
+   * a list's items. */
+  const char *items = " {\"a\" : [1, \"x\\\\\"]} , {\"b\":2}]";
+  size_t used = 0;
+  kuala_buf_reset(&b);
+  ck_assert_int_eq(kuala__json_compact(items, strlen(items), 1, &b, &used), 0);
+  ck_assert_str_eq(b.data, "{\"a\":[1,\"x\\\\\"]}");
+  ck_assert_int_eq(items[used], ' ');
+  ck_assert_int_eq(items[used + 1], ',');
+  kuala_buf_reset(&b);
+  ck_assert_int_eq(kuala__json_compact("12 ,3", 5, 1, &b, &used), 0);
+  ck_assert_str_eq(b.data, "12");
+  ck_assert_uint_eq(used, 2);
+  kuala_buf_reset(&b);
+  ck_assert_int_eq(kuala__json_compact("\"s\",1", 5, 1, &b, &used), 0);
+  ck_assert_str_eq(b.data, "\"s\"");
+  ck_assert_uint_eq(used, 3);
+  /* A capped buffer refuses a value past its cap. */
+  kuala_buf_t small;
+  kuala_buf_init(&small, 8);
+  ck_assert_int_eq(kuala__json_compact("[1,2,3,4,5,6,7]", 15, 1, &small, NULL), KUALA_E2BIG);
+  kuala_buf_reset(&small);
+  ck_assert_int_eq(kuala__json_compact("[1, 2, 3]  ", 11, 1, &small, NULL), 0);
+  ck_assert_str_eq(small.data, "[1,2,3]");
+  kuala_buf_free(&small);
   kuala_buf_free(&b);
 }
 END_TEST
@@ -141,6 +166,9 @@ START_TEST(test_store_json_scanner)
   ck_assert_int_eq(kuala__json_member(ev, strlen(ev), "object", &off, &len), 0);
   ck_assert_int_eq(strncmp(ev + off, "{\"a\":\"}\\\"\",\"b\":[1,{}]}", len), 0);
   ck_assert_uint_eq(len, strlen("{\"a\":\"}\\\"\",\"b\":[1,{}]}"));
+  size_t start = 0;
+  ck_assert_int_eq(kuala__json_member(ev, strlen(ev), "object", &start, NULL), 0);
+  ck_assert_uint_eq(start, off);
   ck_assert_int_eq(kuala__json_member(ev, strlen(ev), "type", &off, &len), 0);
   ck_assert_int_eq(strncmp(ev + off, "\"ADDED\"", len), 0);
   ck_assert_int_eq(kuala__json_member(ev, strlen(ev), "missing", &off, &len), KUALA_ENOENT);
