@@ -157,6 +157,9 @@ json_object *emu_obj_parse(const emu_obj_t *o);
  * of its key. Returns 1 when written, 0 for a no-op (identical to the stored
  * state), and fills *out_rv with the object's RV. */
 int emu_commit(emu_t *e, emu_rtype_t *rt, json_object *obj, uint64_t *out_rv);
+/* Insert a stored object as is (start-up load: no event, RV from the
+ * object). */
+void emu_store_load(emu_t *e, emu_rtype_t *rt, json_object *obj);
 /* Remove the object for good (DELETED event). */
 void emu_remove(emu_t *e, emu_rtype_t *rt, emu_obj_t *o);
 /* Serialize key for the store. */
@@ -164,6 +167,13 @@ char *emu_key(const char *ns, const char *name);
 /* Events with rv > after, oldest first: index iteration helpers. */
 size_t emu_history_count(const emu_t *e);
 emu_event_t *emu_history_at(emu_t *e, size_t i);
+
+/* ---- persist.c (--data-dir) ---- */
+int emu_persist_open(emu_t *e, const char *dir, char *err, size_t errlen);
+int emu_persist_load(emu_t *e, size_t *count);
+void emu_persist_put(emu_t *e, const emu_rtype_t *rt, const char *key, const char *json,
+                     size_t len);
+void emu_persist_del(emu_t *e, const emu_rtype_t *rt, const char *key);
 
 /* ---- registry.c ---- */
 void emu_registry_init(emu_t *e);

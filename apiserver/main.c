@@ -4,7 +4,7 @@
  *   kuala-apiserver [--port N] [--kubeconfig-out FILE] [--token T]
  *                   [--tls | --tls-cert F --tls-key F] [--admin-port N]
  *                   [--history N] [--deployment-ready-delay MS]
- *                   [--bookmark-interval MS]
+ *                   [--bookmark-interval MS] [--data-dir DIR]
  *
  * Prints `listening on http://127.0.0.1:PORT` (https with TLS) on stdout,
  * flushed, once it accepts connections. SIGINT/SIGTERM stop it.
@@ -35,6 +35,7 @@ static void usage(FILE *f)
       "  --history N                 watch history ring size in events (default 10000)\n"
       "  --deployment-ready-delay MS delay before a Deployment's simulated status (500)\n"
       "  --bookmark-interval MS      periodic watch bookmarks when asked for (default 60000)\n"
+      "  --data-dir DIR              keep objects and the revision in DIR/kuala-apiserver.db\n"
       "  --help                      this text\n",
       f);
 }
@@ -117,7 +118,7 @@ static void seed_namespaces(emu_t *e)
 int main(int argc, char **argv)
 {
   long port = 6443, admin_port = -1, history = 10000, deploy_delay = 500, bookmark = 60000;
-  const char *kubeconfig = NULL, *token = NULL, *cert = NULL, *key = NULL;
+  const char *kubeconfig = NULL, *token = NULL, *cert = NULL, *key = NULL, *data_dir = NULL;
   int tls = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -144,6 +145,8 @@ int main(int argc, char **argv)
       bad = parse_int(v, 0, 3600000, &bookmark);
     } else if (strcmp(a, "--kubeconfig-out") == 0) {
       kubeconfig = v;
+    } else if (strcmp(a, "--data-dir") == 0) {
+      data_dir = v;
     } else if (strcmp(a, "--token") == 0) {
       token = v;
     } else if (strcmp(a, "--tls-cert") == 0) {
@@ -175,7 +178,18 @@ int main(int argc, char **argv)
   emu_store_init(e, (size_t)history);
   emu_registry_init(e);
   emu_controllers_init(e);
+  if (data_dir) {
+    char err[4200] = "cannot load the database";
+    size_t n = 0;
+    if (emu_persist_open(e, data_dir, err, sizeof err) < 0 || emu_persist_load(e, &n) < 0) {
+      fprintf(stderr, "kuala-apiserver: --data-dir: %s\n", err);
+      return 1;
+    }
+    fprintf(stderr, "kuala-apiserver: loaded %zu objects at revision %llu from %s\n", n,
+            (unsigned long long)e->rev, data_dir);
+  }
   seed_namespaces(e);
+  emu_controllers_kick(e);
 
   SSL_CTX *ctx = NULL;
   char *ca_pem = NULL;

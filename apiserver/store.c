@@ -324,6 +324,7 @@ int emu_commit(emu_t *e, emu_rtype_t *rt, json_object *obj, uint64_t *out_rv)
   }
   ev->obj = emu_blob_ref(o->json);
   s->last_change = rv;
+  emu_persist_put(e, rt, o->key, o->json->data, o->json->len);
   if (old_obj) {
     json_object_put(old_obj);
   }
@@ -357,9 +358,48 @@ void emu_remove(emu_t *e, emu_rtype_t *rt, emu_obj_t *o)
   if (o->uid) {
     kuala__map_del(&e->uids, o->uid, strlen(o->uid));
   }
+  emu_persist_del(e, rt, o->key);
   s->dirty = 1;
   s->last_change = rv;
   obj_free(o);
   emu_watch_notify(e, ev);
   emu_controllers_kick(e);
+}
+
+void emu_store_load(emu_t *e, emu_rtype_t *rt, json_object *obj)
+{
+  emu_store_t *s = rt->store;
+  const char *ns = rt->namespaced ? kuala_json_path_str(obj, "metadata.namespace") : NULL;
+  const char *name = kuala_json_path_str(obj, "metadata.name");
+  const char *rvs = kuala_json_path_str(obj, "metadata.resourceVersion");
+  if (!name) {
+    return;
+  }
+  char *key = emu_key(ns, name);
+  emu_obj_t *o = kuala__map_get(&s->objs, key, strlen(key));
+  if (o) {
+    kuala_free(key);
+    emu_blob_unref(o->json);
+    if (o->uid) {
+      kuala__map_del(&e->uids, o->uid, strlen(o->uid));
+    }
+  } else {
+    o = kuala_calloc(1, sizeof *o);
+    o->key = key;
+    o->ns = kuala_strdup(ns ? ns : "");
+    o->name = kuala_strdup(name);
+    kuala__map_put(&s->objs, o->key, strlen(o->key), o);
+  }
+  size_t len;
+  const char *text = kuala_json_compact(obj, &len);
+  o->json = emu_blob_new(text, len);
+  o->rv = rvs ? strtoull(rvs, NULL, 10) : 0;
+  index_fields(o, obj);
+  if (o->uid) {
+    kuala__map_put(&e->uids, o->uid, strlen(o->uid), o);
+  }
+  s->dirty = 1;
+  if (o->rv > s->last_change) {
+    s->last_change = o->rv;
+  }
 }
