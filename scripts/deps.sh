@@ -11,12 +11,28 @@ PKGS=(
   libhttp-parser-dev libsqlite3-dev
   check lua-busted lua-check
   clang-format python3 curl
+  nghttp2-server
   jq
 )
 # kubectl is a judge of the emulator in the test suite; it comes preinstalled
 # on these machines (1.32). Debian's kubernetes-client is 1.20 and lacks
 # --subresource, so we never install it; tests that need kubectl say so and
 # are skipped with a reason when it is absent.
+
+# The emulator's client-node tests (tests/js) pin @kubernetes/client-node in
+# package-lock.json: `npm ci` there when node and npm exist and it is missing
+# (run on every exit path below).
+js_deps() {
+  local js
+  js="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+  if [ -f "$js/package-lock.json" ] && command -v npm >/dev/null &&
+    [ ! -d "$js/node_modules/@kubernetes/client-node" ]; then
+    echo "deps: npm ci in tests/js"
+    (cd "$js" && npm ci --no-audit --no-fund) ||
+      echo "deps: npm ci failed; the client-node tests will be skipped"
+  fi
+}
+trap js_deps EXIT
 
 missing=()
 for p in "${PKGS[@]}"; do
