@@ -135,6 +135,7 @@ struct emu_s {
   emu_watch_t *watches;
   kuala__map_t uids; /* uid -> emu_obj_t* (all stores) */
   uv_timer_t ctl_timer;
+  uv_idle_t flush_idle; /* flushes buffered watch events (server.c) */
   int ctl_scheduled;
   int deploy_delay_ms;
   int bookmark_ms;

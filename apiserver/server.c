@@ -850,8 +850,45 @@ struct emu_watch_s {
   uv_timer_t timeout;
   uv_timer_t bookmark;
   int closing_handles;
+  kuala_buf_t out; /* events not yet written (flushed once per loop turn) */
   emu_watch_t *prev, *next;
 };
+
+/* Write what a watch has buffered as one chunk. */
+static void watch_flush(emu_watch_t *w)
+{
+  if (w->req && w->out.len > 0) {
+    kuala__httpd_stream_write(w->req, w->out.data, w->out.len);
+  }
+  kuala_buf_reset(&w->out);
+}
+
+static void on_flush(uv_idle_t *h)
+{
+  emu_t *e = h->data;
+  for (emu_watch_t *w = e->watches; w; w = w->next) {
+    watch_flush(w);
+  }
+  uv_idle_stop(h);
+}
+
+/* Events produced in one loop turn leave together at the end of it, so a
+ * burst (deletecollection, a relist's initial events) costs one write per
+ * watch instead of one per event. */
+static void watch_queue(emu_watch_t *w, const char *data, size_t len)
+{
+  emu_t *e = w->e;
+  kuala_buf_append(&w->out, data, len);
+  if (w->out.len >= (256u << 10)) {
+    watch_flush(w);
+    return;
+  }
+  if (!e->flush_idle.data) {
+    uv_idle_init(e->loop, &e->flush_idle);
+    e->flush_idle.data = e;
+  }
+  uv_idle_start(&e->flush_idle, on_flush);
+}
 
 static void watch_handle_closed(uv_handle_t *h)
 {
@@ -874,6 +911,7 @@ static void watch_destroy(emu_watch_t *w)
     w->next->prev = w->prev;
   }
   kuala_free(w->ns);
+  kuala_buf_free(&w->out);
   kuala_selector_free(w->ls);
   kuala_selector_free(w->fs);
   w->req = NULL;
@@ -890,6 +928,7 @@ static void watch_on_close(void *data, kuala__httpd_req_t *req)
 
 static void watch_end(emu_watch_t *w)
 {
+  watch_flush(w);
   kuala__httpd_req_t *req = w->req;
   kuala__httpd_req_on_close(req, NULL, NULL);
   kuala__httpd_stream_end(req);
@@ -918,17 +957,17 @@ static int watch_send(emu_watch_t *w, const char *type, const char *obj, size_t 
     kuala_buf_append(&b, ts, tl);
     kuala_buf_puts(&b, "}\n");
     json_object_put(t);
-    int rc = kuala__httpd_stream_write(w->req, b.data, b.len);
+    watch_queue(w, b.data, b.len);
     kuala_buf_free(&b);
-    return rc;
+    return 0;
   }
 #endif
   kuala_buf_printf(&b, "{\"type\":\"%s\",\"object\":", type);
   kuala_buf_append(&b, obj, len);
   kuala_buf_puts(&b, "}\n");
-  int rc = kuala__httpd_stream_write(w->req, b.data, b.len);
+  watch_queue(w, b.data, b.len);
   kuala_buf_free(&b);
-  return rc;
+  return 0;
 }
 
 static void watch_send_blob(emu_watch_t *w, const char *type, emu_blob_t *blob)
