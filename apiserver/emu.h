@@ -188,6 +188,10 @@ json_object *emu_discovery_apis(emu_t *e);
 json_object *emu_discovery_group(emu_t *e, const char *group);
 json_object *emu_discovery_resources(emu_t *e, const char *group, const char *version);
 json_object *emu_version_doc(void);
+/* Between a view (rt) and the store's storage form: apiVersion, and the
+ * events.k8s.io/v1 <-> core v1 Event field names. In place. */
+void emu_convert_out(const emu_rtype_t *rt, json_object *obj);
+void emu_convert_in(const emu_rtype_t *rt, json_object *obj);
 /* "configmaps" or "crontabs.stable.example.com" (for messages). */
 const char *emu_qualified(const emu_rtype_t *rt, char *buf, size_t len);
 /* "v1" or "group/version" */

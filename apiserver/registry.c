@@ -111,10 +111,18 @@ void emu_registry_init(emu_t *e)
     rt->short_names[0] = dup_or_null(b->short1);
     rt->short_names[1] = dup_or_null(b->short2);
     rt->categories[0] = dup_or_null(b->category);
-    rt->store = emu_store_new();
-    rt->store->storage = rt;
-    rt->store->refs = 1;
-    (void)events;
+    if (strcmp(b->plural, "events") == 0 && events) {
+      /* events.k8s.io/v1 is a second view of the core v1 Event store. */
+      rt->store = events;
+      events->refs++;
+    } else {
+      rt->store = emu_store_new();
+      rt->store->storage = rt;
+      rt->store->refs = 1;
+      if (strcmp(b->plural, "events") == 0) {
+        events = rt->store;
+      }
+    }
     append_rtype(e, rt);
   }
 }
@@ -552,4 +560,58 @@ json_object *emu_discovery_resources(emu_t *e, const char *group, const char *ve
   kuala_json_set_str(o, "groupVersion", gv);
   json_object_object_add(o, "resources", sorted);
   return o;
+}
+
+/* ---- conversion between views of one store ---- */
+
+/* events.k8s.io/v1 name <-> core v1 name (spec §9.3). */
+static const char *const event_fields[][2] = {
+    {"regarding", "involvedObject"},
+    {"note", "message"},
+    {"reportingController", "reportingComponent"},
+    {"deprecatedSource", "source"},
+    {"deprecatedFirstTimestamp", "firstTimestamp"},
+    {"deprecatedLastTimestamp", "lastTimestamp"},
+    {"deprecatedCount", "count"},
+};
+
+static int is_events_view(const emu_rtype_t *rt)
+{
+  return strcmp(rt->group, "events.k8s.io") == 0 && strcmp(rt->plural, "events") == 0;
+}
+
+static void rename_fields(json_object *obj, int to_core)
+{
+  for (size_t i = 0; i < sizeof event_fields / sizeof event_fields[0]; i++) {
+    const char *from = event_fields[i][to_core ? 0 : 1];
+    const char *to = event_fields[i][to_core ? 1 : 0];
+    json_object *v;
+    if (json_object_object_get_ex(obj, from, &v)) {
+      json_object_object_add(obj, to, json_object_get(v));
+      json_object_object_del(obj, from);
+    }
+  }
+}
+
+void emu_convert_out(const emu_rtype_t *rt, json_object *obj)
+{
+  char av[300];
+  kuala_json_set_str(obj, "apiVersion", emu_api_version(rt, av, sizeof av));
+  if (is_events_view(rt)) {
+    rename_fields(obj, 0);
+  }
+}
+
+void emu_convert_in(const emu_rtype_t *rt, json_object *obj)
+{
+  const emu_rtype_t *st = rt->store->storage ? rt->store->storage : rt;
+  if (st == rt) {
+    return;
+  }
+  if (is_events_view(rt)) {
+    rename_fields(obj, 1);
+  }
+  char av[300];
+  kuala_json_set_str(obj, "apiVersion", emu_api_version(st, av, sizeof av));
+  kuala_json_set_str(obj, "kind", st->kind);
 }

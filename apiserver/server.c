@@ -127,8 +127,7 @@ emu_blob_t *emu_view(const emu_rtype_t *rt, emu_blob_t *b)
   if (kuala_json_parse(&o, b->data, b->len, NULL, 0) < 0) {
     return emu_blob_ref(b);
   }
-  char av[300];
-  kuala_json_set_str(o, "apiVersion", emu_api_version(rt, av, sizeof av));
+  emu_convert_out(rt, o);
   size_t len;
   const char *s = kuala_json_compact(o, &len);
   emu_blob_t *out = emu_blob_new(s, len);

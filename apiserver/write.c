@@ -861,11 +861,18 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
     }
   }
   *code = wo->is_create ? 201 : 200;
+  int view = rt->store->storage && rt->store->storage != rt;
+  if (view) {
+    emu_convert_in(rt, obj);
+  }
   if (c->dry) {
     if (!wo->is_create && rec) {
       char cur[24];
       snprintf(cur, sizeof cur, "%llu", (unsigned long long)rec->rv);
       kuala_json_set_str(m, "resourceVersion", cur);
+    }
+    if (view) {
+      emu_convert_out(rt, obj);
     }
     *result = json_object_get(obj);
     return 0;
@@ -876,13 +883,19 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
     if (is_crd) {
       emu_crd_unregister(e, mds(obj, "name"));
     }
+    if (view) {
+      emu_convert_out(rt, obj);
+    }
     *result = json_object_get(obj);
     return 0;
   }
   uint64_t rv;
   emu_commit(e, rt, obj, &rv);
-  *result = json_object_get(obj);
   after_write(e, rt, obj, wo->is_create ? NULL : old);
+  if (view) {
+    emu_convert_out(rt, obj);
+  }
+  *result = json_object_get(obj);
   return 0;
 }
 
@@ -1311,6 +1324,7 @@ void emu_do_delete(emu_t *e, emu_ctx_t *c)
     return;
   }
   if (rc == 1) {
+    emu_convert_out(c->rt, out);
     emu_reply_object(c->req, c->rt, 200, out);
     return;
   }

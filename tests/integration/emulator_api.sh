@@ -127,6 +127,20 @@ curl -s -N -m 3 "$EMU_URL$CM?watch=true&resourceVersion=$now" >"$EMU_DIR/w6"
 expect_eq "too old RV: ERROR 410 then close" "$(jq -r '.type + " " + (.object.code|tostring) + " " + .object.reason' "$EMU_DIR/w6")" "ERROR 410 Expired"
 expect_contains "too old message" "$(jq -r .object.message "$EMU_DIR/w6")" "too old resource version: $now"
 
+# ---- Events: two APIs over one store ----
+r=$(api POST /apis/events.k8s.io/v1/namespaces/default/events '{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"ev1"},"eventTime":"2025-03-01T10:00:00.000000Z","reportingController":"example.com/engine","reportingInstance":"engine-0","action":"Reconcile","reason":"Synced","note":"all good","type":"Normal","regarding":{"apiVersion":"v1","kind":"ConfigMap","name":"a","namespace":"default"}}')
+expect_eq "events.k8s.io create" "$(code "$r")" "201"
+expect_eq "events.k8s.io view keeps its names" "$(body "$r" | jq -r .note)" "all good"
+r=$(api GET /api/v1/namespaces/default/events/ev1)
+expect_eq "core view renames note to message" "$(body "$r" | jq -r .message)" "all good"
+expect_eq "core view renames regarding" "$(body "$r" | jq -r .involvedObject.name)" "a"
+expect_eq "core view apiVersion" "$(body "$r" | jq -r .apiVersion)" "v1"
+r=$(api GET "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Da,reason%3DSynced")
+expect_eq "core event field selector" "$(body "$r" | jq -r '.items[0].metadata.name')" "ev1"
+api POST /api/v1/namespaces/default/events '{"metadata":{"name":"ev2"},"involvedObject":{"kind":"ConfigMap","name":"b"},"reason":"Made","message":"core one","count":2,"source":{"component":"kopf"}}' >/dev/null
+r=$(api GET /apis/events.k8s.io/v1/namespaces/default/events/ev2)
+expect_eq "events.k8s.io view of a core event" "$(body "$r" | jq -r '.note + "/" + (.deprecatedCount|tostring) + "/" + .regarding.name')" "core one/2/b"
+
 # ---- garbage collection ----
 r=$(api POST $CM '{"metadata":{"name":"owner"}}')
 ouid=$(body "$r" | jq -r .metadata.uid)
