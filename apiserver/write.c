@@ -345,6 +345,64 @@ static int check_immutable_data(emu_rtype_t *rt, json_object *obj, json_object *
   return kuala__apierr_invalid(err, rt->kind, rt->group, mds(obj, "name"));
 }
 
+/* ConfigMap and Secret keys and total size (spec §9.2). */
+static int check_data_keys(emu_rtype_t *rt, json_object *obj, kuala_apierr_t *err)
+{
+  static const char *const maps[] = {"data", "binaryData"};
+  size_t total = 0;
+  for (size_t m = 0; m < 2; m++) {
+    json_object *d = kuala_json_get(obj, maps[m], NULL);
+    if (!d) {
+      continue;
+    }
+    if (!json_object_is_type(d, json_type_object)) {
+      return kuala__apierr_set(err, 400, NULL,
+                               "%s in version \"v1\" cannot be handled as a %s: %s must be a "
+                               "map of strings",
+                               rt->kind, rt->kind, maps[m]);
+    }
+    json_object_object_foreach(d, k, v)
+    {
+      int ok = *k != '\0' && strlen(k) <= 253;
+      for (const char *p = k; ok && *p; p++) {
+        ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.';
+      }
+      if (!ok) {
+        char field[300];
+        snprintf(field, sizeof field, "%s[%s]", maps[m], k);
+        json_object *kv = json_object_new_string(k);
+        kuala__apierr_field(err, KUALA_CAUSE_INVALID, field, kv,
+                            "a valid config key must consist of alphanumeric characters, '-', "
+                            "'_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex "
+                            "used for validation is '[-._a-zA-Z0-9]+')");
+        json_object_put(kv);
+      }
+      if (m == 1 && kuala_json_get(obj, "data", k, NULL)) {
+        char field[300];
+        snprintf(field, sizeof field, "data[%s]", k);
+        json_object *kv = json_object_new_string(k);
+        kuala__apierr_field(err, KUALA_CAUSE_DUPLICATE, field, kv, NULL);
+        json_object_put(kv);
+      }
+      if (!json_object_is_type(v, json_type_string)) {
+        kuala__apierr_clear(err);
+        return kuala__apierr_set(err, 400, NULL,
+                                 "%s in version \"v1\" cannot be handled as a %s: %s[%s] must "
+                                 "be a string",
+                                 rt->kind, rt->kind, maps[m], k);
+      }
+      total += strlen(k) + (size_t)json_object_get_string_len(v);
+    }
+  }
+  if (total > (1u << 20)) {
+    kuala__apierr_field(err, KUALA_CAUSE_TOO_LONG, "[]", NULL, "must have at most 1048576 bytes");
+  }
+  if (kuala__apierr_cause_count(err) > 0) {
+    return kuala__apierr_invalid(err, rt->kind, rt->group, mds(obj, "name"));
+  }
+  return 0;
+}
+
 static void prepare_namespace(json_object *obj, json_object *old, int status_write)
 {
   const char *name = mds(obj, "name");
@@ -789,7 +847,8 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
   }
   if (!rt->group[0] &&
       (strcmp(rt->plural, "configmaps") == 0 || strcmp(rt->plural, "secrets") == 0) &&
-      (rc = check_immutable_data(rt, obj, old, err)) != 0) {
+      ((rc = check_data_keys(rt, obj, err)) != 0 ||
+       (rc = check_immutable_data(rt, obj, old, err)) != 0)) {
     return rc;
   }
   if (is_crd && !wo->internal && !status_sub && (rc = prepare_crd(e, obj, old, err)) != 0) {

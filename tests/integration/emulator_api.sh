@@ -45,6 +45,13 @@ expect_eq "server keeps serving after bad input" "$(code "$(api GET /version)")"
 c=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.kubernetes.protobuf' "$EMU_URL$CM")
 expect_eq "protobuf-only Accept 406" "$c" "406"
 
+r=$(api POST $CM '{"metadata":{"name":"badkey"},"data":{"no spaces":"x"}}')
+expect_eq "invalid ConfigMap key 422" "$(body "$r" | jq -r '.reason + " " + .details.causes[0].field')" "Invalid data[no spaces]"
+r=$(api POST /api/v1/namespaces/default/secrets '{"metadata":{"name":"s1"},"stringData":{"pw":"hunter2"}}')
+expect_eq "Secret stringData is merged into data" "$(body "$r" | jq -r '.data.pw + " " + .type + " " + (.stringData // "gone")')" "aHVudGVyMg== Opaque gone"
+r=$(api POST /api/v1/namespaces/default/secrets '{"metadata":{"name":"s2"},"data":{"pw":"not base64!"}}')
+expect_eq "invalid base64 400" "$(code "$r")" "400"
+
 # ---- create / update / no-op / conflict ----
 r=$(api POST $CM '{"metadata":{"generateName":"gen-"},"data":{"a":"1"}}')
 expect_eq "generateName 201" "$(code "$r")" "201"
