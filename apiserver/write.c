@@ -198,6 +198,115 @@ static int check_name(const emu_rtype_t *rt, json_object *obj, const char *name,
   return kuala__apierr_invalid(err, rt->kind, rt->group, name);
 }
 
+/* Go's decoder refuses wrongly typed ObjectMeta fields with a 400; so do we
+ * (spec §4.1, "body does not decode"). */
+static int check_meta_types(const emu_rtype_t *rt, json_object *obj, kuala_apierr_t *err)
+{
+  static const char *const strs[] = {"name", "generateName", "namespace", "uid", "resourceVersion"};
+  static const char *const maps[] = {"labels", "annotations"};
+  json_object *m = kuala_json_get(obj, "metadata", NULL);
+  const char *bad = NULL, *want = NULL;
+  json_object *v;
+  for (size_t i = 0; m && !bad && i < sizeof strs / sizeof strs[0]; i++) {
+    if (json_object_object_get_ex(m, strs[i], &v) && v &&
+        !json_object_is_type(v, json_type_string)) {
+      bad = strs[i];
+      want = "string";
+    }
+  }
+  for (size_t i = 0; m && !bad && i < 2; i++) {
+    if (!json_object_object_get_ex(m, maps[i], &v) || !v) {
+      continue;
+    }
+    if (!json_object_is_type(v, json_type_object)) {
+      bad = maps[i];
+      want = "map[string]string";
+      break;
+    }
+    json_object_object_foreach(v, k, x)
+    {
+      (void)k;
+      if (!x || !json_object_is_type(x, json_type_string)) {
+        bad = maps[i];
+        want = "map[string]string";
+      }
+    }
+  }
+  if (m && !bad && json_object_object_get_ex(m, "finalizers", &v) && v) {
+    int ok = json_object_is_type(v, json_type_array);
+    for (size_t i = 0; ok && i < json_object_array_length(v); i++) {
+      ok = json_object_is_type(json_object_array_get_idx(v, i), json_type_string);
+    }
+    if (!ok) {
+      bad = "finalizers";
+      want = "[]string";
+    }
+  }
+  if (m && !bad && json_object_object_get_ex(m, "ownerReferences", &v) && v) {
+    int ok = json_object_is_type(v, json_type_array);
+    for (size_t i = 0; ok && i < json_object_array_length(v); i++) {
+      json_object *r = json_object_array_get_idx(v, i);
+      ok = json_object_is_type(r, json_type_object);
+      static const char *const need[] = {"apiVersion", "kind", "name", "uid"};
+      for (size_t k = 0; ok && k < 4; k++) {
+        json_object *f = kuala_json_get(r, need[k], NULL);
+        ok = f && json_object_is_type(f, json_type_string);
+      }
+    }
+    if (!ok) {
+      bad = "ownerReferences";
+      want = "[]OwnerReference with string apiVersion, kind, name and uid";
+    }
+  }
+  for (size_t i = 0; !bad && i < 2; i++) {
+    const char *k = i ? "kind" : "apiVersion";
+    if (json_object_object_get_ex(obj, k, &v) && v && !json_object_is_type(v, json_type_string)) {
+      return kuala__apierr_set(err, 400, NULL,
+                               "%s in version \"%s\" cannot be handled as a %s: %s must be a "
+                               "string",
+                               rt->kind, rt->version, rt->kind, k);
+    }
+  }
+  if (bad) {
+    return kuala__apierr_set(err, 400, NULL,
+                             "%s in version \"%s\" cannot be handled as a %s: json: cannot "
+                             "unmarshal metadata.%s: expected %s",
+                             rt->kind, rt->version, rt->kind, bad, want);
+  }
+  return 0;
+}
+
+/* apiVersion and kind first, as the real server serializes them. */
+static void put_type_first(json_object *obj, const char *av, const char *kind)
+{
+  json_object *keys = json_object_new_array();
+  json_object_object_foreach(obj, k, v)
+  {
+    (void)v;
+    if (strcmp(k, "apiVersion") != 0 && strcmp(k, "kind") != 0) {
+      json_object_array_add(keys, json_object_new_string(k));
+    }
+  }
+  json_object *vals = json_object_new_array();
+  for (size_t i = 0; i < json_object_array_length(keys); i++) {
+    const char *key = json_object_get_string(json_object_array_get_idx(keys, i));
+    json_object *val = NULL;
+    json_object_object_get_ex(obj, key, &val);
+    json_object_array_add(vals, json_object_get(val));
+    json_object_object_del(obj, key);
+  }
+  json_object_object_del(obj, "apiVersion");
+  json_object_object_del(obj, "kind");
+  kuala_json_set_str(obj, "apiVersion", av);
+  kuala_json_set_str(obj, "kind", kind);
+  for (size_t i = 0; i < json_object_array_length(keys); i++) {
+    const char *key = json_object_get_string(json_object_array_get_idx(keys, i));
+    json_object_object_add(obj, key, json_object_get(json_object_array_get_idx(vals, i)));
+  }
+  json_object_put(keys);
+  json_object_put(vals);
+}
+
 /* ---- identity checks shared by create and update ---- */
 
 static int check_identity(emu_ctx_t *c, json_object *obj, kuala_apierr_t *err)
@@ -210,6 +319,10 @@ static int check_identity(emu_ctx_t *c, json_object *obj, kuala_apierr_t *err)
                              "%s in version \"%s\" cannot be handled as a %s: the body must be "
                              "a JSON object",
                              rt->kind, rt->version, rt->kind);
+  }
+  int rc = check_meta_types(rt, obj, err);
+  if (rc) {
+    return rc;
   }
   const char *oav = kuala_json_path_str(obj, "apiVersion");
   const char *okind = kuala_json_path_str(obj, "kind");
@@ -235,8 +348,7 @@ static int check_identity(emu_ctx_t *c, json_object *obj, kuala_apierr_t *err)
                              "data (%s) does not match the expected kind (%s)",
                              rt->kind, rt->version, rt->kind, okind, rt->kind);
   }
-  kuala_json_set_str(obj, "apiVersion", av);
-  kuala_json_set_str(obj, "kind", rt->kind);
+  put_type_first(obj, av, rt->kind);
   json_object *m = kuala_json_get(obj, "metadata", NULL);
   if (m && !json_object_is_type(m, json_type_object)) {
     return kuala__apierr_set(err, 400, NULL,
