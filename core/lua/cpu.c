@@ -1,0 +1,186 @@
+/*
+ * cpu.c: the CPU budget watchdog (see lrt_cpu.h for the mechanism).
+ *
+ * Threads: `enter`, `leave`, `forget` and the hook run on the loop thread;
+ * the watchdog thread only reads `running`, `clock` and `deadline_ns` and
+ * calls lua_sethook, all under `mu`, so it never touches a VM that is not
+ * running Lua right now (leave clears `running` under the same lock before
+ * the VM can be closed).
+ *
+ * A hook can arrive late (the watchdog saw the old slice): it re-reads the
+ * clock and removes itself when the current slice is still within budget.
+ * Once it fires for real it stays installed until `leave`, so code that
+ * catches the error with pcall is stopped again at its next instruction.
+ *
+ * The LuaJIT profiler exists once per process; it follows the VM that runs,
+ * so switching between bundle VMs restarts it (and flushes both VMs'
+ * compiled traces). A single busy bundle keeps its traces.
+ */
+#include <lauxlib.h>
+#include <luajit.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kuala/alloc.h"
+#include "kuala/error.h"
+#include "lrt_cpu.h"
+
+#define WATCHDOG_TICK_NS 5000000 /* 5 ms */
+
+struct kuala__lua_cpu_s {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop;
+  clockid_t clock;     /* CPU clock of the loop thread */
+  lua_State *running;  /* thread running Lua now, NULL when none */
+  int64_t deadline_ns; /* on `clock` */
+  int hooked;
+  int tripped;
+};
+
+/* The slice running on this thread (for the hook). */
+static __thread kuala__lua_cpu_t *active;
+/* The VM the LuaJIT profiler is attached to (loop thread only). */
+static lua_State *profiled;
+
+static int64_t clock_ns(clockid_t c)
+{
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void cpu_hook(lua_State *L, lua_Debug *ar)
+{
+  (void)ar;
+  kuala__lua_cpu_t *cpu = active;
+  if (cpu == NULL) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (cpu->running == NULL || clock_ns(CLOCK_THREAD_CPUTIME_ID) < cpu->deadline_ns) {
+    pthread_mutex_lock(&cpu->mu);
+    lua_sethook(L, NULL, 0, 0);
+    cpu->hooked = 0;
+    pthread_mutex_unlock(&cpu->mu);
+    return;
+  }
+  cpu->tripped = 1;
+  lua_Debug here;
+  if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) && here.currentline > 0) {
+    luaL_error(L, "%s:%d: CPU budget exceeded", here.short_src, here.currentline);
+  }
+  luaL_error(L, "CPU budget exceeded");
+}
+
+static void *watchdog(void *arg)
+{
+  kuala__lua_cpu_t *cpu = arg;
+  pthread_mutex_lock(&cpu->mu);
+  while (!cpu->stop) {
+    if (cpu->running && !cpu->hooked && clock_ns(cpu->clock) >= cpu->deadline_ns) {
+      lua_sethook(cpu->running, cpu_hook, LUA_MASKCOUNT, 1);
+      cpu->hooked = 1;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += WATCHDOG_TICK_NS;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&cpu->cv, &cpu->mu, &until);
+  }
+  pthread_mutex_unlock(&cpu->mu);
+  return NULL;
+}
+
+int kuala__lua_cpu_new(kuala__lua_cpu_t **out)
+{
+  kuala__lua_cpu_t *cpu = kuala_calloc(1, sizeof *cpu);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&cpu->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&cpu->mu, NULL);
+  if (pthread_create(&cpu->thread, NULL, watchdog, cpu) != 0) {
+    pthread_cond_destroy(&cpu->cv);
+    pthread_mutex_destroy(&cpu->mu);
+    kuala_free(cpu);
+    return KUALA_EAGAIN;
+  }
+  *out = cpu;
+  return 0;
+}
+
+void kuala__lua_cpu_free(kuala__lua_cpu_t *cpu)
+{
+  if (!cpu)
+    return;
+  pthread_mutex_lock(&cpu->mu);
+  cpu->stop = 1;
+  pthread_cond_signal(&cpu->cv);
+  pthread_mutex_unlock(&cpu->mu);
+  pthread_join(cpu->thread, NULL);
+  pthread_cond_destroy(&cpu->cv);
+  pthread_mutex_destroy(&cpu->mu);
+  if (active == cpu)
+    active = NULL;
+  kuala_free(cpu);
+}
+
+static void profile_cb(void *data, lua_State *L, int samples, int vmstate)
+{
+  /* Nothing to record: the profiler is here for the hook-mask checks it
+   * makes the JIT compile into traces. */
+  (void)data, (void)L, (void)samples, (void)vmstate;
+}
+
+int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co,
+                             int64_t budget_ns)
+{
+  if (profiled != main) {
+    if (profiled)
+      luaJIT_profile_stop(profiled);
+    luaJIT_profile_start(main, "li10", profile_cb, NULL);
+    profiled = main;
+  }
+  clockid_t clk;
+  if (pthread_getcpuclockid(pthread_self(), &clk) != 0)
+    clk = CLOCK_MONOTONIC;
+  int64_t now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  pthread_mutex_lock(&cpu->mu);
+  cpu->clock = clk;
+  cpu->running = co;
+  cpu->deadline_ns = now + budget_ns;
+  cpu->hooked = 0;
+  cpu->tripped = 0;
+  pthread_mutex_unlock(&cpu->mu);
+  active = cpu;
+  return now;
+}
+
+int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *tripped)
+{
+  pthread_mutex_lock(&cpu->mu);
+  if (cpu->hooked)
+    lua_sethook(co, NULL, 0, 0);
+  cpu->hooked = 0;
+  cpu->running = NULL;
+  *tripped = cpu->tripped;
+  cpu->tripped = 0;
+  pthread_mutex_unlock(&cpu->mu);
+  return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+void kuala__lua_cpu_forget(lua_State *main)
+{
+  if (profiled == main) {
+    luaJIT_profile_stop(main);
+    profiled = NULL;
+  }
+}

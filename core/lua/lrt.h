@@ -1,0 +1,57 @@
+/*
+ * lrt.h: internals of the Lua runtime shared by the files of core/lua/.
+ *
+ * Only core/lua/ includes lua.h. The runtime keeps one VM per bundle; the
+ * structures below are owned by the loop thread, except the `wd_*` fields
+ * of the runtime, which the watchdog thread reads under `wd_mu`.
+ */
+#ifndef KUALA_LUA_LRT_H
+#define KUALA_LUA_LRT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "kuala/buf.h"
+#include "kuala/runtime.h"
+
+/* Deepest JSON nesting converted either way (same cap as kuala_json_parse). */
+#define KUALA__LUA_JSON_DEPTH 64
+/* Cap on one encoded JSON document. */
+#define KUALA__LUA_JSON_MAX (64u << 20)
+
+/* Registry keys (light userdata addresses are unique). */
+extern char kuala__lua_key_bundle;    /* -> light userdata kuala_bundle_t * */
+extern char kuala__lua_key_array_mt;  /* metatable marking an empty JSON array */
+extern char kuala__lua_key_object_mt; /* metatable marking an empty JSON object */
+extern char kuala__lua_key_int64_mt;  /* metatable of boxed 64-bit integers */
+
+/* Decode JSON text and push the value. On failure pushes nothing and
+ * returns KUALA_EBADMSG / KUALA_E2BIG with a reason in err. Must run where a
+ * Lua error (out of memory) may be raised safely. */
+int kuala__lua_json_push(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
+/* Encode the value at `idx` into `out` (reset first). Returns 0 or
+ * KUALA_EINVAL / KUALA_E2BIG with a reason in err. Raises only on out of
+ * memory, so `out` must be owned by something that outlives the error. */
+int kuala__lua_json_encode(lua_State *L, int idx, kuala_buf_t *out, char *err, size_t errlen);
+/* Create the marker metatables in the registry. */
+void kuala__lua_json_init(lua_State *L);
+
+/* The embedded SDK: module name, LuaJIT bytecode. NULL-terminated. */
+typedef struct {
+  const char *name;
+  const unsigned char *code;
+  size_t len;
+} kuala__lua_sdk_module_t;
+extern const kuala__lua_sdk_module_t kuala__lua_sdk[];
+
+/* Test helpers (internal). */
+/* Registry references the bundle holds for running reconciles. */
+int kuala__lua_bundle_refs(const kuala_bundle_t *b);
+/* 1 when the bundle VM has the JIT compiler on. */
+int kuala__lua_bundle_jit_on(kuala_bundle_t *b);
+
+#endif /* KUALA_LUA_LRT_H */

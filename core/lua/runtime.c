@@ -1,0 +1,1541 @@
+/*
+ * runtime.c: bundles, sandboxed VMs and the reconcile scheduler.
+ *
+ * One VM (lua_newstate with a counting allocator) per bundle. The sandbox
+ * is built in C before any bundle code runs: io, debug, ffi, package,
+ * os.execute/exit/getenv/remove/rename, loadfile/dofile, getfenv/setfenv,
+ * module, newproxy and string.dump are gone; load/loadstring accept text
+ * only; require loads the embedded SDK and the bundle's own files and
+ * nothing else; assigning an undeclared global raises.
+ *
+ * Reconciles: each runs in its own coroutine (a Lua thread anchored in the
+ * registry by one reference, released when the reconcile ends). API calls
+ * (kuala.core._call) start a backend request and yield; the completion
+ * callback resumes the coroutine. When the backend answers inside
+ * call_start, the call returns without yielding.
+ *
+ * Limits: the allocator refuses to grow the VM past the memory cap (Lua
+ * then raises "not enough memory", catchable by the reconcile's caller);
+ * the watchdog (cpu.c) stops code that exceeds the CPU budget; a uv timer
+ * enforces the wall-clock deadline of a reconcile that waits on the API: it
+ * cancels the pending call and resumes with KUALA_ETIMEDOUT.
+ *
+ * Ownership: the runtime owns its bundles; a bundle owns its VM, its files
+ * and its tasks. A task owns its deadline timer until it ends (the timer is
+ * then closed and freed by its close callback). A pending call (op_t) is
+ * owned by the backend until its callback runs; if the task is gone by then
+ * the op is an orphan and the callback only frees it.
+ */
+#include <dirent.h>
+#include <lualib.h>
+#include <luajit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kuala/alloc.h"
+#include "kuala/error.h"
+#include "kuala/log.h"
+#include "lrt.h"
+#include "lrt_cpu.h"
+
+char kuala__lua_key_bundle;
+static char key_loaded;  /* registry: modules loaded by require */
+static char key_core;    /* registry: the kuala.core table */
+static char key_jit;     /* registry: the jit library (not visible to bundles) */
+static char key_loading; /* sentinel value while a module loads */
+
+#define DEFAULT_MEMORY (64u << 20)
+#define DEFAULT_CPU_MS 1000
+#define DEFAULT_DEADLINE_MS 30000
+#define MAX_FILE_BYTES (4u << 20)
+#define MAX_BUNDLE_BYTES (32u << 20)
+#define MAX_DIR_DEPTH 8
+
+typedef struct task_s task_t;
+
+typedef struct {
+  char *name; /* "lib/util.lua" */
+  char *src;
+  size_t len;
+} bfile_t;
+
+typedef struct op_s {
+  task_t *task; /* NULL once orphaned */
+  kuala_bundle_t *b;
+  void *handle;
+  int in_start; /* the backend is still inside call_start */
+  int done;     /* answered inside call_start */
+  int err;
+} op_t;
+
+struct task_s {
+  kuala_bundle_t *b;
+  lua_State *co;
+  int co_ref;
+  op_t *op;            /* pending API call or NULL */
+  uv_timer_t *timer;   /* deadline, started at the first wait */
+  uint64_t started_ms; /* uv_now at start */
+  int64_t cpu_used_ns; /* CPU spent in Lua so far */
+  int expired;         /* the deadline passed */
+  kuala_reconcile_done_cb done;
+  void *data;
+  task_t *prev, *next;
+};
+
+struct kuala_bundle_s {
+  kuala_runtime_t *rt;
+  char *name;
+  lua_State *L;
+  size_t mem_used;
+  size_t mem_limit;
+  int enforce; /* the cap applies (off while C pushes results) */
+  bfile_t *files;
+  size_t nfiles;
+  char **controllers;
+  size_t ncontrollers;
+  task_t *tasks;
+  size_t active;
+  int refs;
+  task_t *current;     /* task whose coroutine runs now, NULL outside reconciles */
+  int in_lua;          /* Lua code of this VM is running (no re-entry) */
+  kuala_buf_t scratch; /* encode buffer; survives Lua errors */
+  kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
+  kuala_bundle_t *prev, *next;
+};
+
+struct kuala_runtime_s {
+  uv_loop_t *loop;
+  kuala_backend_t backend;
+  size_t memory_limit;
+  uint32_t cpu_budget_ms;
+  uint32_t deadline_ms;
+  char *sdk_dir;
+  kuala__lua_cpu_t *cpu;
+  kuala_bundle_t *bundles;
+};
+
+static kuala_bundle_t *bundle_of(lua_State *L)
+{
+  lua_pushlightuserdata(L, &kuala__lua_key_bundle);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  kuala_bundle_t *b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+/* ---- allocator ---------------------------------------------------------- */
+
+static void *bundle_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+  kuala_bundle_t *b = ud;
+  if (nsize == 0) {
+    free(ptr);
+    b->mem_used -= osize;
+    return NULL;
+  }
+  if (nsize > osize && b->enforce && b->mem_used - osize + nsize > b->mem_limit) {
+    return NULL; /* Lua raises "not enough memory" */
+  }
+  void *p = realloc(ptr, nsize);
+  if (p == NULL)
+    return NULL;
+  b->mem_used = b->mem_used - osize + nsize;
+  return p;
+}
+
+static int on_panic(lua_State *L)
+{
+  const char *msg = lua_tostring(L, -1);
+  kuala_logf(KUALA_LOG_ERROR, NULL, 0, "lua: unprotected error: %s", msg ? msg : "?");
+  abort();
+}
+
+/* ---- errors with a location --------------------------------------------- */
+
+/* "bundle/file.lua:12" of the innermost Lua frame of `co` into out. */
+static void where(lua_State *co, char *out, size_t outlen)
+{
+  lua_Debug ar;
+  out[0] = 0;
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
+      snprintf(out, outlen, "%s:%d", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+}
+
+/* ---- the kuala.core module ---------------------------------------------- */
+
+static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
+{
+  if (b->current == NULL || b->current->co != L) {
+    luaL_error(L,
+               "%s cannot be called here: API calls wait for the server, which is only "
+               "possible inside a reconcile (not at module top level, in predicates, map "
+               "functions or a coroutine of your own)",
+               what);
+  }
+  return b->current;
+}
+
+static void task_resume(task_t *t, int nargs);
+
+static void op_done(void *data, int err, const char *json, size_t len)
+{
+  op_t *op = data;
+  kuala_bundle_t *b = op->b;
+  if (op->in_start) {
+    op->done = 1;
+    op->err = err;
+    kuala_buf_reset(&b->answer);
+    if (json && kuala_buf_append(&b->answer, json, len))
+      op->err = KUALA_E2BIG;
+    return;
+  }
+  task_t *t = op->task;
+  kuala_free(op);
+  if (t == NULL)
+    return; /* orphan: the bundle closed or the task ended */
+  t->op = NULL;
+  if (t->expired)
+    err = KUALA_ETIMEDOUT;
+  b->enforce = 0;
+  lua_pushinteger(t->co, err);
+  if (json && !t->expired) {
+    lua_pushlstring(t->co, json, len);
+  } else {
+    lua_pushnil(t->co);
+  }
+  b->enforce = 1;
+  task_resume(t, 2);
+}
+
+static const char *opt_str(lua_State *L, int idx)
+{
+  return lua_isnoneornil(L, idx) ? NULL : luaL_checkstring(L, idx);
+}
+
+/* core._call(verb, api_version, kind, ns, name, subresource, body, patch_type,
+ *            field_manager, force) -> code, json|nil
+ * Yields unless the backend answers at once. */
+static int l_core_call(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_call_t call;
+  memset(&call, 0, sizeof call);
+  call.verb = (kuala_call_verb_t)luaL_checkinteger(L, 1);
+  call.api_version = luaL_checkstring(L, 2);
+  call.kind = luaL_checkstring(L, 3);
+  call.ns = opt_str(L, 4);
+  call.name = opt_str(L, 5);
+  call.subresource = opt_str(L, 6);
+  call.patch_type = opt_str(L, 8);
+  call.field_manager = opt_str(L, 9);
+  call.force = lua_toboolean(L, 10);
+  if (call.verb < KUALA_CALL_GET || call.verb > KUALA_CALL_DELETE) {
+    return luaL_argerror(L, 1, "unknown verb");
+  }
+  task_t *t = current_task(L, b, "an API call");
+  if (t->expired) {
+    lua_pushinteger(L, KUALA_ETIMEDOUT);
+    lua_pushnil(L);
+    return 2;
+  }
+  if (lua_type(L, 7) == LUA_TSTRING) {
+    call.body = lua_tolstring(L, 7, &call.body_len);
+  } else if (!lua_isnoneornil(L, 7)) {
+    char why[160];
+    if (kuala__lua_json_encode(L, 7, &b->scratch, why, sizeof why)) {
+      return luaL_error(L, "cannot encode the request body: %s", why);
+    }
+    call.body = b->scratch.data;
+    call.body_len = b->scratch.len;
+  }
+  op_t *op = kuala_calloc(1, sizeof *op);
+  op->task = t;
+  op->b = b;
+  op->in_start = 1;
+  int rc = b->rt->backend.call_start(b->rt->backend.self, &call, op_done, op, &op->handle);
+  op->in_start = 0;
+  if (rc != 0) {
+    kuala_free(op);
+    lua_pushinteger(L, rc);
+    lua_pushnil(L);
+    return 2;
+  }
+  if (op->done) { /* fast path: no yield */
+    int err = op->err;
+    kuala_free(op);
+    lua_pushinteger(L, err);
+    if (b->answer.len) {
+      lua_pushlstring(L, b->answer.data, b->answer.len);
+    } else {
+      lua_pushnil(L);
+    }
+    return 2;
+  }
+  t->op = op;
+  return lua_yield(L, 0);
+}
+
+static void push_query(lua_State *L, kuala_cache_query_t *q)
+{
+  memset(q, 0, sizeof *q);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char **fields[] = {&q->api_version,    &q->kind,  &q->ns,         &q->name,
+                           &q->label_selector, &q->index, &q->index_value};
+  const char *names[] = {"api_version", "kind", "namespace", "name", "selector", "index", "value"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    lua_getfield(L, 1, names[i]);
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "query field '%s' must be a string", names[i]);
+      *fields[i] = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1); /* the string stays alive: it is referenced by the table */
+  }
+  if (!q->api_version || !q->kind)
+    luaL_error(L, "query needs api_version and kind");
+}
+
+static void push_decoded(lua_State *L, const char *json, size_t len)
+{
+  char why[160];
+  if (kuala__lua_json_push(L, json, len, why, sizeof why)) {
+    luaL_error(L, "cache returned %s", why);
+  }
+}
+
+/* core.cache_get{api_version=, kind=, namespace=, name=} -> obj | nil, errname */
+static int l_core_cache_get(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_cache_query_t q;
+  push_query(L, &q);
+  if (!q.name)
+    return luaL_error(L, "get needs a name");
+  const char *json = NULL;
+  size_t len = 0;
+  int rc = b->rt->backend.cache_get(b->rt->backend.self, &q, &json, &len);
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, kuala_err_name(rc));
+    return 2;
+  }
+  push_decoded(L, json, len);
+  return 1;
+}
+
+typedef struct {
+  const char **json;
+  size_t *len;
+  size_t n, cap;
+} list_acc_t;
+
+static int list_each(void *data, const char *json, size_t len)
+{
+  list_acc_t *a = data;
+  if (a->n == a->cap) {
+    a->cap = a->cap ? a->cap * 2 : 16;
+    a->json = kuala_realloc(a->json, a->cap * sizeof *a->json);
+    a->len = kuala_realloc(a->len, a->cap * sizeof *a->len);
+  }
+  a->json[a->n] = json;
+  a->len[a->n++] = len;
+  return 0;
+}
+
+static int acc_gc(lua_State *L)
+{
+  list_acc_t *a = lua_touserdata(L, 1);
+  kuala_free(a->json);
+  kuala_free(a->len);
+  a->json = NULL;
+  a->len = NULL;
+  return 0;
+}
+
+/* core.cache_list{api_version=, kind=, namespace=, selector=, index=, value=}
+ * -> array | nil, errname */
+static int l_core_cache_list(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_cache_query_t q;
+  push_query(L, &q);
+  /* The accumulator lives in a userdata so a Lua error cannot leak it. */
+  list_acc_t *a = lua_newuserdata(L, sizeof *a);
+  memset(a, 0, sizeof *a);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, acc_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  int rc = b->rt->backend.cache_list(b->rt->backend.self, &q, list_each, a);
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, kuala_err_name(rc));
+    return 2;
+  }
+  lua_createtable(L, (int)a->n, 0);
+  for (size_t i = 0; i < a->n; i++) {
+    push_decoded(L, a->json[i], a->len[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  if (a->n == 0) {
+    lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+  }
+  return 1;
+}
+
+static int l_core_json_encode(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  char why[160];
+  luaL_checkany(L, 1);
+  if (kuala__lua_json_encode(L, 1, &b->scratch, why, sizeof why)) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  lua_pushlstring(L, b->scratch.data, b->scratch.len);
+  return 1;
+}
+
+static int l_core_json_decode(lua_State *L)
+{
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char why[160];
+  if (kuala__lua_json_push(L, s, len, why, sizeof why)) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  return 1;
+}
+
+/* core.log(level, msg, {k, v, k, v, ...}) -- strings only, the SDK converts. */
+static int l_core_log(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const char *lvl = luaL_checkstring(L, 1);
+  const char *msg = luaL_checkstring(L, 2);
+  kuala_log_level_t level;
+  if (kuala_log_parse_level(lvl, &level))
+    return luaL_argerror(L, 1, "unknown log level");
+  if (!kuala_log_enabled(level))
+    return 0;
+  kuala_log_kv_t kv[17];
+  size_t n = 0;
+  kv[n].key = "bundle";
+  kv[n++].value = b->name;
+  if (lua_istable(L, 3)) {
+    int len = (int)lua_objlen(L, 3);
+    for (int i = 1; i + 1 <= len && n < 17; i += 2) {
+      lua_rawgeti(L, 3, i);
+      lua_rawgeti(L, 3, i + 1);
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+        return luaL_error(L, "log fields must be strings");
+      }
+      kv[n].key = lua_tostring(L, -2);
+      kv[n++].value = lua_tostring(L, -1);
+      /* Leave both on the stack: they stay referenced until we return. */
+    }
+  }
+  kuala_log(level, kv, n, msg, NULL);
+  return 0;
+}
+
+static int l_core_errname(lua_State *L)
+{
+  int code = (int)luaL_checkinteger(L, 1);
+  lua_pushstring(L, kuala_err_name(code));
+  lua_pushstring(L, kuala_strerror(code));
+  return 2;
+}
+
+static int l_core_now(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+static void push_core(lua_State *L)
+{
+  static const luaL_Reg fns[] = {{"_call", l_core_call},
+                                 {"cache_get", l_core_cache_get},
+                                 {"cache_list", l_core_cache_list},
+                                 {"json_encode", l_core_json_encode},
+                                 {"json_decode", l_core_json_decode},
+                                 {"log", l_core_log},
+                                 {"errname", l_core_errname},
+                                 {"now", l_core_now},
+                                 {NULL, NULL}};
+  lua_createtable(L, 0, 16);
+  for (const luaL_Reg *f = fns; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_setfield(L, -2, "array_mt");
+  lua_pushlightuserdata(L, &kuala__lua_key_object_mt);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_setfield(L, -2, "object_mt");
+  static const struct {
+    const char *name;
+    int verb;
+  } verbs[] = {{"GET", KUALA_CALL_GET},       {"CREATE", KUALA_CALL_CREATE},
+               {"UPDATE", KUALA_CALL_UPDATE}, {"PATCH", KUALA_CALL_PATCH},
+               {"APPLY", KUALA_CALL_APPLY},   {"DELETE", KUALA_CALL_DELETE}};
+  lua_createtable(L, 0, 6);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+    lua_pushinteger(L, verbs[i].verb);
+    lua_setfield(L, -2, verbs[i].name);
+  }
+  lua_setfield(L, -2, "verbs");
+  lua_pushinteger(L, KUALA_ETIMEDOUT);
+  lua_setfield(L, -2, "ETIMEDOUT");
+}
+
+/* ---- require ------------------------------------------------------------ */
+
+static int valid_module_name(const char *s)
+{
+  if (!*s || *s == '.')
+    return 0;
+  for (const char *p = s; *p; p++) {
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == '-' || *p == '.')) {
+      return 0;
+    }
+    if (p[0] == '.' && p[1] == '.')
+      return 0;
+  }
+  return 1;
+}
+
+static char *read_file(const char *path, size_t max, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  kuala_buf_t buf = KUALA_BUF_INIT(max);
+  char tmp[8192];
+  size_t n;
+  int ok = 1;
+  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+    if (kuala_buf_append(&buf, tmp, n)) {
+      ok = 0;
+      break;
+    }
+  }
+  if (ferror(f))
+    ok = 0;
+  fclose(f);
+  if (!ok) {
+    kuala_buf_free(&buf);
+    return NULL;
+  }
+  if (buf.data == NULL)
+    kuala_buf_append(&buf, "", 0), kuala_buf_reserve(&buf, 1);
+  return kuala_buf_take(&buf, len);
+}
+
+/* Load the SDK module `name` (already validated, starts with "kuala").
+ * Pushes the chunk; returns 0, or 1 when there is no such SDK module. */
+static int load_sdk(lua_State *L, kuala_bundle_t *b, const char *name)
+{
+  if (b->rt->sdk_dir) {
+    char path[1024], rel[256];
+    if (strcmp(name, "kuala") == 0) {
+      snprintf(rel, sizeof rel, "kuala/init.lua");
+    } else {
+      snprintf(rel, sizeof rel, "%s.lua", name);
+      for (char *p = rel; *p; p++) {
+        if (*p == '.' && strcmp(p, ".lua") != 0)
+          *p = '/';
+      }
+    }
+    snprintf(path, sizeof path, "%s/%s", b->rt->sdk_dir, rel);
+    size_t len;
+    char *src = read_file(path, MAX_FILE_BYTES, &len);
+    if (!src)
+      return 1;
+    char chunk[300];
+    snprintf(chunk, sizeof chunk, "@%s", rel);
+    int rc = luaL_loadbuffer(L, src, len, chunk);
+    kuala_free(src);
+    if (rc)
+      lua_error(L);
+    return 0;
+  }
+  for (const kuala__lua_sdk_module_t *m = kuala__lua_sdk; m->name; m++) {
+    if (strcmp(m->name, name) == 0) {
+      if (luaL_loadbuffer(L, (const char *)m->code, m->len, name))
+        lua_error(L);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int load_bundle_module(lua_State *L, kuala_bundle_t *b, const char *name)
+{
+  char path[512], alt[600];
+  if (strlen(name) > 400)
+    return 1;
+  snprintf(path, sizeof path, "%s", name);
+  for (char *p = path; *p; p++) {
+    if (*p == '.')
+      *p = '/';
+  }
+  snprintf(alt, sizeof alt, "%s/init.lua", path);
+  strncat(path, ".lua", sizeof path - strlen(path) - 1);
+  for (size_t i = 0; i < b->nfiles; i++) {
+    if (strcmp(b->files[i].name, path) == 0 || strcmp(b->files[i].name, alt) == 0) {
+      char chunk[600];
+      snprintf(chunk, sizeof chunk, "@%s/%s", b->name, b->files[i].name);
+      if (luaL_loadbufferx(L, b->files[i].src, b->files[i].len, chunk, "t"))
+        lua_error(L);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int l_require(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_pushlightuserdata(L, &key_loaded);
+  lua_rawget(L, LUA_REGISTRYINDEX); /* 2: loaded */
+  lua_getfield(L, 2, name);
+  if (!lua_isnil(L, -1)) {
+    if (lua_touserdata(L, -1) == &key_loading) {
+      return luaL_error(L, "module '%s' requires itself (a require loop)", name);
+    }
+    return 1;
+  }
+  lua_pop(L, 1);
+  if (!valid_module_name(name)) {
+    return luaL_error(L, "invalid module name '%s'", name);
+  }
+  if (strcmp(name, "kuala.core") == 0) {
+    lua_pushlightuserdata(L, &key_core);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    return 1;
+  }
+  int missing;
+  if (strncmp(name, "kuala", 5) == 0 && (name[5] == 0 || name[5] == '.')) {
+    missing = load_sdk(L, b, name);
+  } else {
+    missing = load_bundle_module(L, b, name);
+  }
+  if (missing) {
+    return luaL_error(L,
+                      "module '%s' not found in bundle '%s' (only the bundle's own files and "
+                      "the kuala SDK can be required; C modules, ffi, io and debug are not "
+                      "available)",
+                      name, b->name);
+  }
+  lua_pushlightuserdata(L, &key_loading);
+  lua_setfield(L, 2, name);
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 2, name);
+  return 1;
+}
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+static int l_global_newindex(lua_State *L)
+{
+  const char *k = lua_tostring(L, 2);
+  return luaL_error(L,
+                    "assignment to undeclared global '%s' (globals are locked: use a local, "
+                    "or rawset(_G, name, value) to declare one on purpose)",
+                    k ? k : "?");
+}
+
+/* load/loadstring that refuse bytecode. load(fn) is supported by gathering
+ * the pieces first. */
+static int l_safe_load(lua_State *L)
+{
+  size_t len;
+  const char *s;
+  const char *chunkname;
+  luaL_Buffer lb;
+  if (lua_type(L, 1) == LUA_TFUNCTION) {
+    luaL_buffinit(L, &lb);
+    for (;;) {
+      lua_pushvalue(L, 1);
+      lua_call(L, 0, 1);
+      if (lua_isnil(L, -1) || (lua_isstring(L, -1) && lua_objlen(L, -1) == 0)) {
+        lua_pop(L, 1);
+        break;
+      }
+      if (!lua_isstring(L, -1))
+        return luaL_error(L, "reader function must return a string");
+      luaL_addvalue(&lb);
+    }
+    luaL_pushresult(&lb);
+    lua_replace(L, 1);
+  }
+  s = luaL_checklstring(L, 1, &len);
+  chunkname = luaL_optstring(L, 2, "=(load)");
+  if (len > 0 && s[0] == LUA_SIGNATURE[0]) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "binary chunks (bytecode) cannot be loaded in the sandbox");
+    return 2;
+  }
+  if (luaL_loadbufferx(L, s, len, chunkname, "t")) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+static int l_safe_collectgarbage(lua_State *L)
+{
+  const char *opt = luaL_optstring(L, 1, "collect");
+  if (strcmp(opt, "count") == 0) {
+    lua_pushnumber(
+        L, (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) + (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0);
+    return 1;
+  }
+  if (strcmp(opt, "collect") == 0 || strcmp(opt, "step") == 0) {
+    lua_gc(L, strcmp(opt, "collect") == 0 ? LUA_GCCOLLECT : LUA_GCSTEP, 0);
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  return luaL_error(L, "collectgarbage('%s') is not allowed in the sandbox", opt);
+}
+
+static int l_print(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  luaL_Buffer lb;
+  int n = lua_gettop(L);
+  luaL_buffinit(L, &lb);
+  for (int i = 1; i <= n; i++) {
+    lua_getglobal(L, "tostring");
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    if (i > 1)
+      luaL_addchar(&lb, '\t');
+    luaL_addvalue(&lb);
+  }
+  luaL_pushresult(&lb);
+  kuala_log_kv_t kv = {"bundle", b->name};
+  kuala_log(KUALA_LOG_INFO, &kv, 1, lua_tostring(L, -1), NULL);
+  return 0;
+}
+
+static void open_lib(lua_State *L, const char *name, lua_CFunction fn)
+{
+  lua_pushcfunction(L, fn);
+  lua_pushstring(L, name);
+  lua_call(L, 1, 0);
+}
+
+static void set_nil(lua_State *L, int t, const char *const *names)
+{
+  for (; *names; names++) {
+    lua_pushnil(L);
+    lua_setfield(L, t, *names);
+  }
+}
+
+static int build_sandbox(lua_State *L)
+{
+  kuala_bundle_t *b = lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, &kuala__lua_key_bundle);
+  lua_pushlightuserdata(L, b);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  kuala__lua_json_init(L);
+
+  open_lib(L, "", luaopen_base);
+  open_lib(L, LUA_TABLIBNAME, luaopen_table);
+  open_lib(L, LUA_STRLIBNAME, luaopen_string);
+  open_lib(L, LUA_MATHLIBNAME, luaopen_math);
+  open_lib(L, LUA_OSLIBNAME, luaopen_os);
+  open_lib(L, LUA_BITLIBNAME, luaopen_bit);
+  open_lib(L, LUA_JITLIBNAME, luaopen_jit);
+
+  lua_pushvalue(L, LUA_GLOBALSINDEX);
+  int g = lua_gettop(L);
+
+  /* Keep jit for the runtime (tests ask whether it is on), hide it. */
+  lua_pushlightuserdata(L, &key_jit);
+  lua_getfield(L, g, "jit");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  static const char *const gone[] = {"dofile", "loadfile", "getfenv", "setfenv",
+                                     "module", "newproxy", "jit",     "package",
+                                     "io",     "debug",    "ffi",     NULL};
+  set_nil(L, g, gone);
+  lua_pushcfunction(L, l_safe_load);
+  lua_setfield(L, g, "load");
+  lua_pushcfunction(L, l_safe_load);
+  lua_setfield(L, g, "loadstring");
+  lua_pushcfunction(L, l_safe_collectgarbage);
+  lua_setfield(L, g, "collectgarbage");
+  lua_pushcfunction(L, l_require);
+  lua_setfield(L, g, "require");
+  lua_pushcfunction(L, l_print);
+  lua_setfield(L, g, "print");
+
+  lua_getfield(L, g, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+
+  /* os: time and date only. */
+  lua_getfield(L, g, "os");
+  int os = lua_gettop(L);
+  lua_createtable(L, 0, 4);
+  static const char *const keep[] = {"time", "clock", "date", "difftime", NULL};
+  for (const char *const *k = keep; *k; k++) {
+    lua_getfield(L, os, *k);
+    lua_setfield(L, -2, *k);
+  }
+  lua_setfield(L, g, "os");
+  lua_pop(L, 1);
+
+  /* Remove the hidden libraries from the module table too. */
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  static const char *const unload[] = {"jit", "os", "io", "debug", "package", "ffi", NULL};
+  set_nil(L, lua_gettop(L), unload);
+  lua_pop(L, 1);
+
+  lua_pushlightuserdata(L, &key_loaded);
+  lua_createtable(L, 0, 16);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, &key_core);
+  push_core(L);
+  lua_pushstring(L, b->name);
+  lua_setfield(L, -2, "bundle");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  /* Lock the globals. */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_global_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_setmetatable(L, g);
+  return 0;
+}
+
+/* ---- running Lua under the limits --------------------------------------- */
+
+/* Classify a failed run into an error code and message. */
+static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cpu_tripped,
+                            const char *what, char *out, size_t outlen)
+{
+  char loc[256];
+  where(co, loc, sizeof loc);
+  if (cpu_tripped) {
+    /* The hook's message carries the line that was running. */
+    const char *msg = lua_tostring(co, -1);
+    snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
+             what, b->rt->cpu_budget_ms,
+             msg      ? msg
+             : loc[0] ? loc
+                      : "?");
+    return KUALA_ETIMEDOUT;
+  }
+  if (status == LUA_ERRMEM) {
+    snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s", b->name,
+             what, b->mem_limit, loc[0] ? " at " : "", loc);
+    return KUALA_ENOMEM;
+  }
+  const char *msg = lua_tostring(co, -1);
+  snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
+           msg ? msg : "(error object is not a string)");
+  return KUALA_EINVAL;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static int cmp_file(const void *a, const void *b)
+{
+  return strcmp(((const bfile_t *)a)->name, ((const bfile_t *)b)->name);
+}
+
+static void bundle_free(kuala_bundle_t *b)
+{
+  if (b->L) {
+    kuala__lua_cpu_forget(b->L);
+    lua_close(b->L);
+  }
+  for (size_t i = 0; i < b->nfiles; i++) {
+    kuala_free(b->files[i].name);
+    kuala_free(b->files[i].src);
+  }
+  kuala_free(b->files);
+  for (size_t i = 0; i < b->ncontrollers; i++)
+    kuala_free(b->controllers[i]);
+  kuala_free(b->controllers);
+  kuala_buf_free(&b->scratch);
+  kuala_buf_free(&b->answer);
+  kuala_free(b->name);
+  kuala_free(b);
+}
+
+static char *fail_msg(const char *fmt, const char *a, const char *c)
+{
+  kuala_buf_t buf = KUALA_BUF_INIT(0);
+  kuala_buf_printf(&buf, fmt, a, c);
+  return kuala_buf_take(&buf, NULL);
+}
+
+/* Run the entry module, then read the controller names. */
+static int run_entry(lua_State *L)
+{
+  const char *entry = lua_tostring(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, entry);
+  lua_call(L, 1, 0);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "kuala");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "_controller_names");
+  lua_call(L, 0, 1);
+  return 1;
+}
+
+int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *name,
+                      const kuala_bundle_file_t *files, size_t nfiles, const char *entry,
+                      char **err)
+{
+  *out = NULL;
+  if (err)
+    *err = NULL;
+  if (!rt || !name || !*name || (nfiles && !files))
+    return KUALA_EINVAL;
+  if (!entry)
+    entry = "main";
+  if (!valid_module_name(entry)) {
+    if (err)
+      *err = fail_msg("bundle %s: invalid entry module name '%s'", name, entry);
+    return KUALA_EINVAL;
+  }
+  kuala_bundle_t *b = kuala_calloc(1, sizeof *b);
+  b->rt = rt;
+  b->name = kuala_strdup(name);
+  b->mem_limit = rt->memory_limit;
+  kuala_buf_init(&b->scratch, KUALA__LUA_JSON_MAX);
+  kuala_buf_init(&b->answer, 0);
+  b->files = kuala_calloc(nfiles ? nfiles : 1, sizeof *b->files);
+  size_t total = 0;
+  for (size_t i = 0; i < nfiles; i++) {
+    total += files[i].len;
+    if (!files[i].name || (!files[i].src && files[i].len) || files[i].len > MAX_FILE_BYTES ||
+        total > MAX_BUNDLE_BYTES) {
+      if (err)
+        *err = fail_msg("bundle %s: file %s is missing or too large", name,
+                        files[i].name ? files[i].name : "?");
+      bundle_free(b);
+      return files[i].name ? KUALA_E2BIG : KUALA_EINVAL;
+    }
+    b->files[i].name = kuala_strdup(files[i].name);
+    b->files[i].src = kuala_memdup(files[i].src ? files[i].src : "", files[i].len);
+    b->files[i].len = files[i].len;
+    b->nfiles++;
+  }
+  qsort(b->files, b->nfiles, sizeof *b->files, cmp_file);
+
+  b->L = lua_newstate(bundle_alloc, b);
+  if (!b->L) {
+    bundle_free(b);
+    return KUALA_ENOMEM;
+  }
+  lua_atpanic(b->L, on_panic);
+  luaJIT_setmode(b->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+  if (lua_cpcall(b->L, build_sandbox, b)) {
+    if (err)
+      *err = fail_msg("bundle %s: cannot build the sandbox: %s", name, lua_tostring(b->L, -1));
+    bundle_free(b);
+    return KUALA_ENOMEM;
+  }
+  b->enforce = 1;
+
+  /* Run the entry module in a coroutine so that the CPU budget and error
+   * locations work as for reconciles. */
+  lua_State *L = b->L;
+  lua_State *co = lua_newthread(L);
+  lua_pushcfunction(co, run_entry);
+  lua_pushstring(co, entry);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)rt->cpu_budget_ms * 1000000);
+  int st = lua_resume(co, 1);
+  int tripped = 0;
+  kuala__lua_cpu_leave(rt->cpu, co, &tripped);
+  int rc = 0;
+  if (st == LUA_YIELD) {
+    if (err)
+      *err = fail_msg("bundle %s: module top level of '%s' tried to wait (yield)", name, entry);
+    rc = KUALA_EINVAL;
+  } else if (st != 0) {
+    char msg[1024];
+    rc = describe_failure(b, co, st, tripped, "loading", msg, sizeof msg);
+    if (err)
+      *err = kuala_strdup(msg);
+  } else {
+    size_t n = lua_istable(co, -1) ? lua_objlen(co, -1) : 0;
+    b->controllers = kuala_calloc(n ? n : 1, sizeof *b->controllers);
+    for (size_t i = 0; i < n; i++) {
+      lua_rawgeti(co, -1, (int)i + 1);
+      const char *cn = lua_tostring(co, -1);
+      b->controllers[b->ncontrollers++] = kuala_strdup(cn ? cn : "?");
+      lua_pop(co, 1);
+    }
+  }
+  lua_pop(L, 1); /* the loader thread */
+  if (rc) {
+    bundle_free(b);
+    return rc;
+  }
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  b->next = rt->bundles;
+  if (rt->bundles)
+    rt->bundles->prev = b;
+  rt->bundles = b;
+  *out = b;
+  return 0;
+}
+
+typedef struct {
+  kuala_bundle_file_t *files;
+  size_t n, cap, total;
+} dir_acc_t;
+
+static int scan_dir(dir_acc_t *acc, const char *root, const char *rel, int depth)
+{
+  char path[1024];
+  snprintf(path, sizeof path, "%s%s%s", root, *rel ? "/" : "", rel);
+  if (depth > MAX_DIR_DEPTH)
+    return KUALA_E2BIG;
+  DIR *d = opendir(path);
+  if (!d)
+    return depth == 0 ? KUALA_ENOENT : 0;
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    char sub[512], full[1536];
+    snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+    snprintf(full, sizeof full, "%s/%s", root, sub);
+    struct stat st;
+    if (stat(full, &st) != 0)
+      continue;
+    if (S_ISDIR(st.st_mode)) {
+      rc = scan_dir(acc, root, sub, depth + 1);
+      continue;
+    }
+    size_t nl = strlen(e->d_name);
+    if (!S_ISREG(st.st_mode) || nl < 5 || strcmp(e->d_name + nl - 4, ".lua") != 0)
+      continue;
+    size_t len;
+    char *src = read_file(full, MAX_FILE_BYTES, &len);
+    if (!src) {
+      rc = KUALA_E2BIG;
+      break;
+    }
+    acc->total += len;
+    if (acc->total > MAX_BUNDLE_BYTES) {
+      kuala_free(src);
+      rc = KUALA_E2BIG;
+      break;
+    }
+    if (acc->n == acc->cap) {
+      acc->cap = acc->cap ? acc->cap * 2 : 16;
+      acc->files = kuala_realloc(acc->files, acc->cap * sizeof *acc->files);
+    }
+    acc->files[acc->n].name = kuala_strdup(sub);
+    acc->files[acc->n].src = src;
+    acc->files[acc->n++].len = len;
+  }
+  closedir(d);
+  return rc;
+}
+
+int kuala_bundle_load_dir(kuala_bundle_t **out, kuala_runtime_t *rt, const char *dir,
+                          const char *name, const char *entry, char **err)
+{
+  *out = NULL;
+  if (err)
+    *err = NULL;
+  if (!dir)
+    return KUALA_EINVAL;
+  dir_acc_t acc = {0};
+  int rc = scan_dir(&acc, dir, "", 0);
+  if (rc) {
+    if (err)
+      *err = fail_msg("bundle %s: cannot read the directory (%s)", dir, kuala_strerror(rc));
+  } else {
+    char base[256];
+    if (!name) {
+      const char *s = dir + strlen(dir);
+      while (s > dir && s[-1] == '/')
+        s--;
+      const char *e = s;
+      while (s > dir && s[-1] != '/')
+        s--;
+      snprintf(base, sizeof base, "%.*s", (int)(e - s), s);
+      name = *base ? base : "bundle";
+    }
+    rc = kuala_bundle_load(out, rt, name, acc.files, acc.n, entry, err);
+  }
+  for (size_t i = 0; i < acc.n; i++) {
+    kuala_free((char *)acc.files[i].name);
+    kuala_free((char *)acc.files[i].src);
+  }
+  kuala_free(acc.files);
+  return rc;
+}
+
+/* ---- reconciles --------------------------------------------------------- */
+
+static void timer_closed(uv_handle_t *h)
+{
+  kuala_free(h);
+}
+
+static void task_finish(task_t *t, int err, const char *message, double requeue_after)
+{
+  kuala_bundle_t *b = t->b;
+  if (t->timer) {
+    uv_timer_stop(t->timer);
+    uv_close((uv_handle_t *)t->timer, timer_closed);
+    t->timer = NULL;
+  }
+  if (t->op) { /* still pending (shutdown): orphan it and cancel */
+    op_t *op = t->op;
+    t->op = NULL;
+    op->task = NULL;
+    b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+  }
+  luaL_unref(b->L, LUA_REGISTRYINDEX, t->co_ref);
+  b->refs--;
+  if (t->prev)
+    t->prev->next = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  if (b->tasks == t)
+    b->tasks = t->next;
+  b->active--;
+  kuala_reconcile_result_t res = {err, message, requeue_after};
+  kuala_reconcile_done_cb done = t->done;
+  void *data = t->data;
+  kuala_free(t);
+  done(data, &res); /* last: it may close the bundle */
+}
+
+static void deadline_fired(uv_timer_t *timer)
+{
+  task_t *t = timer->data;
+  t->expired = 1;
+  if (t->op) {
+    /* The completion resumes the coroutine with KUALA_ETIMEDOUT. */
+    t->b->rt->backend.call_cancel(t->b->rt->backend.self, t->op->handle);
+  }
+}
+
+static void task_resume(task_t *t, int nargs)
+{
+  kuala_bundle_t *b = t->b;
+  kuala_runtime_t *rt = b->rt;
+  int64_t budget = (int64_t)rt->cpu_budget_ms * 1000000 - t->cpu_used_ns;
+  if (budget < 1)
+    budget = 1;
+  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget);
+  b->current = t;
+  b->in_lua++;
+  int st = lua_resume(t->co, nargs);
+  b->in_lua--;
+  b->current = NULL;
+  int tripped = 0;
+  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &tripped) - t0;
+  char msg[1024];
+  if (st == LUA_YIELD && t->op && !tripped) {
+    if (!t->timer) {
+      uint64_t elapsed = uv_now(rt->loop) - t->started_ms;
+      uint64_t left = elapsed >= rt->deadline_ms ? 0 : rt->deadline_ms - elapsed;
+      t->timer = kuala_malloc(sizeof *t->timer);
+      uv_timer_init(rt->loop, t->timer);
+      t->timer->data = t;
+      uv_timer_start(t->timer, deadline_fired, left, 0);
+    }
+    return;
+  }
+  if (st == LUA_YIELD) {
+    snprintf(msg, sizeof msg,
+             "bundle %s: reconcile yielded outside an API call (coroutine.yield in a "
+             "reconcile is not allowed)",
+             b->name);
+    task_finish(t, KUALA_EINVAL, msg, 0);
+  } else if (st != 0 || tripped) {
+    int code = describe_failure(b, t->co, st, tripped, "reconcile", msg, sizeof msg);
+    if (t->expired && !tripped) {
+      code = KUALA_ETIMEDOUT;
+      snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
+               rt->deadline_ms);
+    }
+    task_finish(t, code, msg, 0);
+  } else if (t->expired) {
+    snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
+             rt->deadline_ms);
+    task_finish(t, KUALA_ETIMEDOUT, msg, 0);
+  } else {
+    double requeue = lua_isnumber(t->co, -1) ? lua_tonumber(t->co, -1) : 0;
+    lua_settop(t->co, 0);
+    task_finish(t, 0, NULL, requeue > 0 ? requeue : 0);
+  }
+}
+
+int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char *ns,
+                           const char *name, kuala_reconcile_done_cb done, void *data)
+{
+  if (!b || !controller || !name || !done)
+    return KUALA_EINVAL;
+  size_t i;
+  for (i = 0; i < b->ncontrollers; i++) {
+    if (strcmp(b->controllers[i], controller) == 0)
+      break;
+  }
+  if (i == b->ncontrollers)
+    return KUALA_ENOENT;
+  task_t *t = kuala_calloc(1, sizeof *t);
+  t->b = b;
+  t->done = done;
+  t->data = data;
+  t->started_ms = uv_now(b->rt->loop);
+  lua_State *L = b->L;
+  /* The pushes below run with the cap lifted: they are small, and an
+   * unprotected allocation failure here would abort. */
+  b->enforce = 0;
+  t->co = lua_newthread(L);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b->refs++;
+  lua_pushlightuserdata(t->co, &key_loaded);
+  lua_rawget(t->co, LUA_REGISTRYINDEX);
+  lua_getfield(t->co, -1, "kuala");
+  lua_getfield(t->co, -1, "_reconcile");
+  lua_replace(t->co, 1);
+  lua_settop(t->co, 1);
+  lua_pushstring(t->co, controller);
+  if (ns && *ns) {
+    lua_pushstring(t->co, ns);
+  } else {
+    lua_pushnil(t->co);
+  }
+  lua_pushstring(t->co, name);
+  b->enforce = 1;
+  t->next = b->tasks;
+  if (b->tasks)
+    b->tasks->prev = t;
+  b->tasks = t;
+  b->active++;
+  task_resume(t, 3);
+  return 0;
+}
+
+size_t kuala_bundle_active(const kuala_bundle_t *b)
+{
+  return b->active;
+}
+
+void kuala_bundle_close(kuala_bundle_t *b)
+{
+  if (!b)
+    return;
+  kuala_runtime_t *rt = b->rt;
+  char msg[256];
+  snprintf(msg, sizeof msg, "bundle %s: closed while the reconcile was running", b->name);
+  while (b->tasks)
+    task_finish(b->tasks, KUALA_ECANCELED, msg, 0);
+  if (b->prev)
+    b->prev->next = b->next;
+  if (b->next)
+    b->next->prev = b->prev;
+  if (rt->bundles == b)
+    rt->bundles = b->next;
+  bundle_free(b);
+}
+
+const char *kuala_bundle_name(const kuala_bundle_t *b)
+{
+  return b->name;
+}
+
+size_t kuala_bundle_controller_count(const kuala_bundle_t *b)
+{
+  return b->ncontrollers;
+}
+
+const char *kuala_bundle_controller_name(const kuala_bundle_t *b, size_t i)
+{
+  return i < b->ncontrollers ? b->controllers[i] : NULL;
+}
+
+size_t kuala_bundle_memory(const kuala_bundle_t *b)
+{
+  return b->mem_used;
+}
+
+int kuala__lua_bundle_refs(const kuala_bundle_t *b)
+{
+  return b->refs;
+}
+
+int kuala__lua_bundle_jit_on(kuala_bundle_t *b)
+{
+  lua_State *L = b->L;
+  lua_pushlightuserdata(L, &key_jit);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "status");
+  lua_call(L, 0, 1);
+  int on = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return on;
+}
+
+/* Call kuala.<fn>([arg]), expecting a string, under the CPU budget; arg is
+ * passed when >= 0. */
+static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **out, size_t *len)
+{
+  if (b->in_lua)
+    return KUALA_EBUSY;
+  lua_State *L = b->L;
+  lua_State *co = lua_newthread(L);
+  lua_pushlightuserdata(co, &key_loaded);
+  lua_rawget(co, LUA_REGISTRYINDEX);
+  lua_getfield(co, -1, "kuala");
+  lua_getfield(co, -1, fn);
+  lua_replace(co, 1);
+  lua_settop(co, 1);
+  if (arg >= 0)
+    lua_pushinteger(co, arg);
+  kuala_runtime_t *rt = b->rt;
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)rt->cpu_budget_ms * 1000000);
+  b->in_lua++;
+  int st = lua_resume(co, arg >= 0 ? 1 : 0);
+  b->in_lua--;
+  int tripped = 0;
+  kuala__lua_cpu_leave(rt->cpu, co, &tripped);
+  int rc = 0;
+  if (st != 0 || tripped || !lua_isstring(co, -1)) {
+    char msg[1024];
+    rc = st == LUA_YIELD ? KUALA_EINVAL : describe_failure(b, co, st, tripped, fn, msg, sizeof msg);
+    if (rc == 0)
+      rc = KUALA_EINVAL;
+    kuala_logf(KUALA_LOG_ERROR, NULL, 0, "%s", st ? msg : "SDK returned no string");
+  } else {
+    size_t n;
+    const char *s = lua_tolstring(co, -1, &n);
+    *out = kuala_memdup(s, n);
+    if (len)
+      *len = n;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+int kuala_bundle_crds(kuala_bundle_t *b, int yaml, char **out, size_t *len)
+{
+  *out = NULL;
+  return call_sdk_string(b, yaml ? "_crds_yaml" : "_crds_json", -1, out, len);
+}
+
+int kuala_bundle_crds_json(kuala_bundle_t *b, char **out, size_t *len)
+{
+  return kuala_bundle_crds(b, 0, out, len);
+}
+
+int kuala_bundle_controller_json(kuala_bundle_t *b, size_t i, char **out, size_t *len)
+{
+  *out = NULL;
+  if (i >= b->ncontrollers)
+    return KUALA_ENOENT;
+  return call_sdk_string(b, "_controller_json", (long)i + 1, out, len);
+}
+
+/* ---- map functions and predicates --------------------------------------- */
+
+typedef struct {
+  const char *controller;
+  size_t index;
+  const char *type;
+  const char *old;
+  size_t old_len;
+  const char *json;
+  size_t len;
+  kuala_bundle_emit_cb emit;
+  void *data;
+  int result;
+} vmcall_t;
+
+static void push_sdk_fn(lua_State *L, const char *fn)
+{
+  lua_pushlightuserdata(L, &key_loaded);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "kuala");
+  lua_getfield(L, -1, fn);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+static void push_obj(lua_State *L, const char *json, size_t len)
+{
+  char why[160];
+  if (kuala__lua_json_push(L, json, len, why, sizeof why))
+    luaL_error(L, "%s", why);
+}
+
+static int pm_map(lua_State *L)
+{
+  vmcall_t *c = lua_touserdata(L, 1);
+  push_sdk_fn(L, "_map");
+  lua_pushstring(L, c->controller);
+  lua_pushinteger(L, (lua_Integer)c->index);
+  push_obj(L, c->json, c->len);
+  lua_call(L, 3, 1);
+  if (lua_isnil(L, -1)) {
+    c->result = KUALA_ENOENT;
+    return 0;
+  }
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "map function must return a list of requests");
+  int n = (int)lua_objlen(L, -1);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "map result %d is not a request table", i);
+    lua_getfield(L, -1, "namespace");
+    lua_getfield(L, -2, "name");
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      return luaL_error(L, "map result %d has no name", i);
+    }
+    const char *ns = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    c->emit(c->data, ns, lua_tostring(L, -1));
+    lua_pop(L, 3);
+  }
+  return 0;
+}
+
+static int pm_predicate(lua_State *L)
+{
+  vmcall_t *c = lua_touserdata(L, 1);
+  push_sdk_fn(L, "_predicate");
+  lua_pushstring(L, c->controller);
+  lua_pushstring(L, c->type);
+  if (c->old) {
+    push_obj(L, c->old, c->old_len);
+  } else {
+    lua_pushnil(L);
+  }
+  push_obj(L, c->json, c->len);
+  lua_call(L, 4, 1);
+  c->result = lua_toboolean(L, -1);
+  return 0;
+}
+
+/* Run fn under the CPU budget on the main state; API calls are refused
+ * there because no task is current. */
+static int vm_run(kuala_bundle_t *b, lua_CFunction fn, vmcall_t *c, const char *what)
+{
+  if (b->in_lua)
+    return KUALA_EBUSY;
+  kuala_runtime_t *rt = b->rt;
+  lua_State *L = b->L;
+  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)rt->cpu_budget_ms * 1000000);
+  b->in_lua++;
+  int st = lua_cpcall(L, fn, c);
+  b->in_lua--;
+  int tripped = 0;
+  kuala__lua_cpu_leave(rt->cpu, L, &tripped);
+  if (st == 0 && !tripped)
+    return 0;
+  char msg[1024];
+  int rc = describe_failure(b, L, st, tripped, what, msg, sizeof msg);
+  lua_pop(L, 1);
+  kuala_log_kv_t kv[] = {{"bundle", b->name}, {"controller", c->controller}};
+  kuala_log(KUALA_LOG_ERROR, kv, 2, msg, NULL);
+  return rc;
+}
+
+int kuala_bundle_map(kuala_bundle_t *b, const char *controller, size_t index, const char *json,
+                     size_t len, kuala_bundle_emit_cb emit, void *data)
+{
+  if (!b || !controller || !json || !emit)
+    return KUALA_EINVAL;
+  vmcall_t c = {controller, index, NULL, NULL, 0, json, len, emit, data, 0};
+  int rc = vm_run(b, pm_map, &c, "map function");
+  return rc ? rc : c.result;
+}
+
+int kuala_bundle_predicate(kuala_bundle_t *b, const char *controller, const char *type,
+                           const char *old, size_t old_len, const char *json, size_t len)
+{
+  if (!b || !controller || !type || !json)
+    return 0;
+  vmcall_t c = {controller, 0, type, old, old_len, json, len, NULL, NULL, 0};
+  int rc = vm_run(b, pm_predicate, &c, "predicate");
+  return rc ? 0 : c.result;
+}
+
+/* ---- runtime ------------------------------------------------------------ */
+
+int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backend_t *backend,
+                      const kuala_runtime_opts_t *opts)
+{
+  *out = NULL;
+  if (!loop || !backend || !backend->cache_get || !backend->cache_list || !backend->call_start ||
+      !backend->call_cancel) {
+    return KUALA_EINVAL;
+  }
+  kuala_runtime_t *rt = kuala_calloc(1, sizeof *rt);
+  rt->loop = loop;
+  rt->backend = *backend;
+  rt->memory_limit = opts && opts->memory_limit ? opts->memory_limit : DEFAULT_MEMORY;
+  rt->cpu_budget_ms = opts && opts->cpu_budget_ms ? opts->cpu_budget_ms : DEFAULT_CPU_MS;
+  rt->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
+  const char *sdk = opts && opts->sdk_dir ? opts->sdk_dir : getenv("KUALA_SDK_DIR");
+  if (sdk && *sdk)
+    rt->sdk_dir = kuala_strdup(sdk);
+  int rc = kuala__lua_cpu_new(&rt->cpu);
+  if (rc) {
+    kuala_free(rt->sdk_dir);
+    kuala_free(rt);
+    return rc;
+  }
+  *out = rt;
+  return 0;
+}
+
+void kuala_runtime_free(kuala_runtime_t *rt)
+{
+  if (!rt)
+    return;
+  while (rt->bundles)
+    kuala_bundle_close(rt->bundles);
+  kuala__lua_cpu_free(rt->cpu);
+  kuala_free(rt->sdk_dir);
+  kuala_free(rt);
+}

@@ -1,0 +1,717 @@
+/*
+ * Unit tests for the Lua runtime (core/lua/): the scheduler (yield/resume,
+ * fast path, deadline, cancellation on close, registry references), the
+ * limits (CPU budget with the JIT on, memory cap) and the sandbox, all
+ * against a fake backend.
+ *
+ * The fake backend keeps a few cached objects as JSON and answers API calls
+ * in one of three ways: at once (inside call_start), later from a uv timer,
+ * or never (only a cancel ends the call).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "kuala/alloc.h"
+#include "kuala/error.h"
+#include "kuala/json.h"
+#include "kuala/log.h"
+#include "kuala/runtime.h"
+#include "kuala_test.h"
+#include "lua/lrt.h"
+
+/* ---- fake backend ------------------------------------------------------- */
+
+enum { ANSWER_NOW, ANSWER_LATER, ANSWER_NEVER };
+
+typedef struct fake_call_s {
+  kuala_call_done_cb done;
+  void *data;
+  uv_timer_t timer;
+  struct fake_s *fake;
+  int answered;
+} fake_call_t;
+
+typedef struct fake_s {
+  uv_loop_t *loop;
+  int mode;
+  int started, canceled, answered;
+  char last_body[4096];
+  char last_manager[64];
+  int last_verb;
+  char last_sub[16];
+  fake_call_t *pending;
+} fake_t;
+
+static const char *CACHED_APP =
+    "{\"apiVersion\":\"demo.kuala.dev/v1\",\"kind\":\"App\",\"metadata\":{\"name\":\"web\","
+    "\"namespace\":\"ns1\",\"uid\":\"u-1\",\"resourceVersion\":\"7\",\"generation\":2},"
+    "\"spec\":{\"image\":\"nginx\",\"replicas\":3}}";
+
+static int fake_cache_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
+{
+  (void)self;
+  if (strcmp(q->kind, "App") == 0 && q->name && strcmp(q->name, "web") == 0) {
+    *json = CACHED_APP;
+    *len = strlen(CACHED_APP);
+    return 0;
+  }
+  return KUALA_ENOTFOUND;
+}
+
+static int fake_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each,
+                           void *data)
+{
+  (void)self;
+  if (strcmp(q->kind, "App") == 0)
+    each(data, CACHED_APP, strlen(CACHED_APP));
+  return 0;
+}
+
+static void fake_timer_closed(uv_handle_t *h)
+{
+  kuala_free(h->data);
+}
+
+static void fake_answer(fake_call_t *fc, int err)
+{
+  fake_t *f = fc->fake;
+  fc->answered = 1;
+  f->answered++;
+  if (f->pending == fc)
+    f->pending = NULL;
+  static const char *reply = "{\"kind\":\"App\",\"metadata\":{\"name\":\"reply\"}}";
+  fc->done(fc->data, err, err ? NULL : reply, err ? 0 : strlen(reply));
+}
+
+static void fake_timer_fired(uv_timer_t *t)
+{
+  fake_call_t *fc = t->data;
+  fake_answer(fc, 0);
+  uv_close((uv_handle_t *)t, fake_timer_closed);
+}
+
+static int fake_call_start(void *self, const kuala_call_t *call, kuala_call_done_cb done,
+                           void *data, void **handle)
+{
+  fake_t *f = self;
+  f->started++;
+  f->last_verb = call->verb;
+  snprintf(f->last_body, sizeof f->last_body, "%.*s", (int)call->body_len,
+           call->body ? call->body : "");
+  snprintf(f->last_manager, sizeof f->last_manager, "%s",
+           call->field_manager ? call->field_manager : "");
+  snprintf(f->last_sub, sizeof f->last_sub, "%s", call->subresource ? call->subresource : "");
+  fake_call_t *fc = kuala_calloc(1, sizeof *fc);
+  fc->done = done;
+  fc->data = data;
+  fc->fake = f;
+  *handle = fc;
+  if (f->mode == ANSWER_NOW) {
+    fake_answer(fc, 0);
+    kuala_free(fc);
+    return 0;
+  }
+  uv_timer_init(f->loop, &fc->timer);
+  fc->timer.data = fc;
+  f->pending = fc;
+  if (f->mode == ANSWER_LATER)
+    uv_timer_start(&fc->timer, fake_timer_fired, 5, 0);
+  return 0;
+}
+
+static void fake_call_cancel(void *self, void *handle)
+{
+  fake_t *f = self;
+  fake_call_t *fc = handle;
+  f->canceled++;
+  uv_timer_stop(&fc->timer);
+  fake_answer(fc, KUALA_ECANCELED);
+  uv_close((uv_handle_t *)&fc->timer, fake_timer_closed);
+}
+
+static kuala_backend_t fake_backend(fake_t *f)
+{
+  kuala_backend_t be = {fake_cache_get, fake_cache_list, fake_call_start, fake_call_cancel, f};
+  return be;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+typedef struct {
+  int calls;
+  int err;
+  double requeue;
+  char message[1024];
+} result_t;
+
+static void on_done(void *data, const kuala_reconcile_result_t *res)
+{
+  result_t *r = data;
+  r->calls++;
+  r->err = res->err;
+  r->requeue = res->requeue_after;
+  snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+}
+
+static int load_one(kuala_bundle_t **b, kuala_runtime_t *rt, const char *name, const char *src,
+                    char **err)
+{
+  kuala_bundle_file_t f = {"main.lua", src, strlen(src)};
+  return kuala_bundle_load(b, rt, name, &f, 1, NULL, err);
+}
+
+#define CONTROLLER(body)                                              \
+  "local kuala = require('kuala')\n"                                  \
+  "kuala.controller { name = 'c', watch = 'demo.kuala.dev/v1/App',\n" \
+  "  reconcile = function(ctx, req)\n" body "\n  end }\n"
+
+static void quiet_sink(void *data, kuala_log_level_t level, const char *line, size_t len)
+{
+  (void)data, (void)level, (void)line, (void)len;
+}
+
+static void setup(uv_loop_t *loop, fake_t *f, kuala_runtime_t **rt, kuala_runtime_opts_t *opts)
+{
+  kuala_log_set_sink(quiet_sink, NULL);
+  ck_assert_int_eq(uv_loop_init(loop), 0);
+  memset(f, 0, sizeof *f);
+  f->loop = loop;
+  kuala_backend_t be = fake_backend(f);
+  ck_assert_int_eq(kuala_runtime_new(rt, loop, &be, opts), 0);
+}
+
+static void teardown(uv_loop_t *loop, kuala_runtime_t *rt)
+{
+  kuala_runtime_free(rt);
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(loop), 0);
+  kuala_log_set_sink(NULL, NULL);
+}
+
+/* ---- scheduler ---------------------------------------------------------- */
+
+START_TEST(test_lua_runtime_noop_reconcile_completes_without_yield)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "noop", CONTROLLER("return { requeue_after = 5 }"), &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  ck_assert_uint_eq(kuala_bundle_controller_count(b), 1);
+  ck_assert_str_eq(kuala_bundle_controller_name(b, 0), "c");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  /* No API call: done ran before reconcile returned. */
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, 0);
+  ck_assert(r.requeue == 5.0);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "nope", "ns1", "web", on_done, &r), KUALA_ENOENT);
+  ck_assert_int_eq(r.calls, 1);
+  teardown(&loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_runtime_api_call_yields_and_resumes)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  f.mode = ANSWER_LATER;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "apply",
+                    CONTROLLER("local app = ctx:get(req)\n"
+                               "assert(app and app.spec.replicas == 3, 'cache read')\n"
+                               "local out, e = ctx:apply({ apiVersion = 'apps/v1', kind = "
+                               "'Deployment', metadata = { name = 'web' }, spec = { replicas = "
+                               "app.spec.replicas } })\n"
+                               "assert(out and out.metadata.name == 'reply', tostring(e))\n"
+                               "local st = ctx:patch_status(app, { ready = true })\n"
+                               "assert(st, 'status')\n"
+                               "return { requeue_after = 1 }"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_int_eq(r.calls, 0); /* waiting on the apply */
+  ck_assert_uint_eq(kuala_bundle_active(b), 1);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 1);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_msg(r.calls == 1 && r.err == 0, "reconcile: %d %s", r.err, r.message);
+  ck_assert(r.requeue == 1.0);
+  ck_assert_int_eq(f.started, 2);
+  ck_assert_int_eq(f.last_verb, KUALA_CALL_PATCH);
+  ck_assert_str_eq(f.last_sub, "status");
+  ck_assert_str_eq(f.last_manager, "c");
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  ck_assert_uint_eq(kuala_bundle_active(b), 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_runtime_apply_sets_owner_and_field_manager)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  f.mode = ANSWER_NOW;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "owner",
+                    CONTROLLER("assert(ctx:apply({ apiVersion = 'v1', kind = 'ConfigMap', "
+                               "metadata = { name = 'cm' }, data = { a = '1' } }))"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_msg(r.calls == 1 && r.err == 0, "%s", r.message); /* fast path: no loop run */
+  ck_assert_int_eq(f.last_verb, KUALA_CALL_APPLY);
+  ck_assert_str_eq(f.last_manager, "c");
+  json_object *body = NULL;
+  ck_assert_int_eq(kuala_json_parse(&body, f.last_body, strlen(f.last_body), NULL, 0), 0);
+  ck_assert_str_eq(kuala_json_path_str(body, "metadata.namespace"), "ns1");
+  json_object *refs = kuala_json_path(body, "metadata.ownerReferences");
+  ck_assert_ptr_nonnull(refs);
+  json_object *ref = json_object_array_get_idx(refs, 0);
+  ck_assert_str_eq(kuala_json_path_str(ref, "uid"), "u-1");
+  ck_assert_str_eq(kuala_json_path_str(ref, "kind"), "App");
+  ck_assert(json_object_get_boolean(kuala_json_path(ref, "controller")));
+  json_object_put(body);
+  teardown(&loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_runtime_deadline_cancels_pending_call)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  kuala_runtime_opts_t opts = {0};
+  opts.deadline_ms = 40;
+  setup(&loop, &f, &rt, &opts);
+  f.mode = ANSWER_NEVER;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  /* The script even catches the timeout and tries again: still a timeout. */
+  int rc = load_one(&b, rt, "slow",
+                    CONTROLLER("local ok, e = ctx:create({ apiVersion = 'v1', kind = "
+                               "'ConfigMap', metadata = { name = 'x' } })\n"
+                               "assert(not ok and e == 'ETIMEDOUT', tostring(e))\n"
+                               "local again, e2 = ctx:delete({ apiVersion = 'v1', kind = "
+                               "'ConfigMap', metadata = { name = 'x' } })\n"
+                               "assert(not again and e2 == 'ETIMEDOUT')\n"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_int_eq(r.calls, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
+  ck_assert_msg(strstr(r.message, "deadline of 40 ms") != NULL, "%s", r.message);
+  ck_assert_int_eq(f.started, 1); /* the second call never reached the backend */
+  ck_assert_int_eq(f.canceled, 1);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_runtime_close_cancels_running_reconciles)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  f.mode = ANSWER_NEVER;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "pending",
+                    CONTROLLER("ctx:create({ apiVersion = 'v1', kind = 'ConfigMap', metadata "
+                               "= { name = 'x' } })\nerror('must not resume')"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r[3];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r[i]), 0);
+  }
+  ck_assert_uint_eq(kuala_bundle_active(b), 3);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 3);
+  kuala_bundle_close(b);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(r[i].calls, 1);
+    ck_assert_int_eq(r[i].err, KUALA_ECANCELED);
+  }
+  ck_assert_int_eq(f.canceled, 3);
+  teardown(&loop, rt); /* uv_loop_close == 0: no handle left behind */
+}
+END_TEST
+
+START_TEST(test_lua_runtime_many_reconciles_leak_no_references)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  f.mode = ANSWER_LATER;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "many",
+                    CONTROLLER("if req.name == 'boom' then error('boom') end\n"
+                               "ctx:patch(ctx:get(req), { spec = { x = kuala.null } })"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r[200];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 200; i++) {
+    ck_assert_int_eq(
+        kuala_bundle_reconcile(b, "c", "ns1", i % 10 == 0 ? "boom" : "web", on_done, &r[i]), 0);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  int ok = 0, failed = 0;
+  for (int i = 0; i < 200; i++) {
+    ck_assert_int_eq(r[i].calls, 1);
+    if (r[i].err == 0)
+      ok++;
+    if (r[i].err == KUALA_EINVAL)
+      failed++;
+  }
+  ck_assert_int_eq(ok, 180);
+  ck_assert_int_eq(failed, 20);
+  /* The merge patch kept the null. */
+  ck_assert_str_eq(f.last_body, "{\"spec\":{\"x\":null}}");
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  ck_assert_uint_eq(kuala_bundle_active(b), 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
+/* ---- limits --------------------------------------------------------------- */
+
+START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  kuala_runtime_opts_t opts = {0};
+  opts.cpu_budget_ms = 100;
+  setup(&loop, &f, &rt, &opts);
+  kuala_bundle_t *bad, *good;
+  char *err = NULL;
+  /* A compiled loop (JIT on) and a loop that swallows the error with pcall. */
+  int rc = load_one(&bad, rt, "runaway",
+                    CONTROLLER("if req.name == 'pcall' then\n"
+                               "  while true do pcall(function() local x = 0 while true do x = "
+                               "x + 1 end end) end\n"
+                               "end\n"
+                               "local x = 0\n"
+                               "while true do x = x + 1 end"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  rc = load_one(&good, rt, "healthy", CONTROLLER("return { requeue_after = 2 }"), &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  ck_assert_int_eq(kuala__lua_bundle_jit_on(bad), 1);
+
+  const char *names[] = {"web", "pcall", "web"};
+  for (int i = 0; i < 3; i++) {
+    result_t r = {0}, h = {0};
+    ck_assert_int_eq(kuala_bundle_reconcile(bad, "c", "ns1", names[i], on_done, &r), 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
+    ck_assert_msg(strstr(r.message, "bundle runaway") && strstr(r.message, "CPU budget of 100") &&
+                      strstr(r.message, "runaway/main.lua:"),
+                  "%s", r.message);
+    /* The healthy bundle beside it still reconciles. */
+    ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
+    ck_assert_int_eq(h.calls, 1);
+    ck_assert_int_eq(h.err, 0);
+    ck_assert(h.requeue == 2.0);
+  }
+  ck_assert_int_eq(kuala__lua_bundle_refs(bad), 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_runtime_cpu_budget_stops_load)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  kuala_runtime_opts_t opts = {0};
+  opts.cpu_budget_ms = 50;
+  setup(&loop, &f, &rt, &opts);
+  kuala_bundle_t *b = NULL;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "spin", "local n = 0\nrepeat n = n + 1 until false\n", &err);
+  ck_assert_int_eq(rc, KUALA_ETIMEDOUT);
+  ck_assert_ptr_null(b);
+  ck_assert_msg(strstr(err, "bundle spin") && strstr(err, "spin/main.lua:2"), "%s", err);
+  kuala_free(err);
+  teardown(&loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_runtime_memory_cap_fails_alone)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  kuala_runtime_opts_t opts = {0};
+  opts.memory_limit = 16u << 20;
+  setup(&loop, &f, &rt, &opts);
+  kuala_bundle_t *b, *good;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "bomb",
+                    CONTROLLER("if req.name == 'small' then return end\n"
+                               "local t = {}\n"
+                               "for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  rc = load_one(&good, rt, "healthy", CONTROLLER("return"), &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, KUALA_ENOMEM);
+  ck_assert_msg(strstr(r.message, "bundle bomb") && strstr(r.message, "memory limit"), "%s",
+                r.message);
+  ck_assert_uint_le(kuala_bundle_memory(b), opts.memory_limit);
+  /* The same VM recovers once the garbage is gone; the neighbour never noticed. */
+  result_t r2 = {0}, h = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "small", on_done, &r2), 0);
+  ck_assert_int_eq(r2.err, 0);
+  ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
+  ck_assert_int_eq(h.err, 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+static void expect_load_error(kuala_runtime_t *rt, const char *name, const char *src,
+                              const char *want1, const char *want2)
+{
+  kuala_bundle_t *b = NULL;
+  char *err = NULL;
+  int rc = load_one(&b, rt, name, src, &err);
+  ck_assert_msg(rc != 0, "bundle %s loaded but should not", name);
+  ck_assert_ptr_null(b);
+  ck_assert_ptr_nonnull(err);
+  ck_assert_msg(strstr(err, want1) != NULL, "%s: missing '%s' in: %s", name, want1, err);
+  if (want2)
+    ck_assert_msg(strstr(err, want2) != NULL, "%s: missing '%s' in: %s", name, want2, err);
+  kuala_free(err);
+}
+
+START_TEST(test_lua_runtime_sandbox_refuses_escapes)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  expect_load_error(rt, "syntax", "local x = = 1\n", "syntax/main.lua:1:", "'='");
+  expect_load_error(rt, "runtime", "local t = nil\n\nreturn t.x\n",
+                    "runtime/main.lua:3:", "attempt to index");
+  expect_load_error(rt, "exec", "-- shell out\nos.execute('true')\n",
+                    "exec/main.lua:2:", "execute");
+  expect_load_error(rt, "ioopen", "local f = io.open('/etc/passwd')\n",
+                    "ioopen/main.lua:1:", "'io'");
+  expect_load_error(rt, "ffi", "\nlocal ffi = require('ffi')\n",
+                    "ffi/main.lua:2:", "module 'ffi' not found in bundle 'ffi'");
+  expect_load_error(rt, "debuglib", "debug.sethook()\n", "debuglib/main.lua:1:", "'debug'");
+  expect_load_error(rt, "loadfile", "loadfile('/etc/passwd')\n",
+                    "loadfile/main.lua:1:", "loadfile");
+  expect_load_error(rt, "global", "x = 1\n",
+                    "global/main.lua:1:", "assignment to undeclared global 'x'");
+  expect_load_error(rt, "bytecode", "local f, e = load('\\27LJ\\2 fake')\nassert(f, e)\n",
+                    "bytecode/main.lua:2:", "binary chunks");
+  expect_load_error(rt, "dump", "string.dump(print)\n", "dump/main.lua:1:", "dump");
+  expect_load_error(rt, "yield",
+                    "local kuala = require('kuala')\nrequire('kuala.engine'):call({ verb = "
+                    "'CREATE', api_version = 'v1', kind = 'ConfigMap' })\n",
+                    "cannot be called here", "module top level");
+  expect_load_error(rt, "exit", "os.exit(1)\n", "exit/main.lua:1:", "exit");
+  /* What is allowed does work. */
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "ok",
+                    "assert(os.time() > 0 and os.clock() >= 0 and os.date('!%Y') ~= nil)\n"
+                    "assert(string.format('%d', 3) == '3' and math.floor(2.5) == 2)\n"
+                    "assert(table.concat({'a','b'}) == 'ab' and bit.band(3, 1) == 1)\n"
+                    "local f = assert(load('return 1 + 1'))\nassert(f() == 2)\n"
+                    "rawset(_G, 'declared', true)\ndeclared = false\n"
+                    "assert(require('lib.util').twice(2) == 4)\n",
+                    &err);
+  /* Everything before the require passed: the only error is the missing module. */
+  ck_assert_msg(rc == KUALA_EINVAL && strstr(err, "ok/main.lua:8: module 'lib.util' not found"),
+                "%d %s", rc, err ? err : "?");
+  kuala_free(err);
+  kuala_bundle_file_t files[] = {
+      {"main.lua", "local u = require('lib.util')\nassert(u.twice(2) == 4)\n", 0},
+      {"lib/util.lua", "return { twice = function(x) return 2 * x end }\n", 0},
+  };
+  files[0].len = strlen(files[0].src);
+  files[1].len = strlen(files[1].src);
+  rc = kuala_bundle_load(&b, rt, "modules", files, 2, NULL, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(&loop, rt);
+}
+END_TEST
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+START_TEST(test_lua_runtime_json_round_trip)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local core = require('kuala.core')\n"
+      "local json = require('kuala.json')\n"
+      "local doc = '{\"a\":null,\"e\":{},\"l\":[],\"n\":[1,2.5,-3],\"big\":9007199254740993,"
+      "\"neg\":-9223372036854775807,\"s\":\"\\\\u00e9\\\\n\",\"t\":true,\"o\":{\"x\":{}}}'\n"
+      "local v = assert(core.json_decode(doc))\n"
+      "assert(v.a == json.null and v.a == core.null)\n"
+      "assert(next(v.e) == nil and getmetatable(v.e) == json.object_mt)\n"
+      "assert(next(v.l) == nil and getmetatable(v.l) == json.array_mt)\n"
+      "assert(v.n[2] == 2.5 and v.t == true)\n"
+      "assert(tostring(v.big) == '9007199254740993')\n"
+      "local back = assert(core.json_encode(v))\n"
+      "local again = assert(core.json_decode(back))\n"
+      "assert(tostring(again.big) == '9007199254740993')\n"
+      "assert(tostring(again.neg) == '-9223372036854775807')\n"
+      "assert(again.big == v.big)\n"
+      "assert(back:find('\"e\":{}', 1, true) and back:find('\"l\":[]', 1, true))\n"
+      "assert(back:find('\"a\":null', 1, true))\n"
+      "assert(core.json_encode({}) == '{}' and core.json_encode(json.array()) == '[]')\n"
+      "assert(core.json_encode({1, 2, 3}) == '[1,2,3]')\n"
+      "assert(core.json_encode(2^53) == '9007199254740992')\n"
+      "local nok, why = core.json_encode({1, 2, x = 3})\n"
+      "assert(nok == nil and why:find('mixes'))\n"
+      "local deep = string.rep('[', 100) .. string.rep(']', 100)\n"
+      "local d, derr = core.json_decode(deep)\n"
+      "assert(d == nil and derr, 'depth limit')\n"
+      "local cyc = {}\ncyc.self = cyc\n"
+      "local c, cerr = core.json_encode(cyc)\n"
+      "assert(c == nil and cerr:find('deeper than 64'))\n"
+      "assert(core.json_encode(0/0) == nil)\n"
+      "assert(core.json_encode(function() end) == nil)\n"
+      "local bad, berr = core.json_decode('{\"a\":')\n"
+      "assert(bad == nil and berr:find('invalid JSON'))\n";
+  int rc = load_one(&b, rt, "json", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(&loop, rt);
+}
+END_TEST
+
+/* ---- engine bridges ------------------------------------------------------- */
+
+typedef struct {
+  int n;
+  char keys[8][64];
+} emitted_t;
+
+static void on_emit(void *data, const char *ns, const char *name)
+{
+  emitted_t *e = data;
+  if (e->n < 8)
+    snprintf(e->keys[e->n++], 64, "%s/%s", ns ? ns : "", name);
+}
+
+START_TEST(test_lua_runtime_controller_decl_map_and_predicates)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local kuala = require('kuala')\n"
+      "kuala.controller { name = 'web', watch = 'demo.kuala.dev/v1/App',\n"
+      "  predicates = { kuala.predicates.generation_changed },\n"
+      "  owns = { 'apps/v1/Deployment' }, concurrency = 3, labels = { team = 'a' },\n"
+      "  watches = { { type = 'v1/ConfigMap',\n"
+      "    predicates = { function(ev) return ev.object.metadata.name ~= 'skip' end },\n"
+      "    map = function(cm) return { { namespace = cm.metadata.namespace, name = 'a' },\n"
+      "                                { namespace = cm.metadata.namespace, name = 'b' } } end } "
+      "},\n"
+      "  reconcile = function() end }\n"
+      "kuala.controller { name = 'bad', watch = 'v1/Secret', watches = { { type = "
+      "'v1/ConfigMap',\n"
+      "  map = function(cm) return require('kuala.engine'):call({ verb = 'GET', api_version = "
+      "'v1', kind = 'X' }) end } },\n"
+      "  reconcile = function() end }\n";
+  int rc = load_one(&b, rt, "bridges", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  char *json = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(kuala_bundle_controller_json(b, 0, &json, &len), 0);
+  json_object *decl = NULL;
+  ck_assert_int_eq(kuala_json_parse(&decl, json, len, NULL, 0), 0);
+  kuala_free(json);
+  ck_assert_str_eq(kuala_json_path_str(decl, "name"), "web");
+  ck_assert_str_eq(kuala_json_path_str(decl, "watch.kind"), "App");
+  ck_assert_str_eq(kuala_json_path_str(decl, "watch.apiVersion"), "demo.kuala.dev/v1");
+  ck_assert_str_eq(kuala_json_path_str(decl, "watch.labels"), "team=a");
+  ck_assert_int_eq(json_object_get_int(kuala_json_path(decl, "concurrency")), 3);
+  ck_assert(json_object_get_boolean(kuala_json_path(decl, "generation_changed")));
+  ck_assert(json_object_get_boolean(kuala_json_path(decl, "predicate")));
+  ck_assert_str_eq(json_object_get_string(kuala_json_path(
+                       json_object_array_get_idx(kuala_json_path(decl, "owns"), 0), "kind")),
+                   "Deployment");
+  json_object_put(decl);
+  ck_assert_int_eq(kuala_bundle_controller_json(b, 5, &json, &len), KUALA_ENOENT);
+
+  const char *cm =
+      "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cfg\","
+      "\"namespace\":\"ns1\"}}";
+  const char *skip =
+      "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":"
+      "\"skip\",\"namespace\":\"ns1\"}}";
+  emitted_t e = {0};
+  ck_assert_int_eq(kuala_bundle_map(b, "web", 2, cm, strlen(cm), on_emit, &e), 0);
+  ck_assert_int_eq(e.n, 2);
+  ck_assert_str_eq(e.keys[0], "ns1/a");
+  ck_assert_str_eq(e.keys[1], "ns1/b");
+  ck_assert_int_eq(kuala_bundle_predicate(b, "web", "add", NULL, 0, cm, strlen(cm)), 1);
+  ck_assert_int_eq(kuala_bundle_predicate(b, "web", "add", NULL, 0, skip, strlen(skip)), 0);
+  /* A map function that makes an API call is refused, clearly. */
+  emitted_t e2 = {0};
+  ck_assert_int_eq(kuala_bundle_map(b, "bad", 1, cm, strlen(cm), on_emit, &e2), KUALA_EINVAL);
+  ck_assert_int_eq(e2.n, 0);
+  ck_assert_int_eq(kuala_bundle_map(b, "nope", 1, cm, strlen(cm), on_emit, &e2), KUALA_ENOENT);
+  teardown(&loop, rt);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("lua_runtime");
+  TCase *tc = tcase_create("lua_runtime");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_lua_runtime_noop_reconcile_completes_without_yield);
+  tcase_add_test(tc, test_lua_runtime_api_call_yields_and_resumes);
+  tcase_add_test(tc, test_lua_runtime_apply_sets_owner_and_field_manager);
+  tcase_add_test(tc, test_lua_runtime_deadline_cancels_pending_call);
+  tcase_add_test(tc, test_lua_runtime_close_cancels_running_reconciles);
+  tcase_add_test(tc, test_lua_runtime_many_reconciles_leak_no_references);
+  tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_jit_loop);
+  tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_load);
+  tcase_add_test(tc, test_lua_runtime_memory_cap_fails_alone);
+  tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
+  tcase_add_test(tc, test_lua_runtime_json_round_trip);
+  tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
+  suite_add_tcase(s, tc);
+  return kuala_test_run(s);
+}
