@@ -866,7 +866,9 @@ static void on_flush(uv_idle_t *h)
 {
   emu_t *e = h->data;
   for (emu_watch_t *w = e->watches; w; w = w->next) {
-    watch_flush(w);
+    if (w->rt) {
+      watch_flush(w);
+    }
   }
   uv_idle_stop(h);
 }
@@ -1067,7 +1069,7 @@ void emu_watch_notify(emu_t *e, emu_event_t *ev)
 {
   for (emu_watch_t *w = e->watches, *next; w; w = next) {
     next = w->next;
-    if (ev->rv > w->from_rv && w->req) {
+    if (ev->rv > w->from_rv && w->req && w->rt) {
       watch_deliver(w, ev);
     }
   }
@@ -1077,11 +1079,16 @@ void emu_watch_close_all(emu_t *e, emu_rtype_t *rt, int abrupt)
 {
   for (emu_watch_t *w = e->watches, *next; w; w = next) {
     next = w->next;
-    if (rt && w->rt != rt) {
+    if ((rt && w->rt != rt) || !w->rt) {
       continue;
     }
     if (abrupt) {
-      kuala__httpd_abort(w->req); /* close callback destroys w later */
+      /* The close callback destroys w later, from the loop; until then it
+       * must neither receive events nor fire timers. */
+      uv_timer_stop(&w->timeout);
+      uv_timer_stop(&w->bookmark);
+      kuala_buf_reset(&w->out);
+      kuala__httpd_abort(w->req);
       w->rt = NULL;
     } else {
       watch_end(w);

@@ -190,6 +190,14 @@ sleep 0.3
 curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/close-watches" >/dev/null
 wait $wp
 expect_eq "close-watches ends open watches at once" "$?" "0"
+curl -s -N -m 5 "$EMU_URL$CM?watch=true&timeoutSeconds=30&allowWatchBookmarks=true" >/dev/null &
+wp=$!
+sleep 0.3
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/close-watches?abrupt=true" >/dev/null
+api POST $CM '{"metadata":{"name":"after-abort"}}' >/dev/null
+wait $wp
+expect_eq "abrupt close drops the connection (curl sees an error)" "$([ $? -ne 0 ] && echo yes)" "yes"
+expect_eq "server serves after an abrupt close" "$(code "$(api GET $CM/after-abort)")" "200"
 curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/latency?ms=300" >/dev/null
 t0=$(date +%s%N)
 api GET /version >/dev/null
