@@ -130,6 +130,16 @@ sleep 1.5
 kill $wpid 2>/dev/null; wait $wpid 2>/dev/null
 expect_contains "get -w sees the new object" "$(cat "$EMU_DIR/watch.out")" "configmap/cm-watched"
 
+# Human-readable watch (Tables on list and watch alike).
+$K get ct -w >"$EMU_DIR/watch2.out" 2>&1 &
+wpid=$!
+sleep 1.5
+$K patch ct my-cron --type=merge -p '{"spec":{"replicas":5}}' >/dev/null
+sleep 1.5
+kill $wpid 2>/dev/null; wait $wpid 2>/dev/null
+expect_eq "get -w prints the table header once and a row per event" \
+  "$(awk '{print $1}' "$EMU_DIR/watch2.out" | tr '\n' ' ')" "NAME my-cron my-cron "
+
 # Deployment with simulated status; kubectl rollout status waits for it.
 $K create -f - >/dev/null <<'EOF'
 apiVersion: apps/v1
@@ -183,6 +193,12 @@ if echo "$out" | grep -q "serverside-applied"; then
   expect_contains "server-side apply" "$out" "serverside-applied"
   mgr=$($K get ct my-cron -o json --show-managed-fields | jq -r '.metadata.managedFields[0].manager')
   expect_eq "managedFields recorded" "$mgr" "kubectl"
+  sed 's/\* \* \* \* \*\/5/1 1 1 1 1/' "$EMU_DIR/ct.yaml" >"$EMU_DIR/ct2.yaml"
+  out=$($K apply --server-side --field-manager=other -f "$EMU_DIR/ct2.yaml" 2>&1)
+  expect_contains "server-side apply conflict" "$out" 'conflict with "kubectl": .spec.cronSpec'
+  out=$($K apply --server-side --field-manager=other --force-conflicts -f "$EMU_DIR/ct2.yaml" 2>&1)
+  expect_contains "force-conflicts takes over" "$out" "serverside-applied"
+  expect_eq "forced value stored" "$($K get ct my-cron -o jsonpath='{.spec.cronSpec}')" "1 1 1 1 1"
 else
   echo "note: server-side apply not available in this build: $out"
 fi
