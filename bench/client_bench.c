@@ -1,15 +1,18 @@
 /*
  * client_bench: figures for the API client.
  *
- *   client_bench URL [N]     e.g. client_bench http://127.0.0.1:PORT 5000
+ *   client_bench URL [N [H2URL CAFILE]]
+ *       e.g. client_bench http://127.0.0.1:PORT 5000 https://127.0.0.1:PORT2 ca.crt
  *
  * Against a running API server (the emulator: bench/client_bench.sh starts
  * one), it prints:
  *   1. requests/s for small GETs, one at a time over one connection;
  *   2. requests/s with 16 GETs in flight over HTTP/1.1 (curl opens more
  *      connections as needed);
- *   3. the same over HTTP/2 with multiplexing (prior knowledge, h2c), or
- *      why that is not possible against this server;
+ *   3. the same over HTTP/2 with multiplexing: against URL when it offers
+ *      HTTP/2 over TLS (the emulator does not: it says so), and against
+ *      H2URL (bench/client_bench.sh starts nghttpd serving the same small
+ *      JSON object over TLS + ALPN h2) when given;
  *   4. client heap per in-flight request: 1,000 GETs held open by a local
  *      listener that accepts and never answers, measured with mallinfo2().
  * The rate limiter is off for all of them.
@@ -18,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <curl/curl.h>
 
 #include "kuala/alloc.h"
 #include "kuala/client.h"
@@ -57,11 +62,14 @@ static void start_one(run_t *r)
   }
 }
 
+static const char *ca_file; /* for the H2URL runs */
+
 static kuala_client_t *client(uv_loop_t *loop, const char *url, int http2)
 {
   kuala_client_config_t cfg;
   kuala_client_config_init(&cfg);
   cfg.server = kuala_strdup(url);
+  cfg.ca_file = ca_file && strncmp(url, "https:", 6) == 0 ? kuala_strdup(ca_file) : NULL;
   cfg.qps = KUALA_CLIENT_QPS_OFF;
   cfg.http2 = http2;
   cfg.max_retries = -1;
@@ -148,6 +156,32 @@ static size_t heap_used(void)
   return mi.uordblks + mi.hblkhd;
 }
 
+static void measure_queued(const char *url, int n)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.server = kuala_strdup(url);
+  cfg.qps = 0.001; /* one token, then nothing for 1000 s */
+  cfg.burst = 1;
+  kuala_client_t *c = NULL;
+  kuala_client_new(&c, &loop, &cfg);
+  kuala_client_config_free(&cfg);
+  run_t r = {c, n + 1, 0, 0, 0, 0, 0};
+  start_one(&r); /* takes the only token */
+  size_t before = heap_used();
+  for (int i = 0; i < n; i++) {
+    start_one(&r);
+  }
+  size_t after = heap_used();
+  printf("%-44s %8.0f bytes/request  (%d requests)\n",
+         "client heap per GET queued by the rate limiter", (double)(after - before) / n, n);
+  kuala_client_close(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
 static void measure_memory(int n)
 {
   uv_loop_t loop;
@@ -183,6 +217,7 @@ static void measure_memory(int n)
   size_t after = heap_used();
   printf("%-44s %8.0f bytes/request  (%d requests, %d connections accepted)\n",
          "client heap per in-flight GET (HTTP/1.1)", (double)(after - before) / n, n, s.accepted);
+  measure_queued(url, n);
   kuala_client_close(c);
   for (int i = 0; i < s.nconns; i++) {
     uv_close((uv_handle_t *)s.conns[i], free_handle);
@@ -221,9 +256,19 @@ int main(int argc, char **argv)
   }
   close_client(&loop, c);
 
+  printf("against %s (libcurl %s)\n", url, curl_version_info(CURLVERSION_NOW)->version);
   measure(&loop, url, -1, n, 1, "GET, 1 in flight, HTTP/1.1, one connection");
   measure(&loop, url, -1, n, 16, "GET, 16 in flight, HTTP/1.1");
-  measure(&loop, url, 2, n, 16, "GET, 16 in flight, HTTP/2 multiplexed (h2c)");
+  double h2 = measure(&loop, url, 0, n, 16, "GET, 16 in flight, HTTP/2 if offered");
+  (void)h2;
+  if (argc > 4) {
+    const char *h2url = argv[3];
+    ca_file = argv[4];
+    printf("against %s (nghttpd, TLS + ALPN h2, same JSON object)\n", h2url);
+    measure(&loop, h2url, 0, n, 1, "GET, 1 in flight, HTTP/2");
+    measure(&loop, h2url, 0, n, 16, "GET, 16 in flight, HTTP/2 multiplexed");
+    measure(&loop, h2url, 0, n, 64, "GET, 64 in flight, HTTP/2 multiplexed");
+  }
   uv_loop_close(&loop);
   measure_memory(1000);
   return 0;

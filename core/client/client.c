@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -305,6 +306,14 @@ int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_c
     }
     curl_ready = 1;
   }
+  if (cfg->http2 == 2 && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000) {
+    /* libcurl 7.x (Debian 12 ships 7.88.1) breaks a reused h2c
+     * prior-knowledge connection ("Error in the HTTP2 framing layer",
+     * fixed upstream in 8.0); HTTP/2 over TLS (ALPN) is not affected. */
+    KUALA_LOG(KUALA_LOG_ERROR, "HTTP/2 prior knowledge needs libcurl >= 8.0", "libcurl",
+              curl_version_info(CURLVERSION_NOW)->version);
+    return KUALA_ENOTSUP;
+  }
   kuala_client_t *c = kuala_calloc(1, sizeof(*c));
   c->loop = loop;
   kuala_client_config_copy(&c->cfg, cfg);
@@ -361,6 +370,8 @@ int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_c
     c->token = kuala_strdup(c->cfg.token);
   }
   c->rng = uv_hrtime() | 1;
+  const char *dbg = getenv("KUALA_CLIENT_DEBUG");
+  c->curl_verbose = dbg && strcmp(dbg, "1") == 0;
   kuala__map_init(&c->counters);
   kuala__map_init(&c->disc);
   c->multi = curl_multi_init();
@@ -1023,6 +1034,9 @@ static void setup_easy(kuala_client_req_t *req)
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (c->curl_verbose) {
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* KUALA_CLIENT_DEBUG=1: wire trace */
+  }
   if (req->kind != REQ_KIND_WATCH) {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
   }
@@ -1211,6 +1225,9 @@ static void attempt_done(kuala_client_req_t *req, CURLcode rc)
     err = req->local_err;
   } else if (rc != CURLE_OK) {
     err = map_curl_error(rc);
+    if (!req->errbuf[0]) {
+      snprintf(req->errbuf, sizeof(req->errbuf), "%s", curl_easy_strerror(rc));
+    }
   } else if (req->status < 200 || req->status >= 300) {
     decode_status(req);
     err = kuala_client_status_code(req->status, req->reason);

@@ -112,6 +112,7 @@ struct kuala_client_s {
   int handles; /* open uv handles owned by the client itself */
   int closing;
   int torn_down;
+  int curl_verbose; /* KUALA_CLIENT_DEBUG=1 */
   uint64_t rng;
   /* bearer token (static, from token_file, or from exec) */
   char *token;

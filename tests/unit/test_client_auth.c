@@ -5,6 +5,7 @@
  * here, and apiVersion+kind resolution with refresh on a miss.
  */
 #include "kuala_test.h"
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -572,6 +573,173 @@ START_TEST(test_client_tls_client_certificate)
 }
 END_TEST
 
+/* ---- HTTP/2 (nghttpd from nghttp2-server, see scripts/deps.sh) ---------- */
+
+static int free_port(uv_loop_t *loop)
+{
+  uv_tcp_t t;
+  uv_tcp_init(loop, &t);
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  ck_assert_int_eq(uv_tcp_bind(&t, (const struct sockaddr *)&addr, 0), 0);
+  struct sockaddr_in bound;
+  int len = sizeof(bound);
+  uv_tcp_getsockname(&t, (struct sockaddr *)&bound, &len);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return ntohs(bound.sin_port);
+}
+
+typedef struct {
+  uv_process_t proc;
+  int exited, closed;
+} h2srv_t;
+
+static void h2_exit(uv_process_t *p, int64_t status, int sig)
+{
+  ((h2srv_t *)p->data)->exited = 1;
+}
+
+static void h2_closed(uv_handle_t *h)
+{
+  ((h2srv_t *)h->data)->closed = 1;
+}
+
+/* nghttpd serving tmpdir/docs on 127.0.0.1:port, TLS (ALPN h2) or h2c. */
+static void h2_start(h2srv_t *s, uv_loop_t *loop, int port, int tls)
+{
+  memset(s, 0, sizeof(*s));
+  char portstr[16];
+  snprintf(portstr, sizeof(portstr), "%d", port);
+  char *docs = path_in("docs"), *key = path_in("srv.key"), *cert = path_in("srv.crt");
+  char *args[10];
+  int n = 0;
+  args[n++] = "nghttpd";
+  args[n++] = "-a";
+  args[n++] = "127.0.0.1";
+  args[n++] = "-d";
+  args[n++] = docs;
+  if (!tls) {
+    args[n++] = "--no-tls";
+  }
+  args[n++] = portstr;
+  if (tls) {
+    args[n++] = key;
+    args[n++] = cert;
+  }
+  args[n] = NULL;
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_IGNORE;
+  stdio[2].flags = UV_IGNORE;
+  uv_process_options_t po;
+  memset(&po, 0, sizeof(po));
+  po.file = "nghttpd";
+  po.args = args;
+  po.stdio = stdio;
+  po.stdio_count = 3;
+  po.exit_cb = h2_exit;
+  s->proc.data = s;
+  int rc = uv_spawn(loop, &s->proc, &po);
+  kuala_free(docs);
+  kuala_free(key);
+  kuala_free(cert);
+  ck_assert_msg(rc == 0, "cannot run nghttpd (package nghttp2-server, scripts/deps.sh): %s",
+                uv_strerror(rc));
+}
+
+static void h2_stop(h2srv_t *s, uv_loop_t *loop)
+{
+  uv_process_kill(&s->proc, SIGTERM);
+  ct_run_until(loop, &s->exited, 10000);
+  uv_close((uv_handle_t *)&s->proc, h2_closed);
+  uv_run(loop, UV_RUN_DEFAULT);
+}
+
+typedef struct {
+  int calls, ok, h2;
+} h2count_t;
+
+static void on_h2(void *data, int err, kuala_client_resp_t *resp)
+{
+  h2count_t *c = data;
+  c->calls++;
+  c->ok += err == 0 && resp->status == 200 && resp->body_len > 0;
+  c->h2 += resp->http_version == 2;
+}
+
+static void h2_round(uv_loop_t *loop, const char *url, int http2, int with_ca)
+{
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.server = kuala_strdup(url);
+  cfg.ca_file = with_ca ? path_in("ca.crt") : NULL;
+  cfg.http2 = http2;
+  cfg.qps = KUALA_CLIENT_QPS_OFF;
+  cfg.max_retries = 30; /* the server may still be starting: refused -> retry */
+  cfg.backoff_base_ms = 20;
+  cfg.backoff_max_ms = 100;
+  kuala_client_t *c;
+  ck_assert_int_eq(kuala_client_new(&c, loop, &cfg), 0);
+  kuala_client_config_free(&cfg);
+  /* One request first (waits for the server), then 16 at once. */
+  h2count_t first = {0, 0, 0};
+  ck_assert_int_eq(
+      kuala_client_request(NULL, c, "GET", "/api/v1/x", NULL, NULL, 0, NULL, on_h2, &first), 0);
+  ck_assert(ct_run_until(loop, &first.calls, 15000));
+  ck_assert_int_eq(first.ok, 1);
+  h2count_t cnt = {0, 0, 0};
+  for (int i = 0; i < 16; i++) {
+    ck_assert_int_eq(
+        kuala_client_request(NULL, c, "GET", "/api/v1/x", NULL, NULL, 0, NULL, on_h2, &cnt), 0);
+  }
+  uint64_t deadline = ct_now_ms() + 15000;
+  while (cnt.calls < 16 && ct_now_ms() < deadline) {
+    uv_run(loop, UV_RUN_ONCE);
+  }
+  ck_assert_int_eq(cnt.calls, 16);
+  ck_assert_int_eq(cnt.ok, 16);
+  ck_assert_int_eq(cnt.h2, 16);
+  kuala_client_close(c);
+  ct_run_for(loop, 10);
+}
+
+START_TEST(test_client_http2_tls_and_h2c)
+{
+  make_certs();
+  sh("mkdir -p '%s/docs/api/v1' && printf '{\"kind\":\"ConfigMap\"}' > '%s/docs/api/v1/x'", tmpdir);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  /* TLS: ALPN offers h2, the client takes it. */
+  int port = free_port(&loop);
+  h2srv_t s;
+  h2_start(&s, &loop, port, 1);
+  char url[64];
+  snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+  h2_round(&loop, url, 0, 1);
+  h2_stop(&s, &loop);
+  /* Plain text: HTTP/2 with prior knowledge (cfg.http2 = 2), refused on
+   * libcurl 7.x whose h2c connection reuse is broken. */
+  port = free_port(&loop);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  if (curl_version_info(CURLVERSION_NOW)->version_num < 0x080000) {
+    kuala_client_config_t cfg;
+    kuala_client_config_init(&cfg);
+    cfg.server = kuala_strdup(url);
+    cfg.http2 = 2;
+    kuala_client_t *c = NULL;
+    ck_assert_int_eq(kuala_client_new(&c, &loop, &cfg), KUALA_ENOTSUP);
+    ck_assert_ptr_null(c);
+    kuala_client_config_free(&cfg);
+  } else {
+    h2_start(&s, &loop, port, 0);
+    h2_round(&loop, url, 2, 0);
+    h2_stop(&s, &loop);
+  }
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("client_auth");
@@ -586,6 +754,7 @@ int main(void)
   tcase_add_test(tc, test_client_discovery_resolve_and_refresh);
   tcase_add_test(tc, test_client_tls_verification);
   tcase_add_test(tc, test_client_tls_client_certificate);
+  tcase_add_test(tc, test_client_http2_tls_and_h2c);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

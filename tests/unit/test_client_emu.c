@@ -615,6 +615,93 @@ START_TEST(test_client_emu_token_auth_and_kubeconfig)
 }
 END_TEST
 
+/* ---- faults injected by the emulator's admin endpoint ------------------ */
+
+static void admin_post(env_t *e, kuala_client_t *admin, const char *path)
+{
+  ct_result_t r = {0};
+  ck_assert_int_eq(
+      kuala_client_request(NULL, admin, "POST", path, NULL, NULL, 0, NULL, ct_on_resp, &r), 0);
+  wait_done(e, &r);
+  ck_assert_msg(r.err == 0, "admin %s: %s", path, kuala_strerror(r.err));
+  ct_result_free(&r);
+}
+
+static void watch_until_event(env_t *e, wseen_t *s, const kuala_client_opts_t *o)
+{
+  memset(s, 0, sizeof(*s));
+  ck_assert_int_eq(kuala_client_watch(&s->w, e->c, &cms, o, on_wevent, on_wdone, s), 0);
+  /* One object exists: with no RV the watch starts with its ADDED. */
+  ck_assert(ct_run_until(&e->loop, &s->events, 10000));
+}
+
+START_TEST(test_client_emu_faults)
+{
+  const char *args[] = {"--admin-port", "0", NULL};
+  env_t e;
+  env_init_args(&e, args, NULL);
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.server = kuala_strdup(e.emu.admin_url);
+  cfg.qps = KUALA_CLIENT_QPS_OFF;
+  kuala_client_t *admin;
+  ck_assert_int_eq(kuala_client_new(&admin, &e.loop, &cfg), 0);
+  kuala_client_config_free(&cfg);
+  create_cm(&e, "f-a", NULL, 0);
+  kuala_client_opts_t o;
+  kuala_client_opts_init(&o);
+
+  /* The server ends every watch cleanly: on_done(0), once. */
+  wseen_t s;
+  watch_until_event(&e, &s, &o);
+  admin_post(&e, admin, "/faults/close-watches");
+  ck_assert(ct_run_until(&e.loop, &s.done, 10000));
+  ck_assert_int_eq(s.done_err, 0);
+
+  /* Abruptly (connection dropped mid-stream): a transport error, once. */
+  watch_until_event(&e, &s, &o);
+  admin_post(&e, admin, "/faults/close-watches?abrupt=true");
+  ck_assert(ct_run_until(&e.loop, &s.done, 10000));
+  ck_assert_int_ne(s.done_err, 0);
+  ck_assert_int_ne(s.done_err, KUALA_ECANCELED);
+  ct_run_for(&e.loop, 20);
+  ck_assert_int_eq(s.done, 1);
+
+  /* Every request answered 503: a GET is retried, a POST is not. */
+  admin_post(&e, admin, "/faults/errors?percent=100&code=503");
+  ct_result_t r = {0};
+  kuala_client_opts_t ro;
+  kuala_client_opts_init(&ro);
+  ro.max_retries = 2;
+  ck_assert_int_eq(kuala_client_list(NULL, e.c, &cms, &ro, ct_on_resp, &r), 0);
+  wait_done(&e, &r);
+  ck_assert_int_eq(r.err, KUALA_EUNAVAILABLE);
+  ck_assert_int_eq(r.attempts, 3);
+  ct_result_free(&r);
+  const char *body =
+      "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"f-b\"}}";
+  ck_assert_int_eq(kuala_client_create(NULL, e.c, &cms, body, strlen(body), &ro, ct_on_resp, &r),
+                   0);
+  wait_done(&e, &r);
+  ck_assert_int_eq(r.err, KUALA_EUNAVAILABLE);
+  ck_assert_int_eq(r.attempts, 1);
+  ct_result_free(&r);
+  admin_post(&e, admin, "/faults/reset");
+
+  /* Latency past the request timeout: KUALA_ETIMEDOUT. */
+  admin_post(&e, admin, "/faults/latency?ms=2000");
+  ro.timeout_ms = 300;
+  ck_assert_int_eq(kuala_client_list(NULL, e.c, &cms, &ro, ct_on_resp, &r), 0);
+  wait_done(&e, &r);
+  ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
+  ck_assert_int_eq(r.attempts, 1);
+  ct_result_free(&r);
+  admin_post(&e, admin, "/faults/reset");
+  kuala_client_close(admin);
+  env_done(&e);
+}
+END_TEST
+
 int main(void)
 {
   char bin[1024];
@@ -638,6 +725,7 @@ int main(void)
   tcase_add_test(tc, test_client_emu_watch_resume_from_rv);
   tcase_add_test(tc, test_client_emu_apply_conflict);
   tcase_add_test(tc, test_client_emu_token_auth_and_kubeconfig);
+  tcase_add_test(tc, test_client_emu_faults);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

@@ -47,6 +47,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     p->port = (int)strtol(colon + 10, NULL, 10);
     snprintf(p->url, sizeof(p->url), "%.*s", (int)(strchr(l, '\n') - (l + 13)), l + 13);
   }
+  const char *a = strstr(p->buf, "admin listening on http://127.0.0.1:");
+  if (a && strchr(a, '\n') && !p->admin_port) {
+    p->admin_port = (int)strtol(a + 36, NULL, 10);
+    snprintf(p->admin_url, sizeof(p->admin_url), "http://127.0.0.1:%d", p->admin_port);
+  }
 }
 
 static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
@@ -76,6 +81,10 @@ int emuproc_start(emuproc_t *p, uv_loop_t *loop, const char *const *extra)
     args[n++] = (char *)extra[i];
   }
   args[n] = NULL;
+  int want_admin = 0;
+  for (size_t i = 0; extra && extra[i]; i++) {
+    want_admin |= strcmp(extra[i], "--admin-port") == 0;
+  }
   uv_pipe_init(loop, &p->out, 0);
   p->out.data = p;
   p->proc.data = p;
@@ -99,7 +108,8 @@ int emuproc_start(emuproc_t *p, uv_loop_t *loop, const char *const *extra)
     return rc;
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
-  if (!ct_run_until(loop, &p->port, 10000)) {
+  if (!ct_run_until(loop, &p->port, 10000) ||
+      (want_admin && !ct_run_until(loop, &p->admin_port, 10000))) {
     emuproc_stop(p, loop);
     return KUALA_ETIMEDOUT;
   }

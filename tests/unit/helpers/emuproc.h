@@ -15,9 +15,11 @@ typedef struct {
   char buf[4096];
   size_t len;
   int port;
+  int admin_port; /* with --admin-port 0 in the extra arguments */
   int exited;
   int closed;
   char url[64];
+  char admin_url[64];
 } emuproc_t;
 
 /* The emulator binary: $KUALA_EMU_BIN, else
