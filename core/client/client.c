@@ -286,6 +286,31 @@ static void host_of(const char *url, char **out)
   *out = kuala_strndup(p, n);
 }
 
+/* tls-server-name: libcurl 7.88 has no SNI override, so the URL names the
+ * server by tls_server_name (which drives SNI and certificate checks) and
+ * CURLOPT_CONNECT_TO sends the connection to the real host. The Host
+ * header keeps the configured authority, as kubectl does. */
+static void setup_server_name(kuala_client_t *c)
+{
+  const char *authority = c->host; /* "host[:port]" or "[v6]:port" */
+  const char *rest = c->cfg.server + 8 + strlen(authority);
+  const char *colon = strrchr(authority, ':');
+  const char *bracket = strrchr(authority, ']');
+  int has_port = colon && (!bracket || colon > bracket);
+  char port[16];
+  snprintf(port, sizeof(port), "%s", has_port ? colon + 1 : "443");
+  size_t hostlen = has_port ? (size_t)(colon - authority) : strlen(authority);
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  kuala_buf_printf(&b, "%s:%s:%.*s:%s", c->cfg.tls_server_name, port, (int)hostlen, authority,
+                   port);
+  c->connect_to = curl_slist_append(NULL, b.data);
+  kuala_buf_reset(&b);
+  kuala_buf_printf(&b, "Host: %s", authority);
+  c->host_header = kuala_buf_take(&b, NULL);
+  kuala_buf_printf(&b, "https://%s:%s%s", c->cfg.tls_server_name, port, rest);
+  c->base_url = kuala_buf_take(&b, NULL);
+}
+
 int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_config_t *cfg)
 {
   *out = NULL;
@@ -366,6 +391,10 @@ int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_c
     return KUALA_EINVAL;
   }
   host_of(c->cfg.server, &c->host);
+  if (c->cfg.tls_server_name && *c->cfg.tls_server_name &&
+      strncmp(c->cfg.server, "https://", 8) == 0) {
+    setup_server_name(c);
+  }
   if (c->cfg.token) {
     c->token = kuala_strdup(c->cfg.token);
   }
@@ -414,6 +443,9 @@ static void free_client(kuala_client_t *c)
   kuala__client_disc_free(c);
   kuala_client_config_free(&c->cfg);
   kuala_free(c->host);
+  kuala_free(c->host_header);
+  kuala_free(c->base_url);
+  curl_slist_free_all(c->connect_to);
   kuala_free(c->token);
   kuala_free(c->exec_token);
   kuala_free(c);
@@ -1021,6 +1053,9 @@ static void setup_easy(kuala_client_req_t *req)
     curl_easy_reset(e);
   }
   curl_easy_setopt(e, CURLOPT_URL, req->url);
+  if (c->connect_to) {
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
+  }
   curl_easy_setopt(e, CURLOPT_PRIVATE, req);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
@@ -1093,6 +1128,9 @@ static void setup_easy(kuala_client_req_t *req)
   struct curl_slist *h = NULL;
   h = curl_slist_append(h, "Accept: application/json");
   h = curl_slist_append(h, "Expect:");
+  if (c->host_header) {
+    h = curl_slist_append(h, c->host_header);
+  }
   if (req->content_type) {
     kuala_buf_t b = KUALA_BUF_INIT(0);
     kuala_buf_printf(&b, "Content-Type: %s", req->content_type);
@@ -1482,7 +1520,7 @@ static int start_http(kuala_client_req_t **out, kuala_client_t *c, req_kind_t ki
   kuala_client_req_t *req = kuala__client_req_alloc(c, size, kind);
   snprintf(req->method, sizeof(req->method), "%s", method);
   kuala_buf_t url = KUALA_BUF_INIT(0);
-  kuala_buf_printf(&url, "%s%s", c->cfg.server, path);
+  kuala_buf_printf(&url, "%s%s", c->base_url ? c->base_url : c->cfg.server, path);
   kuala_free(path);
   req->url = kuala_buf_take(&url, NULL);
   if (body) {

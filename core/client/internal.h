@@ -106,6 +106,10 @@ struct kuala_client_s {
   kuala_client_config_t cfg;
   kuala_tokenbucket_t *tb;
   char *host; /* "host:port" for counters */
+  /* tls_server_name: URL base naming that server, CONNECT_TO the real one */
+  char *base_url;
+  char *host_header;
+  struct curl_slist *connect_to;
   kuala_client_req_t *reqs;
   sockctx_t *socks;
   size_t nreqs;

@@ -378,7 +378,12 @@ static void make_certs(void)
       "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
       "-keyout cli.key -out cli.csr -subj /CN=kuala-client 2>/dev/null && "
       "openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-      "-out cli.crt -days 1 2>/dev/null";
+      "-out cli.crt -days 1 2>/dev/null && "
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+      "-keyout sni.key -out sni.csr -subj /CN=kuala.test 2>/dev/null && "
+      "printf 'subjectAltName=DNS:kuala.test\\n' > sni.ext && "
+      "openssl x509 -req -in sni.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+      "-out sni.crt -days 1 -extfile sni.ext 2>/dev/null";
   sh(mk, tmpdir);
 }
 
@@ -429,10 +434,13 @@ static void ss_closed(uv_handle_t *h)
 }
 
 /* openssl s_server -www on 127.0.0.1:<ephemeral>: answers GET / with 200. */
-static void ss_start(sserver_t *s, uv_loop_t *loop, int require_client_cert)
+static void ss_start(sserver_t *s, uv_loop_t *loop, int require_client_cert, const char *name)
 {
   memset(s, 0, sizeof(*s));
-  char *cert = path_in("srv.crt"), *key = path_in("srv.key"), *ca = path_in("ca.crt");
+  char crt[32], pem[32];
+  snprintf(crt, sizeof(crt), "%s.crt", name);
+  snprintf(pem, sizeof(pem), "%s.key", name);
+  char *cert = path_in(crt), *key = path_in(pem), *ca = path_in("ca.crt");
   char *args[16];
   int n = 0;
   args[n++] = "openssl";
@@ -482,6 +490,8 @@ static void ss_stop(sserver_t *s, uv_loop_t *loop)
   uv_close((uv_handle_t *)&s->out, ss_closed);
 }
 
+static const char *tls_server_name; /* for the next tls_get */
+
 static int tls_get(uv_loop_t *loop, int port, const char *ca_file, int insecure, int client_cert,
                    ct_result_t *r)
 {
@@ -494,6 +504,7 @@ static int tls_get(uv_loop_t *loop, int port, const char *ca_file, int insecure,
   cfg.insecure_skip_verify = insecure;
   cfg.qps = KUALA_CLIENT_QPS_OFF;
   cfg.max_retries = -1;
+  cfg.tls_server_name = tls_server_name ? kuala_strdup(tls_server_name) : NULL;
   if (client_cert) {
     /* The *-data form: bytes in memory, as kubeconfig's client-*-data. */
     char *cp = path_in("cli.crt"), *kp = path_in("cli.key");
@@ -528,7 +539,7 @@ START_TEST(test_client_tls_verification)
   uv_loop_t loop;
   uv_loop_init(&loop);
   sserver_t ss;
-  ss_start(&ss, &loop, 0);
+  ss_start(&ss, &loop, 0, "srv");
   ct_result_t r;
   /* The right CA: verified. */
   ck_assert_int_eq(tls_get(&loop, ss.port, "ca.crt", 0, 0, &r), 0);
@@ -558,7 +569,7 @@ START_TEST(test_client_tls_client_certificate)
   uv_loop_t loop;
   uv_loop_init(&loop);
   sserver_t ss;
-  ss_start(&ss, &loop, 1);
+  ss_start(&ss, &loop, 1, "srv");
   ct_result_t r;
   ck_assert_int_eq(tls_get(&loop, ss.port, "ca.crt", 0, 1, &r), 0);
   ck_assert_int_eq(r.status, 200);
@@ -567,6 +578,32 @@ START_TEST(test_client_tls_client_certificate)
   ck_assert_int_ne(tls_get(&loop, ss.port, "ca.crt", 0, 0, &r), 0);
   ck_assert_int_eq(r.status, 0);
   ct_result_free(&r);
+  ss_stop(&ss, &loop);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(test_client_tls_server_name)
+{
+  make_certs();
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  sserver_t ss;
+  /* The certificate names kuala.test only, not 127.0.0.1. */
+  ss_start(&ss, &loop, 0, "sni");
+  ct_result_t r;
+  tls_server_name = NULL;
+  ck_assert_int_eq(tls_get(&loop, ss.port, "ca.crt", 0, 0, &r), KUALA_EPROTO);
+  ct_result_free(&r);
+  tls_server_name = "kuala.test";
+  ck_assert_int_eq(tls_get(&loop, ss.port, "ca.crt", 0, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ct_result_free(&r);
+  tls_server_name = "other.test";
+  ck_assert_int_eq(tls_get(&loop, ss.port, "ca.crt", 0, 0, &r), KUALA_EPROTO);
+  ct_result_free(&r);
+  tls_server_name = NULL;
   ss_stop(&ss, &loop);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
@@ -754,6 +791,7 @@ int main(void)
   tcase_add_test(tc, test_client_discovery_resolve_and_refresh);
   tcase_add_test(tc, test_client_tls_verification);
   tcase_add_test(tc, test_client_tls_client_certificate);
+  tcase_add_test(tc, test_client_tls_server_name);
   tcase_add_test(tc, test_client_http2_tls_and_h2c);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
