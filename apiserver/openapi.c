@@ -15,6 +15,7 @@
 #include "openapi.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -634,6 +635,395 @@ static json_object *cell_for(json_object *obj, json_object *col, time_t now)
   return kuala_json_copy(v);
 }
 
+/* ------------------------------------------------ built-in printers */
+
+/*
+ * The columns the real server prints for the built-in kinds the emulator
+ * serves (kubectl shows them as NAME DATA AGE, NAME READY UP-TO-DATE …).
+ * Kinds without an entry get the generic Name / Created At pair.
+ */
+typedef json_object *(*cell_fn_t)(json_object *obj, time_t now);
+
+typedef struct {
+  const char *name;
+  const char *type;
+  int priority;
+  cell_fn_t cell;
+} bcol_t;
+
+typedef struct {
+  const char *kind;
+  int name_first; /* 0: Name is a priority-1 column at the end (Events) */
+  const bcol_t *cols;
+} bprinter_t;
+
+static json_object *str_or(const char *s, const char *dflt)
+{
+  return json_object_new_string(s && *s ? s : dflt);
+}
+
+static int64_t int_at(json_object *obj, const char *path, int64_t dflt)
+{
+  json_object *v = kuala_json_path(obj, path);
+  return json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : dflt;
+}
+
+static json_object *age_of(const char *ts, time_t now)
+{
+  long long t = parse_time(ts);
+  if (t < 0) {
+    return json_object_new_string("<unknown>");
+  }
+  char age[32];
+  human_age(age, sizeof age, (long long)now - t);
+  return json_object_new_string(age);
+}
+
+static json_object *c_age(json_object *o, time_t now)
+{
+  return age_of(kuala_json_path_str(o, "metadata.creationTimestamp"), now);
+}
+
+static int64_t count_keys(json_object *o, const char *path)
+{
+  json_object *m = kuala_json_path(o, path);
+  return json_object_is_type(m, json_type_object) ? json_object_object_length(m) : 0;
+}
+
+static json_object *c_cm_data(json_object *o, time_t now)
+{
+  (void)now;
+  return json_object_new_int64(count_keys(o, "data") + count_keys(o, "binaryData"));
+}
+
+static json_object *c_secret_type(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "type"), "Opaque");
+}
+
+static json_object *c_secret_data(json_object *o, time_t now)
+{
+  (void)now;
+  return json_object_new_int64(count_keys(o, "data"));
+}
+
+static json_object *c_ns_status(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "status.phase"), "Active");
+}
+
+static json_object *c_dep_ready(json_object *o, time_t now)
+{
+  (void)now;
+  char buf[48];
+  snprintf(buf, sizeof buf, "%lld/%lld", (long long)int_at(o, "status.readyReplicas", 0),
+           (long long)int_at(o, "spec.replicas", 1));
+  return json_object_new_string(buf);
+}
+
+static json_object *c_dep_updated(json_object *o, time_t now)
+{
+  (void)now;
+  return json_object_new_int64(int_at(o, "status.updatedReplicas", 0));
+}
+
+static json_object *c_dep_available(json_object *o, time_t now)
+{
+  (void)now;
+  return json_object_new_int64(int_at(o, "status.availableReplicas", 0));
+}
+
+/* Join a string field of each element of a list ("a,b"); dflt when empty. */
+static json_object *join_list(json_object *list, const char *key, const char *dflt)
+{
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  for (size_t i = 0;
+       json_object_is_type(list, json_type_array) && i < json_object_array_length(list); i++) {
+    const char *v = kuala__json_get_str(json_object_array_get_idx(list, i), key);
+    if (v) {
+      kuala_buf_printf(&b, "%s%s", b.len ? "," : "", v);
+    }
+  }
+  json_object *r = str_or(b.data, dflt);
+  kuala_buf_free(&b);
+  return r;
+}
+
+static json_object *labels_str(json_object *m, const char *dflt)
+{
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  if (json_object_is_type(m, json_type_object)) {
+    json_object_object_foreach(m, k, v)
+    {
+      kuala_buf_printf(&b, "%s%s=%s", b.len ? "," : "", k,
+                       json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "");
+    }
+  }
+  json_object *r = str_or(b.data, dflt);
+  kuala_buf_free(&b);
+  return r;
+}
+
+static json_object *c_dep_containers(json_object *o, time_t now)
+{
+  (void)now;
+  return join_list(kuala_json_path(o, "spec.template.spec.containers"), "name", "");
+}
+
+static json_object *c_dep_images(json_object *o, time_t now)
+{
+  (void)now;
+  return join_list(kuala_json_path(o, "spec.template.spec.containers"), "image", "");
+}
+
+static json_object *c_dep_selector(json_object *o, time_t now)
+{
+  (void)now;
+  return labels_str(kuala_json_path(o, "spec.selector.matchLabels"), "<none>");
+}
+
+static json_object *c_svc_type(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "spec.type"), "ClusterIP");
+}
+
+static json_object *c_svc_cluster_ip(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "spec.clusterIP"), "<none>");
+}
+
+static json_object *c_svc_external_ip(json_object *o, time_t now)
+{
+  (void)now;
+  json_object *ext = kuala_json_path(o, "spec.externalIPs");
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  for (size_t i = 0; json_object_is_type(ext, json_type_array) && i < json_object_array_length(ext);
+       i++) {
+    json_object *v = json_object_array_get_idx(ext, i);
+    if (json_object_is_type(v, json_type_string)) {
+      kuala_buf_printf(&b, "%s%s", b.len ? "," : "", json_object_get_string(v));
+    }
+  }
+  const char *type = kuala_json_path_str(o, "spec.type");
+  const char *dflt = type && strcmp(type, "LoadBalancer") == 0 ? "<pending>" : "<none>";
+  json_object *r = str_or(b.data, dflt);
+  kuala_buf_free(&b);
+  return r;
+}
+
+static json_object *c_svc_ports(json_object *o, time_t now)
+{
+  (void)now;
+  json_object *ports = kuala_json_path(o, "spec.ports");
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  for (size_t i = 0;
+       json_object_is_type(ports, json_type_array) && i < json_object_array_length(ports); i++) {
+    json_object *p = json_object_array_get_idx(ports, i);
+    const char *proto = kuala__json_get_str(p, "protocol");
+    kuala_buf_printf(&b, "%s%lld", b.len ? "," : "", (long long)int_at(p, "port", 0));
+    if (int_at(p, "nodePort", 0) > 0) {
+      kuala_buf_printf(&b, ":%lld", (long long)int_at(p, "nodePort", 0));
+    }
+    kuala_buf_printf(&b, "/%s", proto ? proto : "TCP");
+  }
+  json_object *r = str_or(b.data, "<none>");
+  kuala_buf_free(&b);
+  return r;
+}
+
+static json_object *c_svc_selector(json_object *o, time_t now)
+{
+  (void)now;
+  return labels_str(kuala_json_path(o, "spec.selector"), "<none>");
+}
+
+static json_object *c_sa_secrets(json_object *o, time_t now)
+{
+  (void)now;
+  json_object *l = kuala_json_path(o, "secrets");
+  return json_object_new_int64(
+      json_object_is_type(l, json_type_array) ? (int64_t)json_object_array_length(l) : 0);
+}
+
+static json_object *c_lease_holder(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "spec.holderIdentity"), "");
+}
+
+static json_object *c_binding_role(json_object *o, time_t now)
+{
+  (void)now;
+  char buf[512];
+  const char *k = kuala_json_path_str(o, "roleRef.kind");
+  const char *n = kuala_json_path_str(o, "roleRef.name");
+  snprintf(buf, sizeof buf, "%s/%s", k ? k : "", n ? n : "");
+  return json_object_new_string(buf);
+}
+
+static json_object *c_ev_last_seen(json_object *o, time_t now)
+{
+  const char *ts = kuala_json_path_str(o, "lastTimestamp");
+  if (!ts) {
+    ts = kuala_json_path_str(o, "eventTime");
+  }
+  if (!ts) {
+    ts = kuala_json_path_str(o, "metadata.creationTimestamp");
+  }
+  return age_of(ts, now);
+}
+
+static json_object *c_ev_type(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "type"), "");
+}
+
+static json_object *c_ev_reason(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "reason"), "");
+}
+
+static json_object *c_ev_object(json_object *o, time_t now)
+{
+  (void)now;
+  json_object *ref = kuala__json_get(o, "involvedObject");
+  if (!ref) {
+    ref = kuala__json_get(o, "regarding");
+  }
+  const char *kind = kuala__json_get_str(ref, "kind");
+  const char *name = kuala__json_get_str(ref, "name");
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  for (const char *p = kind ? kind : ""; *p; p++) {
+    kuala_buf_putc(&b, (char)tolower((unsigned char)*p));
+  }
+  kuala_buf_printf(&b, "/%s", name ? name : "");
+  json_object *r = json_object_new_string(b.data);
+  kuala_buf_free(&b);
+  return r;
+}
+
+static json_object *c_ev_message(json_object *o, time_t now)
+{
+  (void)now;
+  const char *m = kuala_json_path_str(o, "message");
+  return str_or(m ? m : kuala_json_path_str(o, "note"), "");
+}
+
+static json_object *c_name(json_object *o, time_t now)
+{
+  (void)now;
+  return str_or(kuala_json_path_str(o, "metadata.name"), "");
+}
+
+#define AGE                   \
+  {                           \
+    "Age", "string", 0, c_age \
+  }
+#define BEND            \
+  {                     \
+    NULL, NULL, 0, NULL \
+  }
+static const bcol_t cm_cols[] = {{"Data", "integer", 0, c_cm_data}, AGE, BEND};
+static const bcol_t secret_cols[] = {
+    {"Type", "string", 0, c_secret_type}, {"Data", "integer", 0, c_secret_data}, AGE, BEND};
+static const bcol_t ns_cols[] = {{"Status", "string", 0, c_ns_status}, AGE, BEND};
+static const bcol_t dep_cols[] = {
+    {"Ready", "string", 0, c_dep_ready},           {"Up-to-date", "integer", 0, c_dep_updated},
+    {"Available", "integer", 0, c_dep_available},  AGE,
+    {"Containers", "string", 1, c_dep_containers}, {"Images", "string", 1, c_dep_images},
+    {"Selector", "string", 1, c_dep_selector},     BEND};
+static const bcol_t svc_cols[] = {{"Type", "string", 0, c_svc_type},
+                                  {"Cluster-IP", "string", 0, c_svc_cluster_ip},
+                                  {"External-IP", "string", 0, c_svc_external_ip},
+                                  {"Port(s)", "string", 0, c_svc_ports},
+                                  AGE,
+                                  {"Selector", "string", 1, c_svc_selector},
+                                  BEND};
+static const bcol_t sa_cols[] = {{"Secrets", "integer", 0, c_sa_secrets}, AGE, BEND};
+static const bcol_t lease_cols[] = {{"Holder", "string", 0, c_lease_holder}, AGE, BEND};
+static const bcol_t binding_cols[] = {{"Role", "string", 0, c_binding_role}, AGE, BEND};
+static const bcol_t event_cols[] = {{"Last Seen", "string", 0, c_ev_last_seen},
+                                    {"Type", "string", 0, c_ev_type},
+                                    {"Reason", "string", 0, c_ev_reason},
+                                    {"Object", "string", 0, c_ev_object},
+                                    {"Message", "string", 0, c_ev_message},
+                                    {"Name", "string", 1, c_name},
+                                    BEND};
+
+static const bprinter_t printers[] = {
+    {"ConfigMap", 1, cm_cols},
+    {"Secret", 1, secret_cols},
+    {"Namespace", 1, ns_cols},
+    {"Deployment", 1, dep_cols},
+    {"Service", 1, svc_cols},
+    {"ServiceAccount", 1, sa_cols},
+    {"Lease", 1, lease_cols},
+    {"RoleBinding", 1, binding_cols},
+    {"ClusterRoleBinding", 1, binding_cols},
+    {"Event", 0, event_cols},
+};
+
+/* The built-in printer for a list or object, by kind ("ConfigMapList" → ConfigMap). */
+static const bprinter_t *printer_for(json_object *src)
+{
+  const char *kind = kuala__json_get_str(src, "kind");
+  json_object *items = kuala__json_get(src, "items");
+  char buf[128];
+  if (kind && json_object_is_type(items, json_type_array)) {
+    size_t n = strlen(kind);
+    if (n > 4 && strcmp(kind + n - 4, "List") == 0 && n - 4 < sizeof buf) {
+      memcpy(buf, kind, n - 4);
+      buf[n - 4] = '\0';
+      kind = buf;
+    } else if (json_object_array_length(items) > 0) {
+      kind = kuala__json_get_str(json_object_array_get_idx(items, 0), "kind");
+    }
+  }
+  for (size_t i = 0; kind && i < sizeof printers / sizeof printers[0]; i++) {
+    if (strcmp(printers[i].kind, kind) == 0) {
+      return &printers[i];
+    }
+  }
+  return NULL;
+}
+
+static void add_row_object(json_object *row, json_object *obj, kuala_table_include_t include)
+{
+  if (include == KUALA_TABLE_OBJ_OBJECT) {
+    json_object_object_add(row, "object", kuala_json_copy(obj));
+  } else if (include == KUALA_TABLE_OBJ_METADATA) {
+    json_object *pom = json_object_new_object();
+    json_object_object_add(pom, "kind", json_object_new_string("PartialObjectMetadata"));
+    json_object_object_add(pom, "apiVersion", json_object_new_string("meta.k8s.io/v1"));
+    json_object *meta = kuala__json_get(obj, "metadata");
+    json_object_object_add(pom, "metadata",
+                           meta ? kuala_json_copy(meta) : json_object_new_object());
+    json_object_object_add(row, "object", pom);
+  }
+}
+
+static json_object *row_builtin(json_object *obj, const bprinter_t *pr,
+                                kuala_table_include_t include, time_t now)
+{
+  json_object *cells = json_object_new_array();
+  if (pr->name_first) {
+    json_object_array_add(cells, c_name(obj, now));
+  }
+  for (const bcol_t *c = pr->cols; c->name; c++) {
+    json_object_array_add(cells, c->cell(obj, now));
+  }
+  json_object *row = json_object_new_object();
+  json_object_object_add(row, "cells", cells);
+  add_row_object(row, obj, include);
+  return row;
+}
+
 static json_object *row_for(json_object *obj, json_object *columns, int custom,
                             kuala_table_include_t include, time_t now)
 {
@@ -657,17 +1047,7 @@ static json_object *row_for(json_object *obj, json_object *columns, int custom,
   }
   json_object *row = json_object_new_object();
   json_object_object_add(row, "cells", cells);
-  if (include == KUALA_TABLE_OBJ_OBJECT) {
-    json_object_object_add(row, "object", kuala_json_copy(obj));
-  } else if (include == KUALA_TABLE_OBJ_METADATA) {
-    json_object *pom = json_object_new_object();
-    json_object_object_add(pom, "kind", json_object_new_string("PartialObjectMetadata"));
-    json_object_object_add(pom, "apiVersion", json_object_new_string("meta.k8s.io/v1"));
-    json_object *meta = kuala__json_get(obj, "metadata");
-    json_object_object_add(pom, "metadata",
-                           meta ? kuala_json_copy(meta) : json_object_new_object());
-    json_object_object_add(row, "object", pom);
-  }
+  add_row_object(row, obj, include);
   return row;
 }
 
@@ -696,6 +1076,35 @@ json_object *kuala__openapi_table(json_object *src, json_object *columns, int cu
     }
   }
   json_object_object_add(t, "metadata", meta);
+  size_t ucols =
+      json_object_is_type(columns, json_type_array) ? json_object_array_length(columns) : 0;
+  const bprinter_t *pr = !custom && ucols == 0 ? printer_for(src) : NULL;
+  if (pr) {
+    if (with_columns) {
+      json_object *defs = json_object_new_array();
+      if (pr->name_first) {
+        json_object_array_add(defs, coldef("Name", "string", "name",
+                                           "Name of the object, unique within its namespace.", 0));
+      }
+      for (const bcol_t *c = pr->cols; c->name; c++) {
+        json_object_array_add(
+            defs,
+            coldef(c->name, c->type, strcmp(c->name, "Name") == 0 ? "name" : "", "", c->priority));
+      }
+      json_object_object_add(t, "columnDefinitions", defs);
+    }
+    json_object *rows = json_object_new_array();
+    if (is_list) {
+      for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object_array_add(rows,
+                              row_builtin(json_object_array_get_idx(items, i), pr, include, now));
+      }
+    } else {
+      json_object_array_add(rows, row_builtin(src, pr, include, now));
+    }
+    json_object_object_add(t, "rows", rows);
+    return t;
+  }
   if (with_columns) {
     json_object *defs = json_object_new_array();
     json_object_array_add(defs, coldef("Name", "string", "name",

@@ -274,6 +274,81 @@ START_TEST(test_openapi_jsonpath_garbage)
 }
 END_TEST
 
+START_TEST(test_openapi_builtin_printers)
+{
+  time_t now = 1740823200 + 300; /* creation + 5m */
+  json_object *list =
+      J("{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":"
+        "\"9\"},\"items\":[{\"metadata\":{\"name\":\"a\",\"creationTimestamp\":"
+        "\"2025-03-01T10:00:00Z\"},\"data\":{\"x\":\"1\",\"y\":\"2\"},\"binaryData\":{\"z\":"
+        "\"AA==\"}}]}");
+  json_object *t = kuala__openapi_table(list, NULL, 0, KUALA_TABLE_OBJ_METADATA, 1, now);
+  json_object *defs = kuala__json_get(t, "columnDefinitions");
+  ck_assert_int_eq(json_object_array_length(defs), 3);
+  ck_assert_str_eq(kuala__json_get_str(json_object_array_get_idx(defs, 1), "name"), "Data");
+  expect_json(
+      kuala_json_get(json_object_array_get_idx(kuala__json_get(t, "rows"), 0), "cells", NULL),
+      "[\"a\",3,\"5m\"]");
+  json_object_put(t);
+  json_object_put(list);
+
+  json_object *dep =
+      J("{\"kind\":\"Deployment\",\"apiVersion\":\"apps/v1\",\"metadata\":{\"name\":\"web\","
+        "\"creationTimestamp\":\"2025-03-01T10:00:00Z\"},\"spec\":{\"replicas\":3,\"selector\":{"
+        "\"matchLabels\":{\"app\":\"web\"}},\"template\":{\"spec\":{\"containers\":[{\"name\":"
+        "\"app\",\"image\":\"nginx:1\"},{\"name\":\"side\",\"image\":\"busybox\"}]}}},"
+        "\"status\":{\"readyReplicas\":2,\"updatedReplicas\":3,\"availableReplicas\":2}}");
+  t = kuala__openapi_table(dep, NULL, 0, KUALA_TABLE_OBJ_NONE, 1, now);
+  expect_json(
+      kuala_json_get(json_object_array_get_idx(kuala__json_get(t, "rows"), 0), "cells", NULL),
+      "[\"web\",\"2/3\",3,2,\"5m\",\"app,side\",\"nginx:1,busybox\",\"app=web\"]");
+  defs = kuala__json_get(t, "columnDefinitions");
+  ck_assert_int_eq(
+      json_object_get_int(kuala__json_get(json_object_array_get_idx(defs, 5), "priority")), 1);
+  json_object_put(t);
+  json_object_put(dep);
+
+  json_object *svc =
+      J("{\"kind\":\"Service\",\"metadata\":{\"name\":\"s\",\"creationTimestamp\":"
+        "\"2025-03-01T10:00:00Z\"},\"spec\":{\"type\":\"NodePort\",\"clusterIP\":\"10.0.0.1\","
+        "\"ports\":[{\"port\":80,\"nodePort\":30080,\"protocol\":\"TCP\"},{\"port\":53,"
+        "\"protocol\":\"UDP\"}]}}");
+  t = kuala__openapi_table(svc, NULL, 0, KUALA_TABLE_OBJ_NONE, 1, now);
+  expect_json(
+      kuala_json_get(json_object_array_get_idx(kuala__json_get(t, "rows"), 0), "cells", NULL),
+      "[\"s\",\"NodePort\",\"10.0.0.1\",\"<none>\",\"80:30080/TCP,53/UDP\",\"5m\","
+      "\"<none>\"]");
+  json_object_put(t);
+  json_object_put(svc);
+
+  /* Events lead with Last Seen; Name is a wide column. */
+  json_object *ev =
+      J("{\"kind\":\"Event\",\"metadata\":{\"name\":\"e1\"},\"lastTimestamp\":"
+        "\"2025-03-01T10:00:00Z\",\"type\":\"Normal\",\"reason\":\"Synced\",\"involvedObject\":{"
+        "\"kind\":\"ConfigMap\",\"name\":\"a\"},\"message\":\"done\"}");
+  t = kuala__openapi_table(ev, NULL, 0, KUALA_TABLE_OBJ_NONE, 1, now);
+  defs = kuala__json_get(t, "columnDefinitions");
+  ck_assert_str_eq(kuala__json_get_str(json_object_array_get_idx(defs, 0), "name"), "Last Seen");
+  expect_json(
+      kuala_json_get(json_object_array_get_idx(kuala__json_get(t, "rows"), 0), "cells", NULL),
+      "[\"5m\",\"Normal\",\"Synced\",\"configmap/a\",\"done\",\"e1\"]");
+  json_object_put(t);
+  json_object_put(ev);
+
+  /* Kinds without a printer keep the generic columns. */
+  json_object *role =
+      J("{\"kind\":\"Role\",\"metadata\":{\"name\":\"r\",\"creationTimestamp\":"
+        "\"2025-03-01T10:00:00Z\"}}");
+  t = kuala__openapi_table(role, NULL, 0, KUALA_TABLE_OBJ_NONE, 1, now);
+  ck_assert_str_eq(
+      kuala__json_get_str(json_object_array_get_idx(kuala__json_get(t, "columnDefinitions"), 1),
+                          "name"),
+      "Created At");
+  json_object_put(t);
+  json_object_put(role);
+}
+END_TEST
+
 static Suite *openapi_suite(void)
 {
   Suite *s = suite_create("openapi");
@@ -285,6 +360,7 @@ static Suite *openapi_suite(void)
   tcase_add_test(tc, test_openapi_jsonpath_subset);
   tcase_add_test(tc, test_openapi_tables);
   tcase_add_test(tc, test_openapi_jsonpath_garbage);
+  tcase_add_test(tc, test_openapi_builtin_printers);
   suite_add_tcase(s, tc);
   return s;
 }
