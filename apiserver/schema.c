@@ -14,6 +14,7 @@
  */
 #include "schema.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <math.h>
 #include <regex.h>
@@ -621,6 +622,119 @@ static void check_number(vctx_t *c, json_object *v, json_object *s, const char *
   }
 }
 
+/* Digits s[0..n) all decimal. */
+static int all_digits(const char *s, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (!isdigit((unsigned char)s[i])) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* RFC 3339 full-date: YYYY-MM-DD with a plausible month and day. */
+static int is_date(const char *s, size_t n)
+{
+  if (n != 10 || s[4] != '-' || s[7] != '-' || !all_digits(s, 4) || !all_digits(s + 5, 2) ||
+      !all_digits(s + 8, 2)) {
+    return 0;
+  }
+  int m = (s[5] - '0') * 10 + (s[6] - '0');
+  int d = (s[8] - '0') * 10 + (s[9] - '0');
+  return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* RFC 3339 date-time: date "T" HH:MM:SS[.frac](Z|±HH:MM). */
+static int is_date_time(const char *s)
+{
+  size_t n = strlen(s);
+  if (n < 20 || !is_date(s, 10) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ')) {
+    return 0;
+  }
+  const char *t = s + 11;
+  if (!all_digits(t, 2) || t[2] != ':' || !all_digits(t + 3, 2) || t[5] != ':' ||
+      !all_digits(t + 6, 2)) {
+    return 0;
+  }
+  const char *p = t + 8;
+  if (*p == '.') {
+    p++;
+    if (!isdigit((unsigned char)*p)) {
+      return 0;
+    }
+    while (isdigit((unsigned char)*p)) {
+      p++;
+    }
+  }
+  if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+    return 1;
+  }
+  return (*p == '+' || *p == '-') && all_digits(p + 1, 2) && p[3] == ':' && all_digits(p + 4, 2) &&
+         p[6] == '\0';
+}
+
+static int is_uuid(const char *s)
+{
+  if (strlen(s) != 36) {
+    return 0;
+  }
+  for (int i = 0; i < 36; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' : !isxdigit((unsigned char)s[i])) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int is_base64(const char *s)
+{
+  size_t n = strlen(s), pad = 0;
+  if (n % 4 != 0) {
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '=') {
+      pad++;
+      if (i < n - 2) {
+        return 0;
+      }
+    } else if (pad || !(isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/')) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/*
+ * `format` checks for the common OpenAPI formats (others are accepted
+ * unchecked, as the real server does for unknown formats). Returns 1 when
+ * `str` conforms.
+ */
+static int format_ok(const char *fmt, const char *str)
+{
+  unsigned char addr[16];
+  if (strcmp(fmt, "date-time") == 0 || strcmp(fmt, "datetime") == 0) {
+    return is_date_time(str);
+  }
+  if (strcmp(fmt, "date") == 0) {
+    return is_date(str, strlen(str));
+  }
+  if (strcmp(fmt, "uuid") == 0) {
+    return is_uuid(str);
+  }
+  if (strcmp(fmt, "byte") == 0) {
+    return is_base64(str);
+  }
+  if (strcmp(fmt, "ipv4") == 0) {
+    return inet_pton(AF_INET, str, addr) == 1;
+  }
+  if (strcmp(fmt, "ipv6") == 0) {
+    return inet_pton(AF_INET6, str, addr) == 1;
+  }
+  return 1;
+}
+
 static void check_string(vctx_t *c, json_object *v, json_object *s, const char *path)
 {
   const char *str = json_object_get_string(v);
@@ -639,6 +753,11 @@ static void check_string(vctx_t *c, json_object *v, json_object *s, const char *
   const char *pat = kuala__json_get_str(s, "pattern");
   if (pat && pattern_match(pat, str) == 0) {
     verr(c, KUALA_CAUSE_INVALID, path, v, "%s in body should match '%s'", body_path(path), pat);
+  }
+  const char *fmt = kuala__json_get_str(s, "format");
+  if (fmt && !format_ok(fmt, str)) {
+    verr(c, KUALA_CAUSE_TYPE_INVALID, path, v, "%s in body must be of type %s: %s", body_path(path),
+         fmt, kuala_json_compact(v, NULL));
   }
 }
 

@@ -582,6 +582,52 @@ START_TEST(test_schema_validate_combinators)
 }
 END_TEST
 
+START_TEST(test_schema_validate_formats)
+{
+  json_object *s =
+      J("{\"type\":\"object\",\"properties\":{\"spec\":{\"type\":\"object\","
+        "\"properties\":{\"when\":{\"type\":\"string\",\"format\":\"date-time\"},"
+        "\"day\":{\"type\":\"string\",\"format\":\"date\"},\"id\":{\"type\":"
+        "\"string\",\"format\":\"uuid\"},\"ip\":{\"type\":\"string\",\"format\":"
+        "\"ipv4\"},\"ip6\":{\"type\":\"string\",\"format\":\"ipv6\"},\"blob\":{"
+        "\"type\":\"string\",\"format\":\"byte\"},\"other\":{\"type\":\"string\","
+        "\"format\":\"whatever\"}}}}}");
+  struct {
+    const char *obj;
+    int errors;
+  } cases[] = {
+      {"{\"spec\":{\"when\":\"2025-03-01T10:00:00Z\",\"day\":\"2025-03-01\",\"id\":"
+       "\"0b6f5b0e-1111-2222-3333-444455556666\",\"ip\":\"10.0.0.1\",\"ip6\":\"::1\","
+       "\"blob\":\"AAEC/w==\",\"other\":\"x\"}}",
+       0},
+      {"{\"spec\":{\"when\":\"2025-03-01T10:00:00.123+02:00\"}}", 0},
+      {"{\"spec\":{\"when\":\"yesterday\"}}", 1},
+      {"{\"spec\":{\"day\":\"2025-13-01\"}}", 1},
+      {"{\"spec\":{\"id\":\"not-a-uuid\"}}", 1},
+      {"{\"spec\":{\"ip\":\"10.0.0.256\",\"ip6\":\"1.2.3.4\"}}", 2},
+      {"{\"spec\":{\"blob\":\"abc\"}}", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_object *o = J(cases[i].obj);
+    kuala_apierr_t e = KUALA_APIERR_INIT;
+    int n = kuala__schema_validate(o, s, &e);
+    ck_assert_msg(n == cases[i].errors, "%s: %d errors", cases[i].obj, n);
+    kuala__apierr_clear(&e);
+    json_object_put(o);
+  }
+  json_object *o = J("{\"spec\":{\"when\":\"yesterday\"}}");
+  kuala_apierr_t e = KUALA_APIERR_INIT;
+  kuala__schema_validate(o, s, &e);
+  kuala__apierr_invalid(&e, "K", "g.io", "x");
+  ck_assert_str_eq(e.message,
+                   "K.g.io \"x\" is invalid: spec.when: Invalid value: \"yesterday\": "
+                   "spec.when in body must be of type date-time: \"yesterday\"");
+  kuala__apierr_clear(&e);
+  json_object_put(o);
+  json_object_put(s);
+}
+END_TEST
+
 static Suite *schema_suite(void)
 {
   Suite *s = suite_create("schema");
@@ -596,6 +642,7 @@ static Suite *schema_suite(void)
   tcase_add_test(tc, test_schema_process_pipeline);
   tcase_add_test(tc, test_schema_malformed_schemas_do_not_crash);
   tcase_add_test(tc, test_schema_validate_combinators);
+  tcase_add_test(tc, test_schema_validate_formats);
   suite_add_tcase(s, tc);
   return s;
 }
