@@ -778,6 +778,27 @@ static void check_array(vctx_t *c, json_object *v, json_object *s, const char *p
   }
   const char *lt = kuala__json_get_str(s, "x-kubernetes-list-type");
   json_object *keys = sget(s, "x-kubernetes-list-map-keys");
+  /* Map-list items must carry every key. */
+  if (lt && strcmp(lt, "map") == 0 && json_object_is_type(keys, json_type_array)) {
+    for (size_t i = 0; i < n; i++) {
+      json_object *el = json_object_array_get_idx(v, i);
+      if (!json_object_is_type(el, json_type_object)) {
+        continue; /* the items type check reports it */
+      }
+      for (size_t k = 0; k < json_object_array_length(keys); k++) {
+        json_object *kn = json_object_array_get_idx(keys, k);
+        /* Defaults ran before validation, so a defaulted key is already present. */
+        if (json_object_is_type(kn, json_type_string) &&
+            !json_object_object_get_ex(el, json_object_get_string(kn), NULL)) {
+          char *ip = path_idx(path, i);
+          char *kp = path_key(ip, json_object_get_string(kn));
+          verr(c, KUALA_CAUSE_REQUIRED, kp, NULL, NULL);
+          kuala_free(kp);
+          kuala_free(ip);
+        }
+      }
+    }
+  }
   for (size_t i = 0; lt && i < n; i++) {
     json_object *a = json_object_array_get_idx(v, i);
     for (size_t j = 0; j < i; j++) {

@@ -473,8 +473,18 @@ static json_object *fs_object(json_object *obj, json_object *s, const char *dp, 
   return t;
 }
 
+/* x-kubernetes-map-type: atomic — the map is owned and replaced as one value. */
+static int map_atomic(json_object *s)
+{
+  const char *mt = kuala__json_get_str(s, "x-kubernetes-map-type");
+  return mt && strcmp(mt, "atomic") == 0;
+}
+
 static json_object *fs_value(json_object *v, json_object *s, const char *dp, const fsopt_t *fo)
 {
+  if (json_object_is_type(v, json_type_object) && map_atomic(s)) {
+    return json_object_new_object();
+  }
   if (json_object_is_type(v, json_type_object) && json_object_object_length(v) > 0) {
     int depth = 1 + (int)(strchr(dp, '.') != NULL); /* only depth 1 matters (metadata) */
     json_object *t = fs_object(v, s, dp, depth, fo);
@@ -869,7 +879,7 @@ static void mf_cap(mf_list_t *l)
 static json_object *ssa_merge(json_object *dst, json_object *src, json_object *s, const char *dp,
                               int depth, const fsopt_t *fo)
 {
-  if (json_object_is_type(src, json_type_object)) {
+  if (json_object_is_type(src, json_type_object) && !map_atomic(s)) {
     if (!json_object_is_type(dst, json_type_object)) {
       json_object_put(dst);
       dst = json_object_new_object();

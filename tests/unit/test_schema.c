@@ -405,6 +405,8 @@ START_TEST(test_schema_validate_collections)
       "{\"cronSpec\":\"* * * * "
       "*\",\"ports\":[{\"name\":\"a\"},{\"name\":\"a\"}]}",
       PFX "spec.ports[1]: Duplicate value: {\"name\":\"a\"}");
+  expect_invalid("{\"cronSpec\":\"* * * * *\",\"ports\":[{\"port\":1}]}",
+                 PFX "spec.ports[0].name: Required value");
   expect_invalid(
       "{\"cronSpec\":\"* * * * "
       "*\",\"ports\":[{\"name\":\"a\",\"port\":\"x\"}]}",

@@ -450,6 +450,35 @@ START_TEST(test_ssa_fieldset_strips_system_fields)
 }
 END_TEST
 
+START_TEST(test_ssa_atomic_map_is_replaced_whole)
+{
+  json_object *schema =
+      J("{\"type\":\"object\",\"properties\":{\"spec\":{\"type\":\"object\","
+        "\"properties\":{\"sel\":{\"type\":\"object\",\"x-kubernetes-map-type\":"
+        "\"atomic\",\"additionalProperties\":{\"type\":\"string\"}}}}}}");
+  kuala_apierr_t e = KUALA_APIERR_INIT;
+  json_object *a = NULL, *b = NULL;
+  kuala_ssa_opts_t o = opts("one", T0);
+  o.schema = schema;
+  ck_assert_int_eq(apply(&a, NULL,
+                         "{\"apiVersion\":\"" AV "\",\"kind\":\"CronTab\",\"metadata\":{\"name\":"
+                         "\"a\"},\"spec\":{\"sel\":{\"x\":\"1\",\"y\":\"2\"}}}",
+                         o, &e),
+                   0);
+  expect_json(kuala__json_get(mf_entry(a, "one", "Apply"), "fieldsV1"),
+              "{\"f:spec\":{\"f:sel\":{}}}");
+  ck_assert_int_eq(apply(&b, a,
+                         "{\"apiVersion\":\"" AV "\",\"kind\":\"CronTab\",\"metadata\":{\"name\":"
+                         "\"a\"},\"spec\":{\"sel\":{\"z\":\"3\"}}}",
+                         o, &e),
+                   0);
+  expect_json(kuala_json_path(b, "spec.sel"), "{\"z\":\"3\"}");
+  json_object_put(a);
+  json_object_put(b);
+  json_object_put(schema);
+}
+END_TEST
+
 START_TEST(test_ssa_builtin_lists_merge_by_key)
 {
   /* Two managers each apply their own container of a Deployment: both stay. */
@@ -550,6 +579,7 @@ static Suite *ssa_suite(void)
   tcase_add_test(tc, test_ssa_update_entries_reset_prune_and_cap);
   tcase_add_test(tc, test_ssa_fieldset_strips_system_fields);
   tcase_add_test(tc, test_ssa_builtin_lists_merge_by_key);
+  tcase_add_test(tc, test_ssa_atomic_map_is_replaced_whole);
   tcase_add_test(tc, test_ssa_malformed_managed_fields_do_not_crash);
   suite_add_tcase(s, tc);
   return s;
