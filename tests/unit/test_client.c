@@ -606,6 +606,77 @@ START_TEST(test_client_bad_config)
 }
 END_TEST
 
+START_TEST(test_client_cancel_during_backoff_and_rate_wait)
+{
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.backoff_base_ms = 2000; /* the retry would come much later */
+  cfg.backoff_max_ms = 2000;
+  cfg.qps = 0.2; /* one token, the next in 5 s */
+  cfg.burst = 1;
+  env_t e;
+  env_init_cfg(&e, &cfg);
+  faultsrv_action_t a = {.kind = FS_RESPOND, .status = 503, .body = "busy", .repeat = 1};
+  faultsrv_push(e.srv, &a);
+  ct_result_t r1 = {0}, r2 = {0};
+  kuala_client_req_t *q1, *q2;
+  ck_assert_int_eq(kuala_client_get(&q1, e.c, &cm_a, NULL, ct_on_resp, &r1), 0);
+  ck_assert_int_eq(kuala_client_get(&q2, e.c, &cm_a, NULL, ct_on_resp, &r2), 0);
+  /* q1 got the token and its 503, and now sits in backoff; q2 waits for a
+   * token. Both cancel promptly, once. */
+  uint64_t t0 = ct_now_ms();
+  while (faultsrv_requests(e.srv) < 1 && ct_now_ms() - t0 < 5000) {
+    uv_run(&e.loop, UV_RUN_ONCE);
+  }
+  ct_run_for(&e.loop, 50);
+  ck_assert_int_eq(r1.calls + r2.calls, 0);
+  kuala_client_req_cancel(q1);
+  kuala_client_req_cancel(q2);
+  ck_assert_int_eq(r1.calls + r2.calls, 0); /* never from inside cancel */
+  ck_assert(ct_run_until(&e.loop, &r1.calls, 1000));
+  ck_assert(ct_run_until(&e.loop, &r2.calls, 1000));
+  ck_assert_int_eq(r1.err, KUALA_ECANCELED);
+  ck_assert_int_eq(r2.err, KUALA_ECANCELED);
+  ck_assert_uint_lt(ct_now_ms() - t0, 1900);
+  ck_assert_int_eq(faultsrv_requests(e.srv), 1);
+  ct_run_for(&e.loop, 20);
+  ck_assert_int_eq(r1.calls, 1);
+  ck_assert_int_eq(r2.calls, 1);
+  ct_result_free(&r1);
+  ct_result_free(&r2);
+  env_done(&e);
+}
+END_TEST
+
+START_TEST(test_client_close_with_rate_limited_requests)
+{
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.qps = 0.1;
+  cfg.burst = 1;
+  env_t e;
+  env_init_cfg(&e, &cfg);
+  faultsrv_action_t a = {.kind = FS_STALL, .repeat = 1};
+  faultsrv_push(e.srv, &a);
+  ct_result_t r[3];
+  memset(r, 0, sizeof(r));
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &r[i]), 0);
+  }
+  ct_run_for(&e.loop, 50);
+  ck_assert_int_eq(faultsrv_requests(e.srv), 1); /* two wait for tokens */
+  kuala_client_close(e.c);
+  faultsrv_close(e.srv);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(r[i].calls, 1);
+    ck_assert_int_eq(r[i].err, KUALA_ECANCELED);
+    ct_result_free(&r[i]);
+  }
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("client");
@@ -625,7 +696,9 @@ int main(void)
   tcase_add_test(tc, test_client_5xx_retry_counts);
   tcase_add_test(tc, test_client_post_and_patch_not_retried);
   tcase_add_test(tc, test_client_cancel_in_flight);
+  tcase_add_test(tc, test_client_cancel_during_backoff_and_rate_wait);
   tcase_add_test(tc, test_client_close_cancels_everything);
+  tcase_add_test(tc, test_client_close_with_rate_limited_requests);
   tcase_add_test(tc, test_client_connection_refused);
   tcase_add_test(tc, test_client_connection_reuse_and_counters);
   tcase_add_test(tc, test_client_rate_limited);

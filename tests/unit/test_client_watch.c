@@ -95,6 +95,7 @@ typedef struct {
   char names[256];
   int last_err;
   int done_status;
+  int attempts;
 } watch_seen_t;
 
 static void on_event(void *data, const kuala_watch_event_t *ev)
@@ -123,6 +124,7 @@ static void on_done(void *data, int err, kuala_client_resp_t *resp)
   s->done++;
   s->done_err = err;
   s->done_status = resp ? resp->status : -1;
+  s->attempts = resp ? resp->attempts : -1;
 }
 
 typedef struct {
@@ -322,6 +324,29 @@ START_TEST(test_client_watch_torn_last_line)
 }
 END_TEST
 
+START_TEST(test_client_watch_start_retried)
+{
+  env_t e;
+  env_init(&e, 0);
+  /* A refused start (503, then 429 with Retry-After: 0) is retried like a
+   * GET; the third attempt streams. */
+  faultsrv_respond(e.srv, 503, NULL, "busy");
+  faultsrv_respond(e.srv, 429, "Retry-After: 0\r\n", "slow down");
+  const char *chunks[] = {EV("ADDED", "a") "\n", NULL};
+  faultsrv_action_t a = {.kind = FS_STREAM, .chunks = chunks};
+  faultsrv_push(e.srv, &a);
+  watch_seen_t s;
+  memset(&s, 0, sizeof(s));
+  ck_assert_int_eq(kuala_client_watch(&s.w, e.c, &cms, NULL, on_event, on_done, &s), 0);
+  ck_assert(ct_run_until(&e.loop, &s.done, 5000));
+  ck_assert_int_eq(s.done_err, 0);
+  ck_assert_int_eq(s.events, 1);
+  ck_assert_int_eq(s.attempts, 3);
+  ck_assert_int_eq(faultsrv_requests(e.srv), 3);
+  env_done(&e);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("client_watch");
@@ -337,6 +362,7 @@ int main(void)
   tcase_add_test(tc, test_client_watch_stop_from_event);
   tcase_add_test(tc, test_client_watch_refused_and_close);
   tcase_add_test(tc, test_client_watch_torn_last_line);
+  tcase_add_test(tc, test_client_watch_start_retried);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
