@@ -1494,6 +1494,21 @@ void kuala_client_req_cancel(kuala_client_req_t *req)
   }
 }
 
+/* A request path: starts with '/', printable ASCII without spaces (query
+ * values must already be percent-encoded). */
+static int valid_path(const char *p)
+{
+  if (!p || p[0] != '/') {
+    return 0;
+  }
+  for (; *p; p++) {
+    if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 static int is_method(const char *m)
 {
   return strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
@@ -1509,7 +1524,7 @@ static int start_http(kuala_client_req_t **out, kuala_client_t *c, req_kind_t ki
   if (out) {
     *out = NULL;
   }
-  if (!c || !path || path[0] != '/' || !is_method(method)) {
+  if (!c || !valid_path(path) || !is_method(method)) {
     kuala_free(path);
     return KUALA_EINVAL;
   }

@@ -265,6 +265,29 @@ START_TEST(test_client_401_rereads_token_file)
 }
 END_TEST
 
+START_TEST(test_client_close_while_exec_plugin_runs)
+{
+  write_file("slow.sh", "#!/bin/sh\nexec sleep 30\n");
+  char *p = path_in("slow.sh");
+  ck_assert_int_eq(chmod(p, 0700), 0);
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.exec_command = p;
+  env_t e;
+  env_init(&e, &cfg);
+  ct_result_t r = {0};
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &r), 0);
+  ct_run_for(&e.loop, 100);
+  ck_assert_int_eq(r.calls, 0);
+  uint64_t t0 = ct_now_ms();
+  env_done(&e); /* closes the client: the plugin is stopped, the loop ends */
+  ck_assert_uint_lt(ct_now_ms() - t0, 10000);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, KUALA_ECANCELED);
+  ct_result_free(&r);
+}
+END_TEST
+
 /* ---- discovery ---------------------------------------------------- */
 
 typedef struct {
@@ -786,6 +809,7 @@ int main(void)
   tcase_add_test(tc, test_client_exec_plugin_token_cached);
   tcase_add_test(tc, test_client_exec_plugin_expired_reruns);
   tcase_add_test(tc, test_client_exec_plugin_failure_is_unauthorized);
+  tcase_add_test(tc, test_client_close_while_exec_plugin_runs);
   tcase_add_test(tc, test_client_token_file_rotation);
   tcase_add_test(tc, test_client_401_rereads_token_file);
   tcase_add_test(tc, test_client_discovery_resolve_and_refresh);
