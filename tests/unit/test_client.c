@@ -677,6 +677,43 @@ START_TEST(test_client_close_with_rate_limited_requests)
 }
 END_TEST
 
+START_TEST(test_client_gzip_response)
+{
+  env_t e;
+  env_init(&e);
+  /* gzip of {"kind":"ConfigMap","data":{"k":"compressed"}} */
+  static const char gz[] =
+      "\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xca\xce\xcc\x4b\x51\xb2\x52\x72\xce\xcf"
+      "\x4b\xcb\x4c\xf7\x4d\x2c\x50\xd2\x51\x4a\x49\x2c\x49\x54\xb2\xaa\x56\xca\x06\x8a\x27\xe7"
+      "\xe7\x16\x14\xa5\x16\x17\xa7\xa6\x28\xd5\xd6\x02\x00\x03\x54\xeb\xe9\x2e\x00\x00\x00";
+  faultsrv_action_t a = {.kind = FS_RESPOND,
+                         .status = 200,
+                         .headers = "Content-Encoding: gzip\r\n",
+                         .body = gz,
+                         .body_len = sizeof(gz) - 1};
+  faultsrv_push(e.srv, &a);
+  /* A body that claims gzip but is not: a clear error. */
+  faultsrv_action_t bad = {.kind = FS_RESPOND,
+                           .status = 200,
+                           .headers = "Content-Encoding: gzip\r\n",
+                           .body = "definitely not gzip"};
+  faultsrv_push(e.srv, &bad);
+  ct_result_t r = {0};
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &r), 0);
+  ck_assert(ct_run_until(&e.loop, &r.calls, 5000));
+  ck_assert_int_eq(r.err, 0);
+  ck_assert_str_eq(r.body, "{\"kind\":\"ConfigMap\",\"data\":{\"k\":\"compressed\"}}");
+  ck_assert_ptr_nonnull(strstr(faultsrv_last_head(e.srv), "gzip"));
+  ct_result_free(&r);
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &r), 0);
+  ck_assert(ct_run_until(&e.loop, &r.calls, 5000));
+  ck_assert_int_eq(r.err, KUALA_EBADMSG);
+  ck_assert_ptr_nonnull(r.message);
+  ct_result_free(&r);
+  env_done(&e);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("client");
@@ -692,6 +729,7 @@ int main(void)
   tcase_add_test(tc, test_client_drop_mid_body);
   tcase_add_test(tc, test_client_malformed_json_body);
   tcase_add_test(tc, test_client_body_cap);
+  tcase_add_test(tc, test_client_gzip_response);
   tcase_add_test(tc, test_client_429_retry_after_honoured);
   tcase_add_test(tc, test_client_5xx_retry_counts);
   tcase_add_test(tc, test_client_post_and_patch_not_retried);
