@@ -11,6 +11,7 @@
 #include "kuala/error.h"
 #include "kuala/log.h"
 #include "kuala/version.h"
+#include "lua/lua_cli.h"
 
 static void usage(FILE *f)
 {
@@ -20,6 +21,7 @@ static void usage(FILE *f)
           "commands:\n"
           "  run DIR...         run controller bundles against a cluster (kubeconfig)\n"
           "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
+          "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
           "  version            print the version\n"
           "  help               this text\n"
           "\n"
@@ -66,6 +68,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "dev") == 0) {
     return kuala__cli_dev(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "crd") == 0) {
+    return kuala__lua_cli_crd(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     printf("kuala %s\n", KUALA_VERSION_STRING);

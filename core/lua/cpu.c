@@ -39,6 +39,7 @@ struct kuala__lua_cpu_s {
   int64_t deadline_ns; /* on `clock` */
   int hooked;
   int tripped;
+  kuala__lua_cpu_mem_cb over_memory; /* asked by the hook; may be NULL */
 };
 
 /* The slice running on this thread (for the hook). */
@@ -53,6 +54,19 @@ static int64_t clock_ns(clockid_t c)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Raise "file:line: what" for the running function (luaL_error would
+ * prefix the caller's position instead). */
+static void raise_here(lua_State *L, const char *what)
+{
+  lua_Debug here;
+  if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) && here.currentline > 0) {
+    lua_pushfstring(L, "%s:%d: %s", here.short_src, here.currentline, what);
+  } else {
+    lua_pushstring(L, what);
+  }
+  lua_error(L);
+}
+
 static void cpu_hook(lua_State *L, lua_Debug *ar)
 {
   (void)ar;
@@ -60,6 +74,9 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
   if (cpu == NULL) {
     lua_sethook(L, NULL, 0, 0);
     return;
+  }
+  if (cpu->running && cpu->over_memory && cpu->over_memory(L)) {
+    raise_here(L, "memory limit exceeded");
   }
   if (cpu->running == NULL || clock_ns(CLOCK_THREAD_CPUTIME_ID) < cpu->deadline_ns) {
     pthread_mutex_lock(&cpu->mu);
@@ -69,11 +86,7 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
     return;
   }
   cpu->tripped = 1;
-  lua_Debug here;
-  if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) && here.currentline > 0) {
-    luaL_error(L, "%s:%d: CPU budget exceeded", here.short_src, here.currentline);
-  }
-  luaL_error(L, "CPU budget exceeded");
+  raise_here(L, "CPU budget exceeded");
 }
 
 static void *watchdog(void *arg)
@@ -98,9 +111,10 @@ static void *watchdog(void *arg)
   return NULL;
 }
 
-int kuala__lua_cpu_new(kuala__lua_cpu_t **out)
+int kuala__lua_cpu_new(kuala__lua_cpu_t **out, kuala__lua_cpu_mem_cb over_memory)
 {
   kuala__lua_cpu_t *cpu = kuala_calloc(1, sizeof *cpu);
+  cpu->over_memory = over_memory;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -175,6 +189,16 @@ int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *tripped)
   cpu->tripped = 0;
   pthread_mutex_unlock(&cpu->mu);
   return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+void kuala__lua_cpu_poke(kuala__lua_cpu_t *cpu, lua_State *L)
+{
+  pthread_mutex_lock(&cpu->mu);
+  if (cpu->running) {
+    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+    cpu->hooked = 1;
+  }
+  pthread_mutex_unlock(&cpu->mu);
 }
 
 void kuala__lua_cpu_forget(lua_State *main)

@@ -19,7 +19,11 @@
 
 typedef struct kuala__lua_cpu_s kuala__lua_cpu_t;
 
-int kuala__lua_cpu_new(kuala__lua_cpu_t **out);
+/* Asked by the hook (loop thread, safe to call the Lua API): return 1 when
+ * the VM of L is over its memory cap and the hook must raise. */
+typedef int (*kuala__lua_cpu_mem_cb)(lua_State *L);
+
+int kuala__lua_cpu_new(kuala__lua_cpu_t **out, kuala__lua_cpu_mem_cb over_memory);
 void kuala__lua_cpu_free(kuala__lua_cpu_t *cpu);
 /* Start a slice of `budget_ns` CPU nanoseconds in which `co` (a thread of
  * the VM whose main state is `main`) runs. Returns the loop thread's CPU
@@ -29,6 +33,10 @@ int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *
 /* End the slice: removes the hook, returns the CPU clock at the end and sets
  * *tripped when the budget stopped the code. */
 int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *tripped);
+/* Install the hook now (from the loop thread, e.g. inside the allocator)
+ * so that the next VM instruction asks `over_memory`. No-op outside a
+ * slice. */
+void kuala__lua_cpu_poke(kuala__lua_cpu_t *cpu, lua_State *L);
 /* The VM `main` is about to close: detach the profiler if it is attached. */
 void kuala__lua_cpu_forget(lua_State *main);
 

@@ -100,6 +100,8 @@ struct kuala_bundle_s {
   int refs;
   task_t *current;     /* task whose coroutine runs now, NULL outside reconciles */
   int in_lua;          /* Lua code of this VM is running (no re-entry) */
+  int mem_over;        /* past the cap, within the grace: the hook will raise */
+  int mem_tripped;     /* the hook raised the memory error */
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
   kuala_bundle_t *prev, *next;
@@ -135,14 +137,36 @@ static void *bundle_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     b->mem_used -= osize;
     return NULL;
   }
-  if (nsize > osize && b->enforce && b->mem_used - osize + nsize > b->mem_limit) {
-    return NULL; /* Lua raises "not enough memory" */
+  if (nsize > osize && b->enforce) {
+    size_t next = b->mem_used - osize + nsize;
+    /* Past the cap the hook raises at the next instruction, with the line;
+     * past cap + grace the allocation fails ("not enough memory"). */
+    if (next > b->mem_limit + b->mem_limit / 8)
+      return NULL;
+    if (next > b->mem_limit && !b->mem_over) {
+      b->mem_over = 1;
+      kuala__lua_cpu_poke(b->rt->cpu, b->L);
+    }
   }
   void *p = realloc(ptr, nsize);
   if (p == NULL)
     return NULL;
   b->mem_used = b->mem_used - osize + nsize;
   return p;
+}
+
+/* Hook callback: still over the cap? Then the hook raises. */
+static int over_memory(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  if (!b->mem_over)
+    return 0;
+  if (b->mem_used <= b->mem_limit) {
+    b->mem_over = 0;
+    return 0;
+  }
+  b->mem_tripped = 1;
+  return 1;
 }
 
 static int on_panic(lua_State *L)
@@ -852,16 +876,29 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
   if (cpu_tripped) {
     /* The hook's message carries the line that was running. */
     const char *msg = lua_tostring(co, -1);
+    char at[256];
+    snprintf(at, sizeof at, "%s", msg ? msg : loc[0] ? loc : "?");
+    char *cut = strstr(at, ": CPU budget exceeded");
+    if (cut)
+      *cut = 0;
     snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
-             what, b->rt->cpu_budget_ms,
-             msg      ? msg
-             : loc[0] ? loc
-                      : "?");
+             what, b->rt->cpu_budget_ms, at);
     return KUALA_ETIMEDOUT;
   }
-  if (status == LUA_ERRMEM) {
+  if (status == LUA_ERRMEM || b->mem_tripped) {
+    /* The hook's message carries the line; a hard failure has none. */
+    const char *msg = b->mem_tripped ? lua_tostring(co, -1) : NULL;
+    char at[256];
+    snprintf(at, sizeof at, "%s", msg ? msg : loc);
+    char *cut = strstr(at, ": memory limit exceeded");
+    if (cut)
+      *cut = 0;
+    b->mem_tripped = 0;
     snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s", b->name,
-             what, b->mem_limit, loc[0] ? " at " : "", loc);
+             what, b->mem_limit, at[0] ? " at " : "", at);
+    /* Give the garbage back now, so the next run starts under the cap. */
+    lua_gc(b->L, LUA_GCCOLLECT, 0);
+    b->mem_over = b->mem_used > b->mem_limit;
     return KUALA_ENOMEM;
   }
   const char *msg = lua_tostring(co, -1);
@@ -1519,7 +1556,7 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   const char *sdk = opts && opts->sdk_dir ? opts->sdk_dir : getenv("KUALA_SDK_DIR");
   if (sdk && *sdk)
     rt->sdk_dir = kuala_strdup(sdk);
-  int rc = kuala__lua_cpu_new(&rt->cpu);
+  int rc = kuala__lua_cpu_new(&rt->cpu, over_memory);
   if (rc) {
     kuala_free(rt->sdk_dir);
     kuala_free(rt);
