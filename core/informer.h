@@ -62,6 +62,7 @@ struct kuala_informer_s {
   int stream_init;        /* inside a streaming list's initial events */
   int backoff_relist;     /* what the backoff timer does: 1 relist, 0 watch */
   uint64_t watch_start_ms;
+  uint64_t last_relist_ms; /* loop time of the last full list start */
   uint64_t watch_events;
   kuala_backoff_t bo;
   uint64_t rng;

@@ -141,6 +141,18 @@ static void backoff(kuala_informer_t *inf, int relist, int err)
 
 /* ---- list ---- */
 
+/* Relist at once, unless the last one started less than a second ago: a
+ * server that answers every watch with 410 must not get a list storm. */
+static void relist_soon(kuala_informer_t *inf)
+{
+  uint64_t now = uv_now(loop_of(inf));
+  if (inf->st.relists > 0 && now - inf->last_relist_ms < 1000) {
+    backoff(inf, 1, KUALA_EGONE);
+  } else {
+    start_list(inf);
+  }
+}
+
 static void on_list(void *data, int err, json_object *page, const char *body, size_t len)
 {
   kuala_informer_t *inf = data;
@@ -152,8 +164,8 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
   }
   if (err < 0) {
     if (err == KUALA_EGONE && inf->continue_tok) {
-      /* The continue token expired: a fresh full list, at once. */
-      start_list(inf);
+      /* The continue token expired: a fresh full list. */
+      relist_soon(inf);
     } else {
       backoff(inf, 1, err);
     }
@@ -249,6 +261,7 @@ static void list_page(kuala_informer_t *inf)
 static void start_list(kuala_informer_t *inf)
 {
   inf->st.relists++;
+  inf->last_relist_ms = uv_now(loop_of(inf));
   kuala_free(inf->continue_tok);
   inf->continue_tok = NULL;
   kuala_store_replace_begin(inf->store);
@@ -354,7 +367,7 @@ static void on_done(void *data, int err)
     return;
   }
   if (inf->relist_after_watch || err == KUALA_EGONE) {
-    start_list(inf);
+    relist_soon(inf);
     return;
   }
   if (err == 0 && !inf->watch_err) {

@@ -241,6 +241,9 @@ START_TEST(test_reflector_http_410_relists)
   fx_start(&x, &o);
   fx_sync_abc(&x);
   fake_watch_end(&x.fake, KUALA_EGONE);
+  /* The sync was less than a second ago: the relist waits a backoff. */
+  ck_assert_int_eq(x.fake.list_calls, 1);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
   ck_assert_int_eq(x.fake.list_calls, 2);
   fake_list_reply(&x.fake, "{\"metadata\":{\"resourceVersion\":\"60\"},\"items\":[]}");
   ck_assert_int_eq(x.rec.deletes, 3);
@@ -248,11 +251,13 @@ START_TEST(test_reflector_http_410_relists)
   ck_assert_uint_eq(kuala_store_len(kuala_informer_store(x.inf)), 0);
   /* A continue token that expired restarts the list from the start. */
   fake_watch_end(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
   fake_list_reply(&x.fake,
                   "{\"metadata\":{\"resourceVersion\":\"61\",\"continue\":\"t\"},"
                   "\"items\":[" CM("a", "1") "]}");
   ck_assert_str_eq(x.fake.list_continue, "t");
   fake_list_fail(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
   ck_assert_int_eq(x.fake.list_calls, 5);
   ck_assert_str_eq(x.fake.list_continue, "");
   fx_finish(&x);
@@ -294,6 +299,7 @@ START_TEST(test_reflector_failures_back_off_and_resume_without_relist)
   ck_assert_uint_ge(st.backoffs, 4);
   /* A failed list backs off and lists again. */
   fake_watch_end(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
   fake_list_fail(&x.fake, KUALA_EUNAVAILABLE);
   ck_assert_int_eq(x.fake.list_active, 0);
   RUN_UNTIL(&x.loop, x.fake.list_active);
@@ -375,6 +381,7 @@ START_TEST(test_reflector_bad_objects_are_counted_not_fatal)
   ck_assert_uint_eq(st.decode_errors, 3);
   /* A page that is not an object: backoff and relist. */
   fake_watch_end(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
   fake_list_reply(&x.fake, "[1,2]");
   RUN_UNTIL(&x.loop, x.fake.list_active);
   fx_finish(&x);
