@@ -504,6 +504,14 @@ static int on_headers_complete(http_parser *p)
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->opts.max_body) {
     c->cur->too_large = 1;
   }
+  /* Clients such as curl wait for an interim 100 before sending a large
+   * body. Answer it when nothing else is in flight (responses stay in
+   * order); otherwise they send the body after a short timeout anyway. */
+  const char *expect = kuala__httpd_header(c->cur, "Expect");
+  if (expect && strcasecmp(expect, "100-continue") == 0 && !c->cur->too_large && !c->head) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    conn_send(c, cont, sizeof cont - 1);
+  }
   return 0;
 }
 

@@ -281,6 +281,19 @@ START_TEST(test_httpd_connection_close)
 }
 END_TEST
 
+START_TEST(test_httpd_expect_continue)
+{
+  fixture_t *f = kuala_calloc(1, sizeof *f);
+  f->request =
+      "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi";
+  f->until = "B[hi]";
+  f->count = 1;
+  run(f, 0);
+  ck_assert_ptr_nonnull(strstr(f->response, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+  kuala_free(f);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("httpd");
@@ -292,6 +305,7 @@ int main(void)
   tcase_add_test(tc, test_httpd_detects_disconnect);
   tcase_add_test(tc, test_httpd_bad_request_closes);
   tcase_add_test(tc, test_httpd_connection_close);
+  tcase_add_test(tc, test_httpd_expect_continue);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

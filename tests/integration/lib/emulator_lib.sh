@@ -38,6 +38,13 @@ emu_stop() {
     kill "$EMU_PID" 2>/dev/null
     wait "$EMU_PID" 2>/dev/null
   fi
+  # A sanitizer build reports memory errors on the emulator's stderr.
+  if grep -q 'Sanitizer' "${EMU_DIR:-/nonexistent}/err" 2>/dev/null; then
+    echo "FAIL: the emulator reported a sanitizer error:"
+    cat "$EMU_DIR/err"
+    rm -rf "${EMU_DIR:-/nonexistent}"
+    exit 1
+  fi
   # Any leftover background job of the test (bounded watches).
   jobs -p | xargs -r kill 2>/dev/null
   rm -rf "${EMU_DIR:-/nonexistent}"
