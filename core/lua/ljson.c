@@ -26,6 +26,7 @@
 char kuala__lua_key_array_mt;
 char kuala__lua_key_object_mt;
 char kuala__lua_key_int64_mt;
+static char key_park_mt; /* metatable of the userdata that parks a json-c tree */
 
 #define EXACT_INT_MAX 9007199254740992.0 /* 2^53 */
 
@@ -45,8 +46,22 @@ static int int64_eq(lua_State *L)
   return 1;
 }
 
+static void push_marker(lua_State *L, char *key)
+{
+  lua_pushlightuserdata(L, key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+static int tree_gc(lua_State *L);
+
 void kuala__lua_json_init(lua_State *L)
 {
+  lua_pushlightuserdata(L, &key_park_mt);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, tree_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
   lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "array");
@@ -68,12 +83,6 @@ void kuala__lua_json_init(lua_State *L)
   lua_pushliteral(L, "int64");
   lua_setfield(L, -2, "__jsontype");
   lua_rawset(L, LUA_REGISTRYINDEX);
-}
-
-static void push_marker(lua_State *L, char *key)
-{
-  lua_pushlightuserdata(L, key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
 static void push_tree(lua_State *L, json_object *o)
@@ -159,9 +168,7 @@ int kuala__lua_json_push(lua_State *L, const char *s, size_t len, char *err, siz
   /* Park the tree so that an error while pushing does not leak it. */
   json_object **slot = lua_newuserdata(L, sizeof *slot);
   *slot = tree;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, tree_gc);
-  lua_setfield(L, -2, "__gc");
+  push_marker(L, &key_park_mt);
   lua_setmetatable(L, -2);
   push_tree(L, tree);
   json_object_put(tree);
