@@ -135,7 +135,7 @@ static void run_pass(emu_t *e, worklist_t *w)
       continue;
     }
     size_t n;
-    emu_obj_t **all = emu_store_sorted(rt->store, &n);
+    emu_obj_t **all = emu_store_all(rt->store, &n);
     for (size_t i = 0; i < n; i++) {
       emu_obj_t *o = all[i];
       if (o->has_owners) {
@@ -184,7 +184,7 @@ static void run_pass(emu_t *e, worklist_t *w)
             continue;
           }
           size_t n2;
-          emu_obj_t **all2 = emu_store_sorted(rt2->store, &n2);
+          emu_obj_t **all2 = emu_store_all(rt2->store, &n2);
           for (size_t k = 0; k < n2 && !any; k++) {
             if (all2[k]->has_owners) {
               json_object *d = emu_obj_parse(all2[k]);
@@ -204,7 +204,7 @@ static void run_pass(emu_t *e, worklist_t *w)
             continue;
           }
           size_t n2;
-          emu_obj_t **all2 = emu_store_sorted(rt2->store, &n2);
+          emu_obj_t **all2 = emu_store_all(rt2->store, &n2);
           for (size_t k = 0; k < n2 && !blocking; k++) {
             if (all2[k]->has_owners) {
               json_object *d = emu_obj_parse(all2[k]);
@@ -225,7 +225,7 @@ static void run_pass(emu_t *e, worklist_t *w)
             continue;
           }
           size_t n2;
-          emu_obj_t **all2 = emu_store_sorted(rt2->store, &n2);
+          emu_obj_t **all2 = emu_store_all(rt2->store, &n2);
           for (size_t k = 0; k < n2; k++) {
             if (strcmp(all2[k]->ns, o->name) == 0) {
               left++;
@@ -247,7 +247,7 @@ static void run_pass(emu_t *e, worklist_t *w)
             continue;
           }
           size_t n2;
-          emu_obj_t **all2 = emu_store_sorted(rt2->store, &n2);
+          emu_obj_t **all2 = emu_store_all(rt2->store, &n2);
           for (size_t k = 0; k < n2; k++) {
             left++;
             if (!all2[k]->deleting) {

@@ -65,6 +65,8 @@ struct emu_store_s {
   emu_obj_t **sorted;
   size_t nsorted, capsorted;
   int dirty;
+  emu_obj_t **scratch; /* unsorted snapshot (emu_store_all) */
+  size_t capscratch;
   uint64_t last_change; /* revision of the last write to this store */
   emu_rtype_t *storage; /* the rtype whose apiVersion objects are stored in */
   int refs;             /* rtypes using it */
@@ -152,6 +154,9 @@ void emu_store_release(emu_t *e, emu_store_t *s);
 emu_obj_t *emu_store_get(emu_store_t *s, const char *ns, const char *name);
 /* Sorted snapshot (borrowed array valid until the next write). */
 emu_obj_t **emu_store_sorted(emu_store_t *s, size_t *n);
+/* Every object in no particular order (borrowed array valid until the next
+ * write); cheaper than emu_store_sorted() after deletions. */
+emu_obj_t **emu_store_all(emu_store_t *s, size_t *n);
 /* Parse the object's JSON (new reference). */
 json_object *emu_obj_parse(const emu_obj_t *o);
 /* Commit `obj` (borrowed; its resourceVersion is overwritten) as the new state

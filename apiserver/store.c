@@ -106,6 +106,7 @@ void emu_store_release(emu_t *e, emu_store_t *s)
   }
   kuala__map_free(&s->objs);
   kuala_free(s->sorted);
+  kuala_free(s->scratch);
   kuala_free(s);
 }
 
@@ -402,4 +403,25 @@ void emu_store_load(emu_t *e, emu_rtype_t *rt, json_object *obj)
   if (o->rv > s->last_change) {
     s->last_change = o->rv;
   }
+}
+
+emu_obj_t **emu_store_all(emu_store_t *s, size_t *n)
+{
+  if (!s->dirty) {
+    *n = s->nsorted;
+    return s->sorted;
+  }
+  if (s->capscratch < s->objs.len) {
+    s->capscratch = s->objs.len + 16;
+    s->scratch = kuala_realloc(s->scratch, s->capscratch * sizeof *s->scratch);
+  }
+  size_t it = 0, i = 0;
+  const char *k;
+  size_t kl;
+  void *v;
+  while (kuala__map_next(&s->objs, &it, &k, &kl, &v)) {
+    s->scratch[i++] = v;
+  }
+  *n = i;
+  return s->scratch;
 }
