@@ -18,6 +18,10 @@
  *                                  call, from a Lua loop (json-c parse +
  *                                  table build)
  *   encode_1k_us                   core.json_encode of the decoded table
+ *   interleaved_reconciles_per_second  no-op reconciles alternating between
+ *                                  two bundle VMs: the price of moving the
+ *                                  LuaJIT profiler (and flushing traces) at
+ *                                  every switch (see docs/lua-runtime.md)
  *
  * Usage: lua_bench [--reconciles N] [--out FILE]
  */
@@ -188,6 +192,17 @@ int main(int argc, char **argv)
   double get = run(b, "get", n);
   run(b, "apply", n / 10);
   double apply = run(b, "apply", n);
+  kuala_bundle_t *b2;
+  if (kuala_bundle_load(&b2, rt, "bench2", &f, 1, NULL, &err)) {
+    fprintf(stderr, "load: %s\n", err);
+    return 1;
+  }
+  double t0 = now_s();
+  long m = n / 10;
+  for (long i = 0; i < m; i++) {
+    kuala_bundle_reconcile(i % 2 ? b2 : b, "noop", "bench", "web", on_done, NULL);
+  }
+  double interleaved = (double)m / (now_s() - t0);
   codec_t codec = {0};
   kuala_bundle_reconcile(b, "codec", "bench", "web", on_codec, &codec);
 
@@ -199,10 +214,11 @@ int main(int argc, char **argv)
            "apply_reconciles_per_second %.0f   (ctx:get + ctx:apply, immediate answer)\n"
            "decode_1k_us                %.2f\n"
            "encode_1k_us                %.2f\n"
+           "interleaved_reconciles_per_second %.0f   (two bundles, alternating)\n"
            "bundle_memory_bytes         %zu\n"
            "failures                    %d\n",
-           n, noop, get, strlen(OBJ), apply, codec.dec, codec.enc, kuala_bundle_memory(b),
-           failures);
+           n, noop, get, strlen(OBJ), apply, codec.dec, codec.enc, interleaved,
+           kuala_bundle_memory(b), failures);
   fputs(text, stdout);
   if (out) {
     FILE *fo = fopen(out, "w");

@@ -697,6 +697,57 @@ START_TEST(test_lua_runtime_controller_decl_map_and_predicates)
 }
 END_TEST
 
+/* ---- directories and the SDK from source ---------------------------------- */
+
+START_TEST(test_lua_runtime_loads_dir_and_sdk_from_source)
+{
+  const char *src = getenv("KUALA_SOURCE_DIR");
+  ck_assert_msg(src != NULL, "KUALA_SOURCE_DIR is set by ctest");
+  char sdk[1024], dir[1024];
+  snprintf(sdk, sizeof sdk, "%s/lua", src);
+  snprintf(dir, sizeof dir, "%s/controllers/webapp", src);
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  kuala_runtime_opts_t opts = {0};
+  opts.sdk_dir = sdk; /* the development switch: SDK read from lua/kuala/ */
+  setup(&loop, &f, &rt, &opts);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = kuala_bundle_load_dir(&b, rt, dir, NULL, NULL, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  ck_assert_str_eq(kuala_bundle_name(b), "webapp");
+  ck_assert_uint_eq(kuala_bundle_controller_count(b), 1);
+  char *out = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(kuala_bundle_crds(b, 1, &out, &len), 0);
+  ck_assert_ptr_nonnull(strstr(out, "name: webapps.demo.kuala.dev"));
+  kuala_free(out);
+  ck_assert_int_eq(kuala_bundle_crds_json(b, &out, &len), 0);
+  json_object *crds = NULL;
+  ck_assert_int_eq(kuala_json_parse(&crds, out, len, NULL, 0), 0);
+  ck_assert_int_eq((int)json_object_array_length(crds), 1);
+  ck_assert_str_eq(kuala_json_path_str(json_object_array_get_idx(crds, 0), "spec.names.kind"),
+                   "WebApp");
+  json_object_put(crds);
+  kuala_free(out);
+  ck_assert_int_eq(kuala_bundle_load_dir(&b, rt, "/nonexistent/bundle", NULL, NULL, &err),
+                   KUALA_ENOENT);
+  ck_assert_ptr_nonnull(strstr(err, "/nonexistent/bundle"));
+  kuala_free(err);
+  teardown(&loop, rt);
+
+  /* A wrong SDK directory is reported, not papered over with the embedded copy. */
+  opts.sdk_dir = "/nonexistent/sdk";
+  setup(&loop, &f, &rt, &opts);
+  rc = load_one(&b, rt, "nosdk", "local kuala = require('kuala')\n", &err);
+  ck_assert_int_eq(rc, KUALA_EINVAL);
+  ck_assert_msg(strstr(err, "module 'kuala' not found") != NULL, "%s", err);
+  kuala_free(err);
+  teardown(&loop, rt);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("lua_runtime");
@@ -714,6 +765,7 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
   tcase_add_test(tc, test_lua_runtime_json_round_trip);
   tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
+  tcase_add_test(tc, test_lua_runtime_loads_dir_and_sdk_from_source);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
