@@ -114,11 +114,13 @@ enum { EMU_EV_ADDED = 1, EMU_EV_MODIFIED, EMU_EV_DELETED };
 
 typedef struct {
   int admin_port;
-  int watch_410_next; /* answer the next N watches with 410 */
-  int error_percent;  /* percentage of requests answered with error_code */
-  int error_code;     /* 429, 500 or 503 */
-  int latency_ms;     /* added to every request */
-  int paused;         /* hold every request until unpaused */
+  int watch_410_next;    /* answer the next N watches with 410 */
+  int error_percent;     /* percentage of requests answered with error_code */
+  int error_code;        /* 429, 500 or 503 */
+  int latency_ms;        /* added to every request */
+  int paused;            /* hold every request until unpaused */
+  char match_path[256];  /* errors/latency only for paths with this prefix ("" = all) */
+  char match_method[16]; /* ... and this method ("" = all) */
 } emu_faults_t;
 
 struct emu_s {

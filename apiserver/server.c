@@ -1434,7 +1434,10 @@ static void gate(emu_t *e, kuala__httpd_req_t *req)
     kuala__httpd_req_on_close(req, held_gone, e);
     return;
   }
-  if (e->faults.error_percent > 0 && rand() % 100 < e->faults.error_percent) {
+  const char *fm = e->faults.match_method, *fp = e->faults.match_path;
+  int targeted = (!fm[0] || strcmp(fm, kuala__httpd_method(req)) == 0) &&
+                 (!fp[0] || strncmp(kuala__httpd_path(req), fp, strlen(fp)) == 0);
+  if (targeted && e->faults.error_percent > 0 && rand() % 100 < e->faults.error_percent) {
     kuala_apierr_t err = KUALA_APIERR_INIT;
     int code = e->faults.error_code ? e->faults.error_code : 500;
     if (code == 429) {
@@ -1448,7 +1451,7 @@ static void gate(emu_t *e, kuala__httpd_req_t *req)
     emu_reply_err(req, &err);
     return;
   }
-  if (e->faults.latency_ms > 0) {
+  if (targeted && e->faults.latency_ms > 0) {
     delayed_t *d = kuala_calloc(1, sizeof *d);
     d->e = e;
     d->req = req;
@@ -1476,6 +1479,8 @@ static void admin_reply(kuala__httpd_req_t *req, emu_t *e)
   json_object_object_add(o, "errorCode", json_object_new_int(e->faults.error_code));
   json_object_object_add(o, "latencyMs", json_object_new_int(e->faults.latency_ms));
   json_object_object_add(o, "paused", json_object_new_boolean(e->faults.paused));
+  kuala_json_set_str(o, "matchPath", e->faults.match_path);
+  kuala_json_set_str(o, "matchMethod", e->faults.match_method);
   int watches = 0;
   for (emu_watch_t *w = e->watches; w; w = w->next) {
     watches++;
@@ -1499,6 +1504,15 @@ static int qint(kuala__httpd_req_t *req, const char *name, int lo, int hi, int *
   }
   *out = (int)x;
   return 1;
+}
+
+/* Optional targeting of error and latency faults: ?path=PREFIX&method=M. */
+static void set_match(emu_t *e, kuala__httpd_req_t *req)
+{
+  const char *p = kuala__httpd_query(req, "path");
+  const char *m = kuala__httpd_query(req, "method");
+  snprintf(e->faults.match_path, sizeof e->faults.match_path, "%s", p ? p : "");
+  snprintf(e->faults.match_method, sizeof e->faults.match_method, "%s", m ? m : "");
 }
 
 void emu_handle_admin(void *data, kuala__httpd_req_t *req)
@@ -1527,6 +1541,7 @@ void emu_handle_admin(void *data, kuala__httpd_req_t *req)
     }
     e->faults.error_percent = pct;
     e->faults.error_code = code;
+    set_match(e, req);
     admin_reply(req, e);
   } else if (strcmp(path, "/faults/latency") == 0 && strcmp(method, "POST") == 0) {
     if (qint(req, "ms", 0, 600000, &v) != 1) {
@@ -1534,6 +1549,7 @@ void emu_handle_admin(void *data, kuala__httpd_req_t *req)
       return;
     }
     e->faults.latency_ms = v;
+    set_match(e, req);
     admin_reply(req, e);
   } else if (strcmp(path, "/faults/pause") == 0 && strcmp(method, "POST") == 0) {
     e->faults.paused = 1;

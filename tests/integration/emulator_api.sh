@@ -183,6 +183,9 @@ curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/errors?percent=100&code
 c=$(curl -s -m 5 -D "$EMU_DIR/h" -o /dev/null -w '%{http_code}' "$EMU_URL$CM")
 expect_eq "injected 429" "$c" "429"
 expect_contains "Retry-After" "$(cat "$EMU_DIR/h")" "Retry-After: 1"
+curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/errors?percent=100&code=503&method=POST&path=/api/v1/namespaces/default/secrets" >/dev/null
+expect_eq "targeted fault hits its path and method" "$(code "$(api POST /api/v1/namespaces/default/secrets '{"metadata":{"name":"t"}}')")" "503"
+expect_eq "targeted fault spares other requests" "$(code "$(api GET /api/v1/namespaces/default/secrets)")" "200"
 curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/reset" >/dev/null
 curl -s -N -m 5 "$EMU_URL$CM?watch=true&timeoutSeconds=30" >"$EMU_DIR/w8" &
 wp=$!
