@@ -54,6 +54,7 @@ struct kuala_informer_s {
   rf_state_t state;
   int started, stopping, synced;
   char *last_rv;
+  size_t last_rv_cap; /* 0 until set_rv first grows it */
   char *continue_tok;
   void *list_h, *watch_h; /* outstanding source operations */
   int list_pending, watch_pending;

@@ -79,10 +79,16 @@ static uv_loop_t *loop_of(kuala_informer_t *inf)
 
 static void set_rv(kuala_informer_t *inf, const char *rv)
 {
-  if (rv && *rv && strcmp(rv, inf->last_rv) != 0) {
-    kuala_free(inf->last_rv);
-    inf->last_rv = kuala_strdup(rv);
+  if (!rv || !*rv) {
+    return;
   }
+  /* Called for every event: reuse the buffer instead of a strdup each. */
+  size_t len = strlen(rv);
+  if (len + 1 > inf->last_rv_cap) {
+    inf->last_rv_cap = len + 1 < 32 ? 32 : len + 1;
+    inf->last_rv = kuala_realloc(inf->last_rv, inf->last_rv_cap);
+  }
+  memcpy(inf->last_rv, rv, len + 1);
 }
 
 static const char *meta_str(json_object *obj, const char *key)

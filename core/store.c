@@ -79,6 +79,13 @@ typedef struct {
   void *data;
 } index_t;
 
+/* A primary-table slot keeps the hash beside the id so that probing does
+ * not touch the entries (one cache miss each) except on a hash match. */
+typedef struct {
+  uint32_t v; /* id + 1, 0 = empty */
+  uint32_t h;
+} pslot_t;
+
 struct kuala_store_s {
   kuala_store_opts_t opts;
   entry_t **ents;
@@ -86,7 +93,7 @@ struct kuala_store_s {
   uint32_t ents_hi; /* ids below this have been used */
   uint32_t *free_ids;
   uint32_t nfree, free_cap;
-  uint32_t *ptab; /* primary: id + 1, 0 = empty */
+  pslot_t *ptab; /* primary: id + 1 (0 = empty) and the key's hash */
   uint32_t pcap;
   uint32_t len;
   uint8_t mark;
@@ -338,67 +345,68 @@ static int e_is(const entry_t *e, const char *ns, size_t nslen, const char *name
 
 /* ---- primary table ---- */
 
-static uint32_t *ptab_find(const kuala_store_t *s, uint32_t h, const char *ns, size_t nslen,
-                           const char *name, size_t namelen)
+static pslot_t *ptab_find(const kuala_store_t *s, uint32_t h, const char *ns, size_t nslen,
+                          const char *name, size_t namelen)
 {
   if (s->pcap == 0) {
     return NULL;
   }
   uint32_t mask = s->pcap - 1;
-  for (uint32_t i = h & mask; s->ptab[i] != 0; i = (i + 1) & mask) {
-    const entry_t *e = s->ents[s->ptab[i] - 1];
-    if (e->hash == h && e_is(e, ns, nslen, name, namelen)) {
+  for (uint32_t i = h & mask; s->ptab[i].v != 0; i = (i + 1) & mask) {
+    if (s->ptab[i].h == h && e_is(s->ents[s->ptab[i].v - 1], ns, nslen, name, namelen)) {
       return &s->ptab[i];
     }
   }
   return NULL;
 }
 
-static void ptab_insert_raw(uint32_t *tab, uint32_t cap, uint32_t h, uint32_t v)
+static void ptab_insert_raw(pslot_t *tab, uint32_t cap, pslot_t in)
 {
   uint32_t mask = cap - 1;
-  uint32_t i = h & mask;
-  while (tab[i] != 0) {
+  uint32_t i = in.h & mask;
+  while (tab[i].v != 0) {
     i = (i + 1) & mask;
   }
-  tab[i] = v;
+  tab[i] = in;
 }
 
 static void ptab_insert(kuala_store_t *s, uint32_t id)
 {
   if ((s->len + 1) * 4 > s->pcap * 3) {
     uint32_t ncap = s->pcap ? s->pcap * 2 : 64;
-    uint32_t *nt = s_calloc(s, ncap, sizeof(uint32_t));
+    pslot_t *nt = s_calloc(s, ncap, sizeof(pslot_t));
     for (uint32_t i = 0; i < s->pcap; i++) {
-      if (s->ptab[i]) {
-        ptab_insert_raw(nt, ncap, s->ents[s->ptab[i] - 1]->hash, s->ptab[i]);
+      if (s->ptab[i].v) {
+        ptab_insert_raw(nt, ncap, s->ptab[i]);
       }
     }
     s_free(s, s->ptab);
     s->ptab = nt;
     s->pcap = ncap;
   }
-  ptab_insert_raw(s->ptab, s->pcap, s->ents[id]->hash, id + 1);
+  pslot_t in = {id + 1, s->ents[id]->hash};
+  ptab_insert_raw(s->ptab, s->pcap, in);
   s->len++;
 }
 
-static void ptab_remove(kuala_store_t *s, uint32_t *slot)
+static void ptab_remove(kuala_store_t *s, pslot_t *slot)
 {
   uint32_t mask = s->pcap - 1;
   uint32_t i = (uint32_t)(slot - s->ptab);
   for (uint32_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-    uint32_t w = s->ptab[j];
-    if (w == 0) {
+    pslot_t w = s->ptab[j];
+    if (w.v == 0) {
       break;
     }
-    uint32_t home = s->ents[w - 1]->hash & mask;
+    uint32_t home = w.h & mask;
     int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
     if (movable) {
       s->ptab[i] = w;
       i = j;
     }
   }
-  s->ptab[i] = 0;
+  s->ptab[i].v = 0;
+  s->ptab[i].h = 0;
   s->len--;
 }
 
@@ -1032,8 +1040,8 @@ int kuala__store_put_ex(kuala_store_t *s, json_object *obj, const char *raw, siz
   }
 
   uint32_t h = key_hash(ns, nslen, name, namelen);
-  uint32_t *slot = ptab_find(s, h, ns, nslen, name, namelen);
-  uint32_t old_id = slot ? *slot - 1 : 0;
+  pslot_t *slot = ptab_find(s, h, ns, nslen, name, namelen);
+  uint32_t old_id = slot ? slot->v - 1 : 0;
   if (slot && (flags & KUALA_STORE_SKIP_SAME_RV) && rvlen > 0) {
     entry_t *old = s->ents[old_id];
     if (old->rv_len == rvlen && memcmp(e_rv(old), rv, rvlen) == 0) {
@@ -1078,7 +1086,7 @@ int kuala__store_put_ex(kuala_store_t *s, json_object *obj, const char *raw, siz
   entry_link_nodes(s, id);
   if (slot) {
     entry_t *old = s->ents[old_id];
-    *slot = id + 1;
+    slot->v = id + 1;
     entry_unlink_nodes(old, old_id);
     if (cb) {
       kuala_obj_t ov, nv;
@@ -1119,10 +1127,10 @@ int kuala_store_put_json(kuala_store_t *s, const char *json, size_t len, int fla
   return rc;
 }
 
-static void remove_at(kuala_store_t *s, uint32_t *slot, kuala_store_change_cb cb, void *data,
+static void remove_at(kuala_store_t *s, pslot_t *slot, kuala_store_change_cb cb, void *data,
                       int unknown)
 {
-  uint32_t id = *slot - 1;
+  uint32_t id = slot->v - 1;
   entry_t *e = s->ents[id];
   ptab_remove(s, slot);
   entry_unlink_nodes(e, id);
@@ -1144,7 +1152,7 @@ int kuala_store_delete(kuala_store_t *s, const char *ns, const char *name, kuala
     ns = "";
   }
   size_t nslen = strlen(ns), namelen = strlen(name);
-  uint32_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
   if (!slot) {
     return KUALA_ENOTFOUND;
   }
@@ -1169,7 +1177,7 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
   if (!ns) {
     ns = "";
   }
-  uint32_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
   if (!slot) {
     return KUALA_ENOTFOUND;
   }
@@ -1179,7 +1187,7 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
   }
   /* Report the event's object (it carries the deletion's RV), stored the
    * way a put would store it; the entry goes after the callback. */
-  uint32_t id = *slot - 1;
+  uint32_t id = slot->v - 1;
   entry_t *e = s->ents[id];
   ptab_remove(s, slot);
   entry_unlink_nodes(e, id);
@@ -1241,7 +1249,7 @@ size_t kuala_store_replace_end(kuala_store_t *s, kuala_store_change_cb cb, void 
     entry_t *e = s->ents[gone[i]];
     size_t nslen;
     const char *ns = e_ns(e, &nslen);
-    uint32_t *slot = ptab_find(s, e->hash, ns, nslen, e_name(e), e->name_len);
+    pslot_t *slot = ptab_find(s, e->hash, ns, nslen, e_name(e), e->name_len);
     remove_at(s, slot, cb, data, 1);
   }
   kuala_free(gone);
@@ -1257,11 +1265,11 @@ int kuala_store_get(const kuala_store_t *s, const char *ns, const char *name, ku
     ns = "";
   }
   size_t nslen = strlen(ns), namelen = strlen(name);
-  uint32_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
   if (!slot) {
     return KUALA_ENOTFOUND;
   }
-  e_view(s->ents[*slot - 1], out);
+  e_view(s->ents[slot->v - 1], out);
   return 0;
 }
 
