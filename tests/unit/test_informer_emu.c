@@ -75,12 +75,9 @@ static void kill_emulators(void)
   }
 }
 
-static void env_init(env_t *e)
+static void emu_launch(env_t *e, const char *const *args)
 {
-  static const char *const args[] = {"--admin-port", "0", "--bookmark-interval", "200", "--history",
-                                     "64",           NULL};
-  memset(e, 0, sizeof(*e));
-  ck_assert_int_eq(uv_loop_init(&e->loop), 0);
+  memset(&e->emu, 0, sizeof e->emu);
   ck_assert_int_eq(emuproc_start(&e->emu, &e->loop, args), 0);
   if (n_emu_pids == 0) {
     atexit(kill_emulators);
@@ -88,13 +85,23 @@ static void env_init(env_t *e)
   if (n_emu_pids < 8) {
     emu_pids[n_emu_pids++] = e->emu.proc.pid;
   }
-  const char *needle = "admin listening on http://127.0.0.1:";
-  EMU_UNTIL(&e->loop, strstr(e->emu.buf, needle) != NULL, 5000);
-  const char *p = strstr(e->emu.buf, needle) + strlen(needle);
-  char url[64];
-  snprintf(url, sizeof url, "http://127.0.0.1:%ld", strtol(p, NULL, 10));
+  EMU_UNTIL(&e->loop, e->emu.admin_port != 0, 5000);
+  e->admin = client_for(&e->loop, e->emu.admin_url);
+}
+
+static void env_init_args(env_t *e, const char *const *args)
+{
+  memset(e, 0, sizeof(*e));
+  ck_assert_int_eq(uv_loop_init(&e->loop), 0);
+  emu_launch(e, args);
   e->c = client_for(&e->loop, e->emu.url);
-  e->admin = client_for(&e->loop, url);
+}
+
+static void env_init(env_t *e)
+{
+  static const char *const args[] = {"--admin-port", "0", "--bookmark-interval", "200", "--history",
+                                     "64",           NULL};
+  env_init_args(e, args);
 }
 
 static void env_done(env_t *e)
@@ -455,6 +462,64 @@ static void g_stop(void *src, void *h)
 
 static const kuala_lw_source_t gate_source = {g_list, g_cancel, g_watch, g_stop};
 
+START_TEST(test_informer_emu_restart_with_data_dir_resumes)
+{
+  char dir[] = "/tmp/kuala-inf-emu.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  const char *args[] = {"--admin-port", "0", "--data-dir", dir, NULL};
+  env_t e;
+  env_init_args(&e, args);
+  make_ns(&e, "rs");
+  create_many(&e, "rs", "r", "rs", 50);
+  kuala_informers_t *f;
+  ck_assert_int_eq(kuala_informers_new_client(&f, &e.loop, e.c), 0);
+  kuala_informer_key_t key = {"", "v1", "configmaps", "rs", NULL, NULL, 0};
+  kuala_informer_opts_t o;
+  kuala_informer_opts_init(&o);
+  o.backoff_base_ms = 20;
+  o.backoff_max_ms = 200;
+  rec_t rec;
+  memset(&rec, 0, sizeof rec);
+  kuala_informer_reg_t *reg;
+  ck_assert_int_eq(kuala_informers_add_handler(&reg, f, &key, &o, &H, &rec), 0);
+  kuala_informer_t *inf = kuala_informer_reg_informer(reg);
+  wait_synced(&e, inf);
+  ck_assert_int_eq(rec.adds, 50);
+
+  /* Stop the emulator: the informer keeps retrying with backoff. */
+  char port[16];
+  snprintf(port, sizeof port, "%d", e.emu.port);
+  kuala_client_close(e.admin);
+  emuproc_stop(&e.emu, &e.loop);
+  EMU_UNTIL(&e.loop, e.emu.closed == 2, 10000);
+  EMU_UNTIL(&e.loop, stats(inf).backoffs >= 2, 10000);
+  /* Same port, same data: the informer resumes, with no spurious events. */
+  const char *again[] = {"--port", port, "--admin-port", "0", "--data-dir", dir, NULL};
+  emu_launch(&e, again);
+  EMU_UNTIL(&e.loop, faults(&e, "watches") == 1, 10000);
+  ck_assert_int_eq(rec.adds, 50);
+  ck_assert_int_eq(rec.updates, 0);
+  ck_assert_int_eq(rec.deletes, 0);
+  ct_result_t r;
+  ck_assert_int_eq(call(&e, e.c, "POST", "/api/v1/namespaces/rs/configmaps",
+                        "{\"metadata\":{\"name\":\"after-restart\"}}", &r),
+                   0);
+  ct_result_free(&r);
+  EMU_UNTIL(&e.loop, rec.adds == 51, 10000);
+  ck_assert_uint_eq(kuala_store_len(kuala_informer_store(inf)), 51);
+  ck_assert_int_eq(rec.deletes, 0);
+
+  kuala_informer_reg_remove(reg);
+  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 0, 5000);
+  kuala_informers_close(f);
+  kuala_buf_free(&rec.log);
+  env_done(&e);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(test_informer_emu_410_relist_tombstones)
 {
   env_t e;
@@ -549,6 +614,7 @@ int main(void)
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, test_informer_emu_sync_share_order_selectors_resume_stop);
   tcase_add_test(tc, test_informer_emu_410_relist_tombstones);
+  tcase_add_test(tc, test_informer_emu_restart_with_data_dir_resumes);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
