@@ -102,6 +102,7 @@ struct kuala_bundle_s {
   int in_lua;          /* Lua code of this VM is running (no re-entry) */
   int mem_over;        /* past the cap, within the grace: the hook will raise */
   int mem_tripped;     /* the hook raised the memory error */
+  int closing;         /* kuala_bundle_close is running */
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
   kuala_bundle_t *prev, *next;
@@ -1251,6 +1252,10 @@ int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char
 {
   if (!b || !controller || !name || !done)
     return KUALA_EINVAL;
+  if (b->closing)
+    return KUALA_ESHUTDOWN;
+  if (b->in_lua) /* called from inside this VM (a backend callback) */
+    return KUALA_EBUSY;
   size_t i;
   for (i = 0; i < b->ncontrollers; i++) {
     if (strcmp(b->controllers[i], controller) == 0)
@@ -1300,8 +1305,9 @@ size_t kuala_bundle_active(const kuala_bundle_t *b)
 
 void kuala_bundle_close(kuala_bundle_t *b)
 {
-  if (!b)
+  if (!b || b->closing)
     return;
+  b->closing = 1;
   kuala_runtime_t *rt = b->rt;
   char msg[256];
   snprintf(msg, sizeof msg, "bundle %s: closed while the reconcile was running", b->name);

@@ -189,8 +189,10 @@ typedef void (*kuala_reconcile_done_cb)(void *data, const kuala_reconcile_result
 
 /* Run controller `controller`'s reconcile for ns/name in a new coroutine.
  * `done` runs exactly once: possibly before this returns (the reconcile made
- * no API call that had to wait), else from the loop. Returns KUALA_ENOENT when
- * the controller does not exist (done never runs). */
+ * no API call that had to wait), else from the loop. On failure done never
+ * runs: KUALA_ENOENT (no such controller), KUALA_ESHUTDOWN (the bundle is
+ * closing), KUALA_EBUSY (called while Lua of this bundle runs, e.g. from a
+ * backend callback inside call_start). */
 int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char *ns,
                            const char *name, kuala_reconcile_done_cb done, void *data);
 

@@ -62,16 +62,21 @@ local function target(self, what, name, namespace)
     return what.apiVersion, what.kind, md.namespace, md.name
   end
   local api_version, kind = util.parse_type(what)
-  if namespace == nil then namespace = self.req.namespace end
+  if namespace == false then
+    namespace = nil -- a cluster-scoped type
+  elseif namespace == nil then
+    namespace = self.req.namespace
+  end
   return api_version, kind, namespace, name
 end
 
 --- Read one object from the cache: `ctx:get(req)` for the primary,
 --- `ctx:get("apps/v1/Deployment", name[, namespace])` for another type
---- (namespace defaults to the request's).
+--- (namespace defaults to the request's; pass false for cluster-scoped
+--- types such as "v1/Namespace").
 ---@param what kuala.Request|string
 ---@param name string|nil
----@param namespace string|nil
+---@param namespace string|false|nil
 ---@return table|nil obj
 ---@return string|nil err
 function Context:get(what, name, namespace)
@@ -84,7 +89,8 @@ function Context:get(what, name, namespace)
 end
 
 --- List objects of a type from the cache.
---- opts: namespace (default: the request's), all_namespaces, labels
+--- opts: namespace (default: the request's; false for cluster-scoped
+--- types), all_namespaces, labels
 --- ({app = "x"}), selector ("app=x,tier!=db"), index + value.
 ---@param type_ string "apps/v1/Deployment"
 ---@param opts table|nil
@@ -103,7 +109,7 @@ function Context:list(type_, opts)
   end
   local ns = opts.namespace
   if ns == nil and not opts.all_namespaces then ns = self.req.namespace end
-  if opts.all_namespaces then ns = nil end
+  if opts.all_namespaces or ns == false then ns = nil end
   return self._backend:list({ api_version = api_version, kind = kind, namespace = ns,
                               selector = selector, index = opts.index, value = opts.value })
 end

@@ -41,6 +41,8 @@ typedef struct fake_s {
   int last_verb;
   char last_sub[16];
   fake_call_t *pending;
+  kuala_bundle_t *reenter; /* call_start tries to start a reconcile of it */
+  int reenter_rc;
 } fake_t;
 
 static const char *CACHED_APP =
@@ -91,6 +93,12 @@ static void fake_timer_fired(uv_timer_t *t)
   uv_close((uv_handle_t *)t, fake_timer_closed);
 }
 
+static void never_done(void *data, const kuala_reconcile_result_t *res)
+{
+  (void)data, (void)res;
+  ck_abort_msg("a refused reconcile must not call back");
+}
+
 static int fake_call_start(void *self, const kuala_call_t *call, kuala_call_done_cb done,
                            void *data, void **handle)
 {
@@ -102,6 +110,9 @@ static int fake_call_start(void *self, const kuala_call_t *call, kuala_call_done
   snprintf(f->last_manager, sizeof f->last_manager, "%s",
            call->field_manager ? call->field_manager : "");
   snprintf(f->last_sub, sizeof f->last_sub, "%s", call->subresource ? call->subresource : "");
+  if (f->reenter) {
+    f->reenter_rc = kuala_bundle_reconcile(f->reenter, "c", "ns1", "web", never_done, NULL);
+  }
   fake_call_t *fc = kuala_calloc(1, sizeof *fc);
   fc->done = done;
   fc->data = data;
@@ -389,6 +400,52 @@ START_TEST(test_lua_runtime_many_reconciles_leak_no_references)
   ck_assert_str_eq(f.last_body, "{\"spec\":{\"x\":null}}");
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
   ck_assert_uint_eq(kuala_bundle_active(b), 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
+typedef struct {
+  result_t r;
+  kuala_bundle_t *b;
+} close_ctx_t;
+
+static void close_in_done(void *data, const kuala_reconcile_result_t *res)
+{
+  close_ctx_t *c = data;
+  on_done(&c->r, res);
+  kuala_bundle_close(c->b); /* the bundle is closing already: a no-op */
+}
+
+START_TEST(test_lua_runtime_reentry_and_close_from_callback)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  f.mode = ANSWER_NEVER;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "reenter",
+                    CONTROLLER("ctx:create({ apiVersion = 'v1', kind = 'ConfigMap', metadata "
+                               "= { name = 'x' } })"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  /* A backend that starts a reconcile of the same bundle from inside
+   * call_start (while its Lua runs) is refused. */
+  f.reenter = b;
+  close_ctx_t first = {{0}, b}, second = {{0}, b};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", close_in_done, &first), 0);
+  ck_assert_int_eq(f.reenter_rc, KUALA_EBUSY);
+  f.reenter = NULL;
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", close_in_done, &second), 0);
+  ck_assert_uint_eq(kuala_bundle_active(b), 2);
+  /* The first cancellation callback closes the bundle again: no double free,
+   * and the second reconcile still gets its one callback. */
+  kuala_bundle_close(b);
+  ck_assert_int_eq(first.r.calls, 1);
+  ck_assert_int_eq(second.r.calls, 1);
+  ck_assert_int_eq(first.r.err, KUALA_ECANCELED);
+  ck_assert_int_eq(second.r.err, KUALA_ECANCELED);
   teardown(&loop, rt);
 }
 END_TEST
@@ -759,6 +816,7 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_deadline_cancels_pending_call);
   tcase_add_test(tc, test_lua_runtime_close_cancels_running_reconciles);
   tcase_add_test(tc, test_lua_runtime_many_reconciles_leak_no_references);
+  tcase_add_test(tc, test_lua_runtime_reentry_and_close_from_callback);
   tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_jit_loop);
   tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_load);
   tcase_add_test(tc, test_lua_runtime_memory_cap_fails_alone);

@@ -114,6 +114,18 @@ describe("kuala.testing", function()
     assert(cluster:reconcile("apps", { namespace = "ns", name = "web" }))
   end)
 
+  it("reads cluster-scoped objects with namespace = false", function()
+    local found
+    kuala.controller { name = "apps", watch = APP, reconcile = function(ctx)
+      found = { ctx:get("v1/Namespace", "prod", false) ~= nil,
+                ctx:get("v1/Namespace", "prod") ~= nil,
+                #ctx:list("v1/Namespace", { namespace = false }) }
+    end }
+    cluster:seed({ apiVersion = "v1", kind = "Namespace", metadata = { name = "prod" } })
+    assert(cluster:reconcile("apps", { namespace = "ns", name = "a" }))
+    assert.same({ true, false, 1 }, found)
+  end)
+
   it("lists from the cache by namespace and labels", function()
     local names
     kuala.controller { name = "apps", watch = APP, reconcile = function(ctx)
