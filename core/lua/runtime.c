@@ -90,6 +90,8 @@ struct kuala_bundle_s {
   lua_State *L;
   size_t mem_used;
   size_t mem_limit;
+  uint32_t cpu_budget_ms;
+  uint32_t deadline_ms;
   int enforce; /* the cap applies (off while C pushes results) */
   bfile_t *files;
   size_t nfiles;
@@ -883,7 +885,7 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
     if (cut)
       *cut = 0;
     snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
-             what, b->rt->cpu_budget_ms, at);
+             what, b->cpu_budget_ms, at);
     return KUALA_ETIMEDOUT;
   }
   if (status == LUA_ERRMEM || b->mem_tripped) {
@@ -977,6 +979,8 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
   b->rt = rt;
   b->name = kuala_strdup(name);
   b->mem_limit = rt->memory_limit;
+  b->cpu_budget_ms = rt->cpu_budget_ms;
+  b->deadline_ms = rt->deadline_ms;
   kuala_buf_init(&b->scratch, KUALA__LUA_JSON_MAX);
   kuala_buf_init(&b->answer, 0);
   b->files = kuala_calloc(nfiles ? nfiles : 1, sizeof *b->files);
@@ -1019,7 +1023,7 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
   lua_State *co = lua_newthread(L);
   lua_pushcfunction(co, run_entry);
   lua_pushstring(co, entry);
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)rt->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
   int st = lua_resume(co, 1);
   int tripped = 0;
   kuala__lua_cpu_leave(rt->cpu, co, &tripped);
@@ -1199,7 +1203,7 @@ static void task_resume(task_t *t, int nargs)
 {
   kuala_bundle_t *b = t->b;
   kuala_runtime_t *rt = b->rt;
-  int64_t budget = (int64_t)rt->cpu_budget_ms * 1000000 - t->cpu_used_ns;
+  int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
   int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget);
@@ -1214,7 +1218,7 @@ static void task_resume(task_t *t, int nargs)
   if (st == LUA_YIELD && t->op && !tripped) {
     if (!t->timer) {
       uint64_t elapsed = uv_now(rt->loop) - t->started_ms;
-      uint64_t left = elapsed >= rt->deadline_ms ? 0 : rt->deadline_ms - elapsed;
+      uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
       t->timer = kuala_malloc(sizeof *t->timer);
       uv_timer_init(rt->loop, t->timer);
       t->timer->data = t;
@@ -1233,12 +1237,12 @@ static void task_resume(task_t *t, int nargs)
     if (t->expired && !tripped) {
       code = KUALA_ETIMEDOUT;
       snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
-               rt->deadline_ms);
+               b->deadline_ms);
     }
     task_finish(t, code, msg, 0);
   } else if (t->expired) {
     snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
-             rt->deadline_ms);
+             b->deadline_ms);
     task_finish(t, KUALA_ETIMEDOUT, msg, 0);
   } else {
     double requeue = lua_isnumber(t->co, -1) ? lua_tonumber(t->co, -1) : 0;
@@ -1337,6 +1341,19 @@ const char *kuala_bundle_controller_name(const kuala_bundle_t *b, size_t i)
   return i < b->ncontrollers ? b->controllers[i] : NULL;
 }
 
+int kuala_bundle_set_limits(kuala_bundle_t *b, const kuala_bundle_limits_t *limits)
+{
+  if (!b || !limits)
+    return KUALA_EINVAL;
+  if (limits->memory_limit)
+    b->mem_limit = limits->memory_limit;
+  if (limits->cpu_budget_ms)
+    b->cpu_budget_ms = limits->cpu_budget_ms;
+  if (limits->deadline_ms)
+    b->deadline_ms = limits->deadline_ms;
+  return 0;
+}
+
 size_t kuala_bundle_memory(const kuala_bundle_t *b)
 {
   return b->mem_used;
@@ -1376,7 +1393,7 @@ static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **o
   if (arg >= 0)
     lua_pushinteger(co, arg);
   kuala_runtime_t *rt = b->rt;
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)rt->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
   b->in_lua++;
   int st = lua_resume(co, arg >= 0 ? 1 : 0);
   b->in_lua--;
@@ -1507,7 +1524,7 @@ static int vm_run(kuala_bundle_t *b, lua_CFunction fn, vmcall_t *c, const char *
     return KUALA_EBUSY;
   kuala_runtime_t *rt = b->rt;
   lua_State *L = b->L;
-  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)rt->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000);
   b->in_lua++;
   int st = lua_cpcall(L, fn, c);
   b->in_lua--;

@@ -166,6 +166,15 @@ int kuala_bundle_map(kuala_bundle_t *b, const char *controller, size_t index, co
 int kuala_bundle_predicate(kuala_bundle_t *b, const char *controller, const char *type,
                            const char *old, size_t old_len, const char *json, size_t len);
 
+/* Limits of one bundle; 0 keeps the current value (the runtime's defaults
+ * at load). They apply to the next reconcile, predicate or map call. */
+typedef struct {
+  size_t memory_limit;    /* bytes */
+  uint32_t cpu_budget_ms; /* CPU per reconcile / call */
+  uint32_t deadline_ms;   /* wall clock per reconcile */
+} kuala_bundle_limits_t;
+int kuala_bundle_set_limits(kuala_bundle_t *b, const kuala_bundle_limits_t *limits);
+
 /* Bytes the bundle VM holds now. */
 size_t kuala_bundle_memory(const kuala_bundle_t *b);
 

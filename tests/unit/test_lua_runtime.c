@@ -552,6 +552,34 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
 }
 END_TEST
 
+START_TEST(test_lua_runtime_limits_per_bundle)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL); /* defaults: 64 MiB, 1000 ms */
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "tight",
+                    CONTROLLER("if req.name == 'spin' then while true do end end\n"
+                               "local t = {}\n"
+                               "for i = 1, 1e9 do t[i] = {} end"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  kuala_bundle_limits_t lim = {8u << 20, 50, 0};
+  ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
+  result_t r = {0}, m = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "spin", on_done, &r), 0);
+  ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
+  ck_assert_msg(strstr(r.message, "CPU budget of 50 ms") != NULL, "%s", r.message);
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
+  ck_assert_int_eq(m.err, KUALA_ENOMEM);
+  ck_assert_msg(strstr(m.message, "memory limit of 8388608 bytes") != NULL, "%s", m.message);
+  ck_assert_int_eq(kuala_bundle_set_limits(b, NULL), KUALA_EINVAL);
+  teardown(&loop, rt);
+}
+END_TEST
+
 /* ---- sandbox ------------------------------------------------------------ */
 
 static void expect_load_error(kuala_runtime_t *rt, const char *name, const char *src,
@@ -820,6 +848,7 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_jit_loop);
   tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_load);
   tcase_add_test(tc, test_lua_runtime_memory_cap_fails_alone);
+  tcase_add_test(tc, test_lua_runtime_limits_per_bundle);
   tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
   tcase_add_test(tc, test_lua_runtime_json_round_trip);
   tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
