@@ -12,6 +12,15 @@ emu_start --history 32 --admin-port 0
 CM=/api/v1/namespaces/default/configmaps
 
 code() { echo "${1%% *}"; }
+# wait_code PATH CODE: poll a GET until it answers CODE (10 s at most).
+wait_code() {
+  local i
+  for i in $(seq 1 100); do
+    [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$EMU_URL$1")" = "$2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 body() { echo "${1#* }"; }
 
 # ---- Status errors ----
@@ -153,14 +162,14 @@ r=$(api POST $CM '{"metadata":{"name":"owner"}}')
 ouid=$(body "$r" | jq -r .metadata.uid)
 api POST $CM "{\"metadata\":{\"name\":\"dep\",\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"owner\",\"uid\":\"$ouid\"}]}}" >/dev/null
 api DELETE $CM/owner >/dev/null
-sleep 0.5
+wait_code $CM/dep 404
 expect_eq "background GC deletes the dependent" "$(code "$(api GET $CM/dep)")" "404"
 r=$(api POST $CM '{"metadata":{"name":"owner2"}}')
 ouid=$(body "$r" | jq -r .metadata.uid)
 api POST $CM "{\"metadata\":{\"name\":\"dep2\",\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"owner2\",\"uid\":\"$ouid\"}]}}" >/dev/null
 r=$(api DELETE $CM/owner2 '{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Orphan"}')
 expect_eq "orphan adds the finalizer" "$(body "$r" | jq -r '.metadata.finalizers[0]')" "orphan"
-sleep 0.5
+wait_code $CM/owner2 404
 expect_eq "orphan: owner gone" "$(code "$(api GET $CM/owner2)")" "404"
 expect_eq "orphan: dependent kept without the reference" "$(body "$(api GET $CM/dep2)" | jq -r '.metadata.ownerReferences // "none"')" "none"
 r=$(api POST $CM '{"metadata":{"name":"owner3"}}')
@@ -171,7 +180,7 @@ expect_eq "foreground adds the finalizer" "$(body "$r" | jq -r '.metadata.finali
 sleep 0.5
 expect_eq "foreground: owner waits for a blocking dependent" "$(code "$(api GET $CM/owner3)")" "200"
 api PATCH $CM/dep3 '[{"op":"remove","path":"/metadata/finalizers"}]' application/json-patch+json >/dev/null
-sleep 0.5
+wait_code $CM/owner3 404
 expect_eq "foreground: dependent gone" "$(code "$(api GET $CM/dep3)")" "404"
 expect_eq "foreground: owner gone" "$(code "$(api GET $CM/owner3)")" "404"
 

@@ -120,22 +120,24 @@ expect_contains "replace with a stale RV conflicts" "$out" "the object has been 
 # Bounded watch: sees a change made while it runs.
 $K get cm -w -o name >"$EMU_DIR/watch.out" 2>&1 &
 wpid=$!
-sleep 1.5
+wait_lines "$EMU_DIR/watch.out" "configmap/cm-b" 1
+sleep 0.5 # the watch request follows the list
 $K create -f - >/dev/null <<'EOF'
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: cm-watched}
 EOF
-sleep 1.5
+wait_lines "$EMU_DIR/watch.out" "configmap/cm-watched" 1
 kill $wpid 2>/dev/null; wait $wpid 2>/dev/null
 expect_contains "get -w sees the new object" "$(cat "$EMU_DIR/watch.out")" "configmap/cm-watched"
 
 # Human-readable watch (Tables on list and watch alike).
 $K get ct -w >"$EMU_DIR/watch2.out" 2>&1 &
 wpid=$!
-sleep 1.5
+wait_lines "$EMU_DIR/watch2.out" "my-cron" 1
+sleep 0.5 # the watch request follows the list
 $K patch ct my-cron --type=merge -p '{"spec":{"replicas":5}}' >/dev/null
-sleep 1.5
+wait_lines "$EMU_DIR/watch2.out" "my-cron" 2
 kill $wpid 2>/dev/null; wait $wpid 2>/dev/null
 expect_eq "get -w prints the table header once and a row per event" \
   "$(awk '{print $1}' "$EMU_DIR/watch2.out" | tr '\n' ' ')" "NAME my-cron my-cron "

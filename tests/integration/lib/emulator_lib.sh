@@ -89,6 +89,17 @@ api() {
   cat "$EMU_DIR/resp"
 }
 
+# wait_lines FILE PATTERN COUNT [SECONDS]: until FILE has COUNT lines
+# matching PATTERN (grep -c), or the time is up.
+wait_lines() {
+  local i
+  for i in $(seq 1 $((${4:-15} * 10))); do
+    if [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "$3" ]; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
 finish() {
   echo "$STEPS checks, $FAILS failures"
   [ "$FAILS" -eq 0 ]
