@@ -80,7 +80,7 @@ size_t kuala_informers_count(const kuala_informers_t *f)
 
 static void registry_maybe_free(kuala_informers_t *f)
 {
-  if (f->closing && f->informers.len == 0) {
+  if (f->closing && f->alive == 0) {
     kuala__map_free(&f->informers);
     if (f->owned_src) {
       kuala__informer_client_source_free(f->owned_src);
@@ -199,6 +199,7 @@ void kuala__informer_maybe_free(kuala_informer_t *inf)
   }
   kuala_informers_t *f = inf->f;
   kuala__map_del(&f->informers, inf->keystr, strlen(inf->keystr));
+  f->alive--;
   for (size_t i = 0; i < inf->nregs; i++) {
     kuala_free(inf->regs[i]);
   }
@@ -368,6 +369,7 @@ static kuala_informer_t *informer_create(kuala_informers_t *f, const kuala_infor
   inf->resync_timer.data = inf;
   inf->handles_open = 2;
   kuala__map_put(&f->informers, inf->keystr, strlen(inf->keystr), inf);
+  f->alive++;
   return inf;
 }
 

@@ -79,6 +79,7 @@ struct kuala_informers_s {
   const kuala_lw_source_t *src;
   void *src_data;
   kuala__map_t informers; /* keystr -> kuala_informer_t */
+  size_t alive;           /* informers not yet freed (stopping ones too) */
   int closing;
   void *owned_src; /* client binding state, freed with the registry */
 };

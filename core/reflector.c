@@ -244,11 +244,17 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
     return;
   }
   kuala__informer_set_synced(inf);
+  if (inf->stopping) {
+    return; /* a sync waiter removed the last handler */
+  }
   start_watch(inf);
 }
 
 static void list_page(kuala_informer_t *inf)
 {
+  if (inf->stopping) {
+    return;
+  }
   kuala_lw_opts_t o;
   memset(&o, 0, sizeof o);
   o.limit = (long)inf->opts.page_size;
@@ -392,6 +398,9 @@ static void on_done(void *data, int err)
 
 static void start_watch(kuala_informer_t *inf)
 {
+  if (inf->stopping) {
+    return;
+  }
   kuala_lw_opts_t o;
   memset(&o, 0, sizeof o);
   o.allow_watch_bookmarks = 1;

@@ -151,6 +151,18 @@ START_TEST(test_informer_last_handler_stops_the_watch)
   kuala_informer_reg_remove(g1);
   ck_assert_int_eq(fake.cancels, 1);
   RUN_UNTIL(&loop, kuala_informers_count(f) == 0);
+  /* Re-registering while the old informer still closes gets a fresh one;
+   * closing the registry then waits for both (ASan checks the frees). */
+  fake.multi = 1;
+  kuala_informers_add_handler(&g1, f, &k, NULL, &H, &r1);
+  fake_list_reply(&fake, PAGE);
+  kuala_informer_t *old = kuala_informer_reg_informer(g1);
+  kuala_informer_reg_remove(g1);
+  ck_assert_int_eq(fake.stops, 2);
+  ck_assert_int_eq(kuala_informers_add_handler(&g2, f, &k, NULL, &H, &r2), 0);
+  ck_assert_ptr_ne(kuala_informer_reg_informer(g2), old);
+  ck_assert_int_eq(fake.list_calls, 4);
+  ck_assert_uint_eq(kuala_informers_count(f), 1);
   finish(&loop, f, &fake);
 }
 END_TEST
