@@ -41,10 +41,11 @@
 #include "lrt_cpu.h"
 
 char kuala__lua_key_bundle;
-static char key_loaded;  /* registry: modules loaded by require */
-static char key_core;    /* registry: the kuala.core table */
-static char key_jit;     /* registry: the jit library (not visible to bundles) */
-static char key_loading; /* sentinel value while a module loads */
+static char key_loaded;   /* registry: modules loaded by require */
+static char key_core;     /* registry: the kuala.core table */
+static char key_jit;      /* registry: the jit library (not visible to bundles) */
+static char key_loading;  /* sentinel value while a module loads */
+static char key_api_mark; /* yielded by an API call that waits */
 
 #define DEFAULT_MEMORY (64u << 20)
 #define DEFAULT_CPU_MS 1000
@@ -198,13 +199,17 @@ static void where(lua_State *co, char *out, size_t outlen)
 
 static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
 {
-  if (b->current == NULL || b->current->co != L) {
+  /* While a task runs, any running thread of the VM is the task's coroutine
+   * or a coroutine it resumed (through the sandbox's resume, which forwards
+   * API waits upward). */
+  if (b->current == NULL) {
     luaL_error(L,
                "%s cannot be called here: API calls wait for the server, which is only "
-               "possible inside a reconcile (not at module top level, in predicates, map "
-               "functions or a coroutine of your own)",
+               "possible inside a reconcile (not at module top level, in predicates or map "
+               "functions)",
                what);
   }
+  (void)L;
   return b->current;
 }
 
@@ -230,6 +235,7 @@ static void op_done(void *data, int err, const char *json, size_t len)
   if (t->expired)
     err = KUALA_ETIMEDOUT;
   b->enforce = 0;
+  lua_settop(t->co, 0); /* drop the yielded mark */
   lua_pushinteger(t->co, err);
   if (json && !t->expired) {
     lua_pushlstring(t->co, json, len);
@@ -305,7 +311,10 @@ static int l_core_call(lua_State *L)
     return 2;
   }
   t->op = op;
-  return lua_yield(L, 0);
+  /* The mark lets the sandbox's coroutine.resume tell an API wait of a
+   * nested coroutine from an ordinary yield and pass it upward. */
+  lua_pushlightuserdata(L, &key_api_mark);
+  return lua_yield(L, 1);
 }
 
 static void push_query(lua_State *L, kuala_cache_query_t *q)
@@ -859,6 +868,40 @@ static int build_sandbox(lua_State *L)
   lua_pushstring(L, b->name);
   lua_setfield(L, -2, "bundle");
   lua_rawset(L, LUA_REGISTRYINDEX);
+
+  /* coroutine.resume/wrap that forward API waits of nested coroutines to
+   * the reconcile's coroutine (the scheduler only resumes that one). */
+  static const char wrappers[] =
+      "local raw_resume, raw_yield, status, create, MARK = ...\n"
+      "local function step(co, ok, ...)\n"
+      "  if ok and (...) == MARK and status(co) == 'suspended' then\n"
+      "    return step(co, raw_resume(co, raw_yield(MARK)))\n"
+      "  end\n"
+      "  return ok, ...\n"
+      "end\n"
+      "local function resume(co, ...) return step(co, raw_resume(co, ...)) end\n"
+      "local function unwrap(ok, ...)\n"
+      "  if not ok then error((...), 0) end\n"
+      "  return ...\n"
+      "end\n"
+      "local function wrap(f)\n"
+      "  local co = create(f)\n"
+      "  return function(...) return unwrap(resume(co, ...)) end\n"
+      "end\n"
+      "return resume, wrap\n";
+  lua_getfield(L, g, "coroutine");
+  int co_lib = lua_gettop(L);
+  if (luaL_loadbuffer(L, wrappers, sizeof wrappers - 1, "=kuala.coroutine"))
+    lua_error(L);
+  lua_getfield(L, co_lib, "resume");
+  lua_getfield(L, co_lib, "yield");
+  lua_getfield(L, co_lib, "status");
+  lua_getfield(L, co_lib, "create");
+  lua_pushlightuserdata(L, &key_api_mark);
+  lua_call(L, 5, 2);
+  lua_setfield(L, co_lib, "wrap");
+  lua_setfield(L, co_lib, "resume");
+  lua_pop(L, 1);
 
   /* Lock the globals. */
   lua_createtable(L, 0, 1);

@@ -409,6 +409,57 @@ typedef struct {
   kuala_bundle_t *b;
 } close_ctx_t;
 
+START_TEST(test_lua_runtime_api_calls_inside_user_coroutines)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  f.mode = ANSWER_LATER;
+  kuala_bundle_t *b;
+  char *err = NULL;
+  /* A generator that waits on the API inside coroutine.wrap, a
+   * coroutine.resume loop with ordinary yields mixed in, and a bare
+   * coroutine.yield in the reconcile itself (refused). */
+  int rc = load_one(
+      &b, rt, "coros",
+      CONTROLLER("if req.name == 'bare' then coroutine.yield() end\n"
+                 "local gen = coroutine.wrap(function()\n"
+                 "  for i = 1, 3 do\n"
+                 "    local out = assert(ctx:create({ apiVersion = 'v1', kind = 'ConfigMap',\n"
+                 "      metadata = { name = 'cm' .. i } }))\n"
+                 "    coroutine.yield(out.metadata.name .. i)\n"
+                 "  end\n"
+                 "end)\n"
+                 "assert(gen() == 'reply1' and gen() == 'reply2' and gen() == 'reply3')\n"
+                 "local co = coroutine.create(function(a)\n"
+                 "  local b2 = coroutine.yield(a + 1)\n"
+                 "  assert(ctx:delete({ apiVersion = 'v1', kind = 'ConfigMap', metadata = { name "
+                 "= 'x' } }))\n"
+                 "  return b2 * 2\n"
+                 "end)\n"
+                 "local ok, v = coroutine.resume(co, 1)\n"
+                 "assert(ok and v == 2)\n"
+                 "ok, v = coroutine.resume(co, 21)\n"
+                 "assert(ok and v == 42 and coroutine.status(co) == 'dead')\n"
+                 "return { requeue_after = 3 }"),
+      &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0}, bare = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bare", on_done, &bare), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_msg(r.calls == 1 && r.err == 0, "%d %s", r.err, r.message);
+  ck_assert(r.requeue == 3.0);
+  ck_assert_int_eq(f.started, 4);
+  ck_assert_int_eq(bare.calls, 1);
+  ck_assert_int_eq(bare.err, KUALA_EINVAL);
+  ck_assert_msg(strstr(bare.message, "yielded outside an API call") != NULL, "%s", bare.message);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  teardown(&loop, rt);
+}
+END_TEST
+
 static void close_in_done(void *data, const kuala_reconcile_result_t *res)
 {
   close_ctx_t *c = data;
@@ -845,6 +896,7 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_close_cancels_running_reconciles);
   tcase_add_test(tc, test_lua_runtime_many_reconciles_leak_no_references);
   tcase_add_test(tc, test_lua_runtime_reentry_and_close_from_callback);
+  tcase_add_test(tc, test_lua_runtime_api_calls_inside_user_coroutines);
   tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_jit_loop);
   tcase_add_test(tc, test_lua_runtime_cpu_budget_stops_load);
   tcase_add_test(tc, test_lua_runtime_memory_cap_fails_alone);
