@@ -1,11 +1,12 @@
 /*
  * cpu.c: the CPU budget watchdog (see lrt_cpu.h for the mechanism).
  *
- * Threads: `enter`, `leave`, `forget` and the hook run on the loop thread;
- * the watchdog thread only reads `running`, `clock` and `deadline_ns` and
- * calls lua_sethook, all under `mu`, so it never touches a VM that is not
- * running Lua right now (leave clears `running` under the same lock before
- * the VM can be closed).
+ * Threads: `enter`, `leave`, `forget`, the hook and the signal handler run
+ * on the loop thread; the watchdog thread only reads `running`, `clock`,
+ * `deadline_ns` and `loop` under `mu` and sends a signal (SIGRTMIN+4) to
+ * the loop thread, whose handler calls lua_sethook on the VM that runs
+ * there (`sig_L`, written by the loop thread only). No thread but the loop
+ * thread ever touches a lua_State.
  *
  * A hook can arrive late (the watchdog saw the old slice): it re-reads the
  * clock and removes itself when the current slice is still within budget.
@@ -19,6 +20,7 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +42,8 @@ struct kuala__lua_cpu_s {
   int hooked;
   int tripped;
   kuala__lua_cpu_mem_cb over_memory; /* asked by the hook; may be NULL */
+  pthread_t loop;                    /* the thread that runs Lua */
+  lua_State *volatile sig_L;         /* what the signal handler hooks */
 };
 
 /* The slice running on this thread (for the hook). */
@@ -89,13 +93,39 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
   raise_here(L, "CPU budget exceeded");
 }
 
+/* Runs on the loop thread, interrupting Lua: the case LuaJIT documents
+ * lua_sethook as safe for. It only reads what the loop thread itself wrote. */
+static void on_signal(int sig)
+{
+  (void)sig;
+  kuala__lua_cpu_t *cpu = active;
+  lua_State *L = cpu ? cpu->sig_L : NULL;
+  if (L)
+    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+}
+
+static int watchdog_signal;
+
+static void install_signal(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  watchdog_signal = SIGRTMIN + 4;
+  sigaction(watchdog_signal, &sa, NULL);
+}
+
 static void *watchdog(void *arg)
 {
   kuala__lua_cpu_t *cpu = arg;
   pthread_mutex_lock(&cpu->mu);
   while (!cpu->stop) {
     if (cpu->running && !cpu->hooked && clock_ns(cpu->clock) >= cpu->deadline_ns) {
-      lua_sethook(cpu->running, cpu_hook, LUA_MASKCOUNT, 1);
+      /* The loop thread hooks its own VM from the signal handler: this
+       * thread never touches a lua_State. */
+      pthread_kill(cpu->loop, watchdog_signal);
       cpu->hooked = 1;
     }
     struct timespec until;
@@ -113,6 +143,8 @@ static void *watchdog(void *arg)
 
 int kuala__lua_cpu_new(kuala__lua_cpu_t **out, kuala__lua_cpu_mem_cb over_memory)
 {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, install_signal);
   kuala__lua_cpu_t *cpu = kuala_calloc(1, sizeof *cpu);
   cpu->over_memory = over_memory;
   pthread_condattr_t ca;
@@ -168,6 +200,7 @@ int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *
     clk = CLOCK_MONOTONIC;
   int64_t now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   pthread_mutex_lock(&cpu->mu);
+  cpu->loop = pthread_self();
   cpu->clock = clk;
   cpu->running = co;
   cpu->deadline_ns = now + budget_ns;
@@ -175,11 +208,13 @@ int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *
   cpu->tripped = 0;
   pthread_mutex_unlock(&cpu->mu);
   active = cpu;
+  cpu->sig_L = co;
   return now;
 }
 
 int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *tripped)
 {
+  cpu->sig_L = NULL; /* first: a late signal is then a no-op */
   pthread_mutex_lock(&cpu->mu);
   if (cpu->hooked)
     lua_sethook(co, NULL, 0, 0);

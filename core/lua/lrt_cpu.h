@@ -3,8 +3,9 @@
  *
  * The loop thread brackets every run of Lua code with enter/leave. A
  * watchdog thread compares the loop thread's CPU clock with the slice's
- * budget; once it is exceeded it installs a count hook (lua_sethook is safe
- * to call asynchronously) that raises an error at the next VM instruction.
+ * budget; once it is exceeded it sends the loop thread a signal whose
+ * handler installs a count hook (lua_sethook is safe to call from a signal
+ * handler) that raises an error at the next VM instruction.
  * Compiled code never runs count hooks, so each VM being entered also gets
  * LuaJIT's sampling profiler attached in line mode: traces recorded under
  * it check the hook mask at every new source line and leave machine code
