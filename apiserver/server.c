@@ -849,7 +849,8 @@ struct emu_watch_s {
   uv_timer_t timeout;
   uv_timer_t bookmark;
   int closing_handles;
-  kuala_buf_t out; /* events not yet written (flushed once per loop turn) */
+  kuala_buf_t out;    /* events not yet written (flushed once per loop turn) */
+  int final_bookmark; /* 1: the deadline timer first sends a bookmark; 2: sent */
   emu_watch_t *prev, *next;
 };
 
@@ -1098,7 +1099,19 @@ void emu_watch_close_all(emu_t *e, emu_rtype_t *rt, int abrupt)
 
 static void on_watch_timeout(uv_timer_t *t)
 {
-  watch_end(t->data);
+  emu_watch_t *w = t->data;
+  if (w->bookmarks && w->final_bookmark == 1) {
+    /* Like upstream: one bookmark shortly before the deadline, so the
+     * client resumes from a recent revision. */
+    w->final_bookmark = 2;
+    if (w->sent_rv < w->e->rev) {
+      w->sent_rv = w->e->rev;
+    }
+    watch_bookmark(w, 0);
+    uv_timer_start(&w->timeout, on_watch_timeout, 2000, 0);
+    return;
+  }
+  watch_end(w);
 }
 
 static void on_watch_bookmark(uv_timer_t *t)
@@ -1221,7 +1234,12 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
   if (timeout <= 0) {
     timeout = 1800 + rand() % 1800;
   }
-  uv_timer_start(&w->timeout, on_watch_timeout, (uint64_t)timeout * 1000, 0);
+  if (w->bookmarks && timeout > 4) {
+    w->final_bookmark = 1;
+    uv_timer_start(&w->timeout, on_watch_timeout, (uint64_t)(timeout - 2) * 1000, 0);
+  } else {
+    uv_timer_start(&w->timeout, on_watch_timeout, (uint64_t)timeout * 1000, 0);
+  }
   if (w->bookmarks && e->bookmark_ms > 0) {
     uv_timer_start(&w->bookmark, on_watch_bookmark, (uint64_t)e->bookmark_ms,
                    (uint64_t)e->bookmark_ms);

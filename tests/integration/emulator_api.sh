@@ -135,6 +135,10 @@ expect_eq "RV unset: initial ADDED" "$(jq -r .type "$EMU_DIR/w4" | sort | uniq -
 curl -s -N -m 3 "$EMU_URL$CM?watch=true&timeoutSeconds=1&labelSelector=page%3Dyes&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true" >"$EMU_DIR/w5"
 expect_eq "sendInitialEvents ends with the annotated bookmark" \
   "$(tail -1 "$EMU_DIR/w5" | jq -r '.type + " " + .object.metadata.annotations["k8s.io/initial-events-end"]')" "BOOKMARK true"
+curl -s -N -m 8 "$EMU_URL$CM?watch=true&resourceVersion=$now&timeoutSeconds=5&allowWatchBookmarks=true&labelSelector=none%3Dnone" >"$EMU_DIR/w5b"
+expect_eq "a bookmark shortly before the deadline" "$(jq -r .type "$EMU_DIR/w5b" | tr '\n' ' ')" "BOOKMARK "
+curl -s -N -m 4 "$EMU_URL$CM?watch=true&resourceVersion=$now&timeoutSeconds=2&labelSelector=none%3Dnone" >"$EMU_DIR/w5c"
+expect_eq "no bookmark unless asked" "$(wc -c <"$EMU_DIR/w5c" | tr -d ' ')" "0"
 r=$(api GET "$CM?watch=true&sendInitialEvents=true")
 expect_eq "sendInitialEvents without NotOlderThan 422" "$(code "$r")" "422"
 # Too old: the ring holds 32 events.

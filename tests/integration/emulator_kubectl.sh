@@ -170,6 +170,8 @@ spec:
 EOF
 sleep 1
 expect_eq "apply (strategic) updates deployment" "$($K get deploy web -o jsonpath='{.spec.template.spec.containers[0].image}')" "nginx:2"
+out=$($K rollout status deploy/web --timeout=15s 2>&1)
+expect_contains "rollout status" "$out" "successfully rolled out"
 expect_eq "status follows" "$($K get deploy web -o jsonpath='{.status.observedGeneration}/{.status.readyReplicas}')" "2/3"
 
 # Finalizers: delete leaves the object, removing the last finalizer deletes it.
