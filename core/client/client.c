@@ -370,6 +370,9 @@ int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_c
   if (!c->cfg.backoff_max_ms) {
     c->cfg.backoff_max_ms = DEFAULT_BACKOFF_MAX_MS;
   }
+  if (!c->cfg.token_refresh_ms) {
+    c->cfg.token_refresh_ms = DEFAULT_TOKEN_REFRESH_MS;
+  }
   if (!c->cfg.ns) {
     c->cfg.ns = kuala_strdup("default");
   }
@@ -574,8 +577,7 @@ static int refresh_token(kuala_client_t *c, int force)
     return 0;
   }
   uint64_t now = now_ms(c);
-  if (!force && c->token && now - c->token_checked_ms < c->cfg.token_refresh_ms &&
-      c->cfg.token_refresh_ms != 0) {
+  if (!force && c->token && now - c->token_checked_ms < c->cfg.token_refresh_ms) {
     return 0;
   }
   c->token_checked_ms = now;
@@ -1014,6 +1016,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp)
 static int queue_line(void *data, const char *line, size_t len)
 {
   kuala_client_req_t *req = data;
+  if (!req->ready_queued) {
+    req->ready_queued = 1;
+    req->ready_next = req->c->ready_head;
+    req->c->ready_head = req;
+  }
   kuala_buf_append(&req->ready, line, len);
   kuala_buf_putc(&req->ready, '\n');
   return 0;
@@ -1413,26 +1420,31 @@ static int deliver_line(kuala_client_req_t *req, const char *line, size_t len)
 
 static void drain_watches(kuala_client_t *c)
 {
-  for (kuala_client_req_t *req = c->reqs; req; req = req->next) {
-    if (req->kind != REQ_KIND_WATCH) {
-      continue;
-    }
-    if (req->ready.len == 0 || req->canceled) {
-      continue;
-    }
-    /* Take the queued lines: on_event may start or stop anything. */
-    size_t n = req->ready.len;
-    char *lines = kuala_buf_take(&req->ready, NULL);
-    char *p = lines;
-    while (p < lines + n) {
-      char *nl = memchr(p, '\n', (size_t)(lines + n - p));
-      *nl = '\0';
-      if (deliver_line(req, p, (size_t)(nl - p)) != 0) {
-        break;
+  /* Only watches that received lines since the last drain are visited
+   * (c->ready_head), so the cost does not grow with the number of plain
+   * requests in flight. The list is detached first: on_event may start or
+   * stop anything; a request stays allocated until its deferred finish. */
+  kuala_client_req_t *req = c->ready_head;
+  c->ready_head = NULL;
+  while (req) {
+    kuala_client_req_t *next = req->ready_next;
+    req->ready_next = NULL;
+    req->ready_queued = 0;
+    if (req->ready.len > 0 && !req->canceled) {
+      size_t n = req->ready.len;
+      char *lines = kuala_buf_take(&req->ready, NULL);
+      char *p = lines;
+      while (p < lines + n) {
+        char *nl = memchr(p, '\n', (size_t)(lines + n - p));
+        *nl = '\0';
+        if (deliver_line(req, p, (size_t)(nl - p)) != 0) {
+          break;
+        }
+        p = nl + 1;
       }
-      p = nl + 1;
+      kuala_free(lines);
     }
-    kuala_free(lines);
+    req = next;
   }
 }
 

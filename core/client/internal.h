@@ -79,8 +79,10 @@ struct kuala_client_req_s {
   kuala_watch_event_cb on_event;
   kuala_watch_done_cb on_done;
   kuala_lines_t lines;
-  kuala_buf_t ready; /* complete lines not yet delivered, '\n'-separated */
-  int streaming;     /* 200 received: body goes to the line parser */
+  kuala_buf_t ready;              /* complete lines not yet delivered, '\n'-separated */
+  int streaming;                  /* 200 received: body goes to the line parser */
+  kuala_client_req_t *ready_next; /* c->ready_head: lines waiting for delivery */
+  int ready_queued;
   /* synthetic (discovery) */
   void (*synth_done)(kuala_client_req_t *req, int err);
   void *synth_data;
@@ -111,6 +113,7 @@ struct kuala_client_s {
   char *host_header;
   struct curl_slist *connect_to;
   kuala_client_req_t *reqs;
+  kuala_client_req_t *ready_head; /* watches with queued lines (drain_watches) */
   sockctx_t *socks;
   size_t nreqs;
   int handles; /* open uv handles owned by the client itself */

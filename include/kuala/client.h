@@ -73,7 +73,7 @@ typedef struct kuala_client_config_s {
   char *key_file;            /* client key (PEM) */
   char *key_data;            /* client key bytes */
   size_t key_data_len;       /* length of key_data */
-  char *tls_server_name;     /* SNI / verification name override */
+  char *tls_server_name;     /* SNI + certificate name (the host is still `server`'s) */
   int insecure_skip_verify;  /* 1 only when the kubeconfig says so */
   char *username, *password; /* basic auth (legacy kubeconfigs) */
   /* exec credential plugin (client.authentication.k8s.io/v1[beta1]) */
@@ -91,9 +91,10 @@ typedef struct kuala_client_config_s {
   int max_retries;             /* for idempotent requests, default 3; -1 = none */
   uint64_t backoff_base_ms;    /* first retry delay, default 200 (doubles, jittered) */
   uint64_t backoff_max_ms;     /* default 5000 */
-  uint64_t token_refresh_ms;   /* token_file stat interval, default 1000; 0 = every request */
+  uint64_t token_refresh_ms;   /* token_file stat interval in ms, default 1000 */
   char *user_agent;            /* default "kuala/<version>" */
-  int http2; /* 0: HTTP/2 when offered (TLS ALPN); -1: HTTP/1.1 only; 2: h2c prior knowledge */
+  int http2;                   /* 0: HTTP/2 when offered (TLS ALPN); -1: HTTP/1.1 only; 2: h2c prior
+                                  knowledge (KUALA_ENOTSUP from kuala_client_new on libcurl < 8.0) */
 } kuala_client_config_t;
 
 /* qps value meaning "no client-side rate limit". */
