@@ -478,6 +478,9 @@ START_TEST(test_informer_emu_restart_with_data_dir_resumes)
   kuala_informer_opts_init(&o);
   o.backoff_base_ms = 20;
   o.backoff_max_ms = 200;
+  /* The client cannot send sendInitialEvents yet: the streaming start is
+   * refused and the informer falls back to list + watch. */
+  o.streaming_list = 1;
   rec_t rec;
   memset(&rec, 0, sizeof rec);
   kuala_informer_reg_t *reg;
@@ -485,6 +488,8 @@ START_TEST(test_informer_emu_restart_with_data_dir_resumes)
   kuala_informer_t *inf = kuala_informer_reg_informer(reg);
   wait_synced(&e, inf);
   ck_assert_int_eq(rec.adds, 50);
+  ck_assert_int_eq(stats(inf).streaming_fallback, 1);
+  ck_assert_uint_eq(stats(inf).list_pages, 1);
 
   /* Stop the emulator: the informer keeps retrying with backoff. */
   char port[16];
