@@ -102,10 +102,9 @@ typedef struct {
   uint64_t rv;
   int type; /* EMU_EV_* */
   emu_store_t *store;
-  emu_rtype_t *rtype; /* the rtype the write went through (for apiVersion) */
-  emu_blob_t *obj;    /* new state (DELETED: last state stamped with rv) */
-  emu_blob_t *old;    /* previous state (MODIFIED/DELETED), or NULL */
-  char *ns;           /* namespace of the object */
+  emu_blob_t *obj; /* new state (DELETED: last state stamped with rv) */
+  emu_blob_t *old; /* previous state (MODIFIED/DELETED), or NULL */
+  char *ns;        /* namespace of the object */
   char *name;
   json_object *labels, *old_labels;
 } emu_event_t;

@@ -285,7 +285,6 @@ int emu_commit(emu_t *e, emu_rtype_t *rt, json_object *obj, uint64_t *out_rv)
   emu_event_t *ev = push_event(e);
   ev->rv = rv;
   ev->store = s;
-  ev->rtype = rt;
   ev->ns = kuala_strdup(ns ? ns : "");
   ev->name = kuala_strdup(name);
   ev->labels = copy_labels(obj);
@@ -347,7 +346,6 @@ void emu_remove(emu_t *e, emu_rtype_t *rt, emu_obj_t *o)
   ev->rv = rv;
   ev->type = EMU_EV_DELETED;
   ev->store = s;
-  ev->rtype = rt;
   ev->ns = kuala_strdup(o->ns);
   ev->name = kuala_strdup(o->name);
   ev->obj = emu_blob_new(text, len);

@@ -878,11 +878,6 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
         json_object_object_add(md(merged), "managedFields", kuala_json_copy(mf));
       }
       /* Swap contents: obj becomes merged. */
-      json_object_object_foreach(old, k0, v0)
-      {
-        (void)v0;
-        (void)k0;
-      }
       json_object *keys = json_object_new_array();
       json_object_object_foreach(obj, k1, v1)
       {
