@@ -35,6 +35,7 @@ void kuala_informer_opts_init(kuala_informer_opts_t *o)
   o->backoff_reset_ms = 120000;
   o->watch_timeout_min_s = 300;
   o->watch_timeout_max_s = 600;
+  o->watch_grace_ms = 30000;
 }
 
 int kuala_informers_new(kuala_informers_t **out, uv_loop_t *loop, const kuala_lw_source_t *src,
@@ -228,6 +229,7 @@ static void informer_stop(kuala_informer_t *inf)
   waiters_unlink_done(inf);
   uv_close((uv_handle_t *)&inf->backoff_timer, handle_closed);
   uv_close((uv_handle_t *)&inf->resync_timer, handle_closed);
+  uv_close((uv_handle_t *)&inf->watchdog_timer, handle_closed);
 }
 
 /* ---- dispatch ---- */
@@ -353,6 +355,9 @@ static kuala_informer_t *informer_create(kuala_informers_t *f, const kuala_infor
   if (inf->opts.watch_timeout_min_s <= 0) {
     inf->opts.watch_timeout_min_s = d.watch_timeout_min_s;
   }
+  if (!inf->opts.watch_grace_ms) {
+    inf->opts.watch_grace_ms = d.watch_grace_ms;
+  }
   if (inf->opts.watch_timeout_max_s < inf->opts.watch_timeout_min_s) {
     inf->opts.watch_timeout_max_s = inf->opts.watch_timeout_min_s;
   }
@@ -365,9 +370,11 @@ static kuala_informer_t *informer_create(kuala_informers_t *f, const kuala_infor
   inf->last_rv = kuala_strdup("");
   uv_timer_init(f->loop, &inf->backoff_timer);
   uv_timer_init(f->loop, &inf->resync_timer);
+  uv_timer_init(f->loop, &inf->watchdog_timer);
+  inf->watchdog_timer.data = inf;
   inf->backoff_timer.data = inf;
   inf->resync_timer.data = inf;
-  inf->handles_open = 2;
+  inf->handles_open = 3;
   kuala__map_put(&f->informers, inf->keystr, strlen(inf->keystr), inf);
   f->alive++;
   return inf;

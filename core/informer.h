@@ -69,6 +69,7 @@ struct kuala_informer_s {
   uint64_t rng;
   uv_timer_t backoff_timer;
   uv_timer_t resync_timer;
+  uv_timer_t watchdog_timer; /* bounds a watch's life past its timeout */
   int handles_open;
   waiter_t *waiters;
   kuala_informer_stats_t st;

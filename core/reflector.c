@@ -282,6 +282,21 @@ static void start_list(kuala_informer_t *inf)
 
 /* ---- watch ---- */
 
+/* The server should have ended the watch at its timeoutSeconds; still
+ * open well after that means a dead peer that TCP did not notice. */
+static void watchdog_fire(uv_timer_t *t)
+{
+  kuala_informer_t *inf = t->data;
+  if (inf->stopping || !inf->watch_pending || !inf->watch_h) {
+    return;
+  }
+  inf->st.watchdog_stops++;
+  inf->watch_err = KUALA_ETIMEDOUT;
+  void *h = inf->watch_h;
+  inf->watch_h = NULL;
+  inf->f->src->stop_watch(inf->f->src_data, h);
+}
+
 static void on_event(void *data, const kuala_lw_event_t *ev)
 {
   kuala_informer_t *inf = data;
@@ -364,6 +379,7 @@ static void on_done(void *data, int err)
   kuala_informer_t *inf = data;
   inf->watch_pending = 0;
   inf->watch_h = NULL;
+  uv_timer_stop(&inf->watchdog_timer);
   if (inf->stopping) {
     kuala__informer_maybe_free(inf);
     return;
@@ -436,6 +452,8 @@ static void start_watch(kuala_informer_t *inf)
   }
   inf->watch_pending = 1;
   inf->watch_h = h;
+  uv_timer_start(&inf->watchdog_timer, watchdog_fire,
+                 (uint64_t)o.timeout_seconds * 1000 + inf->opts.watch_grace_ms, 0);
 }
 
 void kuala__reflector_start(kuala_informer_t *inf)
@@ -457,6 +475,7 @@ void kuala__reflector_start(kuala_informer_t *inf)
 void kuala__reflector_stop(kuala_informer_t *inf)
 {
   uv_timer_stop(&inf->backoff_timer);
+  uv_timer_stop(&inf->watchdog_timer);
   if (inf->list_pending && inf->list_h) {
     void *h = inf->list_h;
     inf->list_h = NULL; /* cancel once */

@@ -17,6 +17,8 @@
  *    bookmark); 410 Expired (HTTP or ERROR event) relists; other failures
  *    re-watch from the last RV after a backoff: 800 ms doubling to 30 s,
  *    full jitter (uniform in [0, step]), reset after 2 min without failure;
+ *  - a watch still open 30 s after its timeoutSeconds (a half-open
+ *    connection the server already gave up) is stopped and retried;
  *  - a relist turns the fresh list into ADDs, UPDATEs for objects whose RV
  *    changed and DELETEs (final_state_unknown = 1, last known state) for
  *    objects that vanished;
@@ -113,6 +115,9 @@ typedef struct {
   uint64_t backoff_reset_ms; /* default 120000 */
   long watch_timeout_min_s;  /* default 300 */
   long watch_timeout_max_s;  /* default 600 */
+  uint64_t watch_grace_ms;   /* a watch still open this long after its
+                                timeoutSeconds is stopped and counted as a
+                                failure (half-open connection); default 30000 */
   kuala_store_opts_t store;  /* managedFields, transform, caps */
 } kuala_informer_opts_t;
 
@@ -138,11 +143,12 @@ typedef struct {
   uint64_t relist_deletes; /* tombstones produced by relists */
   uint64_t decode_errors;  /* objects the store refused */
   uint64_t resyncs;
-  uint64_t dispatched;    /* handler calls */
-  size_t objects;         /* objects in the store */
-  size_t bytes_stored;    /* kuala_store_mem_bytes */
-  size_t json_bytes;      /* kuala_store_json_bytes */
-  int streaming_fallback; /* 1 after the server refused a streaming list */
+  uint64_t watchdog_stops; /* watches stopped for outliving their timeout */
+  uint64_t dispatched;     /* handler calls */
+  size_t objects;          /* objects in the store */
+  size_t bytes_stored;     /* kuala_store_mem_bytes */
+  size_t json_bytes;       /* kuala_store_json_bytes */
+  int streaming_fallback;  /* 1 after the server refused a streaming list */
 } kuala_informer_stats_t;
 
 /* A registry on `loop` whose informers use `src` (borrowed: it must outlive

@@ -388,6 +388,30 @@ START_TEST(test_reflector_bad_objects_are_counted_not_fatal)
 }
 END_TEST
 
+START_TEST(test_reflector_watchdog_stops_a_watch_past_its_timeout)
+{
+  fx_t x;
+  kuala_informer_opts_t o = fast_opts();
+  o.watch_timeout_min_s = 1;
+  o.watch_timeout_max_s = 1;
+  o.watch_grace_ms = 20;
+  fx_start(&x, &o);
+  fx_sync_abc(&x);
+  ck_assert_int_eq(x.fake.watch_timeout, 1);
+  fake_event(&x.fake, "{\"type\":\"MODIFIED\",\"object\":" CM("a", "17") "}");
+  /* The server never ends it: after 1 s + grace the informer does, and
+   * resumes from the last RV without a list. */
+  RUN_UNTIL(&x.loop, x.fake.stops == 1);
+  kuala_informer_stats_t st;
+  kuala_informer_stats(x.inf, &st);
+  ck_assert_uint_eq(st.watchdog_stops, 1);
+  RUN_UNTIL(&x.loop, x.fake.watch_calls == 2 && x.fake.watch_active);
+  ck_assert_str_eq(x.fake.watch_rv, "17");
+  ck_assert_int_eq(x.fake.list_calls, 1);
+  fx_finish(&x);
+}
+END_TEST
+
 static Suite *reflector_suite(void)
 {
   Suite *s = suite_create("reflector");
@@ -401,6 +425,7 @@ static Suite *reflector_suite(void)
   tcase_add_test(tc, test_reflector_streaming_list);
   tcase_add_test(tc, test_reflector_streaming_refused_falls_back);
   tcase_add_test(tc, test_reflector_bad_objects_are_counted_not_fatal);
+  tcase_add_test(tc, test_reflector_watchdog_stops_a_watch_past_its_timeout);
   suite_add_tcase(s, tc);
   return s;
 }
