@@ -1074,7 +1074,12 @@ static void setup_easy(kuala_client_req_t *req)
   curl_easy_setopt(e, CURLOPT_USERAGENT, cfg->user_agent);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  /* PIPEWAIT holds a new transfer until curl knows whether the existing
+   * connection multiplexes. Over TLS that is known at the handshake (ALPN);
+   * over plain http only once the first response arrives, so a slow first
+   * request would hold every other one: wait only where HTTP/2 can happen. */
+  int h2_possible = cfg->http2 == 2 || (cfg->http2 >= 0 && strncmp(req->url, "https:", 6) == 0);
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2_possible ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (c->curl_verbose) {
     curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* KUALA_CLIENT_DEBUG=1: wire trace */

@@ -714,6 +714,52 @@ START_TEST(test_client_gzip_response)
 }
 END_TEST
 
+typedef struct {
+  kuala_client_t *c;
+  ct_result_t r;
+} closer_t;
+
+static void close_from_callback(void *data, int err, kuala_client_resp_t *resp)
+{
+  closer_t *cl = data;
+  ct_on_resp(&cl->r, err, resp);
+  kuala_client_close(cl->c); /* allowed from any callback */
+}
+
+START_TEST(test_client_close_from_callback)
+{
+  env_t e;
+  env_init(&e);
+  faultsrv_action_t stall = {.kind = FS_STALL};
+  faultsrv_push(e.srv, &stall);
+  faultsrv_respond(e.srv, 200, NULL, "{}");
+  /* A stalls; B is answered and closes the client from its callback. */
+  ct_result_t a = {0};
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &a), 0);
+  uint64_t t0 = ct_now_ms();
+  while (faultsrv_requests(e.srv) < 1 && ct_now_ms() - t0 < 5000) {
+    uv_run(&e.loop, UV_RUN_ONCE);
+  }
+  closer_t cl;
+  memset(&cl, 0, sizeof(cl));
+  cl.c = e.c;
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, close_from_callback, &cl), 0);
+  ck_assert(ct_run_until(&e.loop, &cl.r.calls, 5000));
+  ct_result_t late = {0};
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &late), KUALA_ESHUTDOWN);
+  faultsrv_close(e.srv);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(cl.r.err, 0);
+  ck_assert_int_eq(cl.r.calls, 1);
+  ck_assert_int_eq(a.calls, 1);
+  ck_assert_int_eq(a.err, KUALA_ECANCELED);
+  ck_assert_int_eq(late.calls, 0);
+  ct_result_free(&cl.r);
+  ct_result_free(&a);
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("client");
@@ -737,6 +783,7 @@ int main(void)
   tcase_add_test(tc, test_client_cancel_during_backoff_and_rate_wait);
   tcase_add_test(tc, test_client_close_cancels_everything);
   tcase_add_test(tc, test_client_close_with_rate_limited_requests);
+  tcase_add_test(tc, test_client_close_from_callback);
   tcase_add_test(tc, test_client_connection_refused);
   tcase_add_test(tc, test_client_connection_reuse_and_counters);
   tcase_add_test(tc, test_client_rate_limited);

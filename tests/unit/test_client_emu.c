@@ -228,6 +228,20 @@ START_TEST(test_client_emu_custom_resource_crud)
   ck_assert_str_eq(res.resource, "crontabs");
   ck_assert_int_eq(res.namespaced, 1);
 
+  /* Core kinds resolve too: scope from the discovery document. */
+  memset(&res, 0, sizeof(res));
+  ck_assert_int_eq(kuala_client_resolve(e.c, "v1", "Namespace", on_resolved, &res), 0);
+  ck_assert(ct_run_until(&e.loop, &res.calls, 10000));
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_str_eq(res.resource, "namespaces");
+  ck_assert_int_eq(res.namespaced, 0);
+  memset(&res, 0, sizeof(res));
+  ck_assert_int_eq(kuala_client_resolve(e.c, "apps/v1", "Deployment", on_resolved, &res), 0);
+  ck_assert(ct_run_until(&e.loop, &res.calls, 10000));
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_str_eq(res.resource, "deployments");
+  ck_assert_int_eq(res.namespaced, 1);
+
   kuala_client_target_t cts = {"stable.example.com", "v1", "crontabs", "default", NULL, NULL};
   const char *obj =
       "{\"apiVersion\":\"stable.example.com/v1\",\"kind\":\"CronTab\",\"metadata\":{\"name\":"
