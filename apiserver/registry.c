@@ -527,6 +527,13 @@ json_object *emu_discovery_resources(emu_t *e, const char *group, const char *ve
       snprintf(name, sizeof name, "%s/status", rt->plural);
       json_object_array_add(rows, row(name, "", rt->namespaced, rt->kind, verbs(sub)));
     }
+    if (strcmp(rt->group, "apps") == 0 && strcmp(rt->plural, "deployments") == 0) {
+      snprintf(name, sizeof name, "%s/scale", rt->plural);
+      json_object *sc = row(name, "", rt->namespaced, "Scale", verbs(sub));
+      kuala_json_set_str(sc, "group", "autoscaling");
+      kuala_json_set_str(sc, "version", "v1");
+      json_object_array_add(rows, sc);
+    }
     if (is_ns) {
       snprintf(name, sizeof name, "%s/finalize", rt->plural);
       json_object_array_add(rows, row(name, "", 0, rt->kind, verbs(fin)));

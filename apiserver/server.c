@@ -1308,7 +1308,8 @@ static int route(emu_t *e, emu_ctx_t *c, char **seg, size_t n, kuala_apierr_t *e
     return kuala__apierr_set(err, 404, NULL, "the server could not find the requested resource");
   }
   if (c->sub) {
-    int ok = strcmp(c->sub, "status") == 0 && c->rt->status_sub;
+    int ok = (strcmp(c->sub, "status") == 0 && c->rt->status_sub) ||
+             (strcmp(c->sub, "scale") == 0 && emu_is_scalable(c->rt));
     if (!ok) {
       return kuala__apierr_set(err, 404, NULL, "the server could not find the requested resource");
     }
@@ -1374,7 +1375,9 @@ static void process(emu_t *e, kuala__httpd_req_t *req)
     c.dry = 1;
   }
   int is_get = strcmp(method, "GET") == 0;
-  if (is_get && !c.name) {
+  if (c.sub && strcmp(c.sub, "scale") == 0) {
+    emu_do_scale(e, &c);
+  } else if (is_get && !c.name) {
     if (query_bool(req, "watch")) {
       do_watch(e, &c);
     } else {

@@ -188,6 +188,17 @@ wait_code $CM/owner3 404
 expect_eq "foreground: dependent gone" "$(code "$(api GET $CM/dep3)")" "404"
 expect_eq "foreground: owner gone" "$(code "$(api GET $CM/owner3)")" "404"
 
+# ---- Deployment /scale ----
+D=/apis/apps/v1/namespaces/default/deployments
+api POST $D '{"metadata":{"name":"d1"},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"d1"}},"template":{"metadata":{"labels":{"app":"d1"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}' >/dev/null
+r=$(api GET $D/d1/scale)
+expect_eq "GET scale" "$(body "$r" | jq -r '.kind + " " + .apiVersion + " " + (.spec.replicas|tostring) + " " + .status.selector')" "Scale autoscaling/v1 2 app=d1"
+r=$(api PATCH $D/d1/scale '{"spec":{"replicas":-1}}' application/merge-patch+json)
+expect_eq "negative replicas 422" "$(code "$r")" "422"
+r=$(api PATCH $D/d1/scale '{"spec":{"replicas":5}}' application/merge-patch+json)
+expect_eq "PATCH scale" "$(body "$r" | jq .spec.replicas)" "5"
+expect_eq "deployment follows the scale" "$(body "$(api GET $D/d1)" | jq '.spec.replicas, .metadata.generation' | tr '\n' ' ')" "5 2 "
+
 # ---- fault injection ----
 curl -s -m 5 -X POST "http://127.0.0.1:$EMU_ADMIN/faults/watch-410?count=1" >/dev/null
 curl -s -N -m 3 "$EMU_URL$CM?watch=true&resourceVersion=$(body "$(api GET $CM)" | jq -r .metadata.resourceVersion)" >"$EMU_DIR/w7"

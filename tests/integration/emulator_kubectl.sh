@@ -170,9 +170,12 @@ spec:
 EOF
 sleep 1
 expect_eq "apply (strategic) updates deployment" "$($K get deploy web -o jsonpath='{.spec.template.spec.containers[0].image}')" "nginx:2"
+out=$($K scale deploy/web --replicas=4 2>&1)
+expect_contains "kubectl scale (the /scale subresource)" "$out" "deployment.apps/web scaled"
+expect_eq "scale changed spec.replicas" "$($K get deploy web -o jsonpath='{.spec.replicas}')" "4"
 out=$($K rollout status deploy/web --timeout=15s 2>&1)
 expect_contains "rollout status" "$out" "successfully rolled out"
-expect_eq "status follows" "$($K get deploy web -o jsonpath='{.status.observedGeneration}/{.status.readyReplicas}')" "2/3"
+expect_eq "status follows" "$($K get deploy web -o jsonpath='{.status.observedGeneration}/{.status.readyReplicas}')" "3/4"
 
 # Finalizers: delete leaves the object, removing the last finalizer deletes it.
 $K patch ct my-cron --type=merge -p '{"metadata":{"finalizers":["example.com/cleanup"]}}' >/dev/null
