@@ -30,6 +30,9 @@ static const builtin_t builtins[] = {
     {"", "v1", "secrets", "secret", "Secret", 1, 0, 0, 1, EMU_FS_SECRET, NULL, NULL, NULL},
     {"", "v1", "events", "event", "Event", 1, 0, 0, 1, EMU_FS_EVENT, "ev", NULL, NULL},
     {"", "v1", "services", "service", "Service", 1, 1, 0, 1, EMU_FS_GENERIC, "svc", NULL, "all"},
+    /* Pods and Nodes are stored, never run or scheduled (see docs/emulator.md). */
+    {"", "v1", "pods", "pod", "Pod", 1, 1, 0, 1, EMU_FS_GENERIC, "po", NULL, "all"},
+    {"", "v1", "nodes", "node", "Node", 0, 1, 0, 1, EMU_FS_GENERIC, "no", NULL, NULL},
     {"", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", 1, 0, 0, 1, EMU_FS_GENERIC,
      "sa", NULL, NULL},
     {"apps", "v1", "deployments", "deployment", "Deployment", 1, 1, 1, 1, EMU_FS_GENERIC, "deploy",

@@ -210,6 +210,19 @@ else
   echo "note: server-side apply not available in this build: $out"
 fi
 
+# Generators (protobuf bodies) and RBAC objects.
+out=$($K create role pod-reader --verb=get,list --resource=pods 2>&1)
+expect_contains "create role" "$out" "role.rbac.authorization.k8s.io/pod-reader created"
+out=$($K create rolebinding read-pods --role=pod-reader --serviceaccount=default:bot 2>&1)
+expect_contains "create rolebinding" "$out" "rolebinding.rbac.authorization.k8s.io/read-pods created"
+out=$($K create deployment gen --image=nginx 2>&1)
+expect_contains "create deployment" "$out" "deployment.apps/gen created"
+out=$($K expose deployment gen --port=80 2>&1)
+expect_contains "expose" "$out" "service/gen exposed"
+out=$($K label deploy gen tier=front 2>&1)
+expect_contains "label" "$out" "deployment.apps/gen labeled"
+expect_eq "label stored" "$($K get deploy -l tier=front -o name)" "deployment.apps/gen"
+
 # Namespace deletion cascades; CRD deletion removes its objects.
 $K create -f - >/dev/null <<'EOF'
 apiVersion: v1
