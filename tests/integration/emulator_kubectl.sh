@@ -110,6 +110,12 @@ expect_contains "unsupported field label" "$out" "field label not supported: spe
 out=$($K get cm -l 'env in prod' 2>&1)
 expect_contains "bad label selector" "$out" "unable to parse requirement"
 
+# Paging through kubectl (limit/continue) and server-side dry run.
+expect_eq "get --chunk-size=1 pages through everything" "$($K get cm --chunk-size=1 -o name | sort | tr '\n' ' ')" "configmap/cm-a configmap/cm-b "
+out=$($K patch cm cm-a --type=merge -p '{"data":{"k":"dry"}}' --dry-run=server 2>&1)
+expect_contains "patch --dry-run=server" "$out" "configmap/cm-a patched"
+expect_eq "dry run stored nothing" "$($K get cm cm-a -o jsonpath='{.data.k}')" "v"
+
 # replace (PUT) with the server's RV.
 $K get cm cm-a -o json | jq '.data.k = "replaced"' >"$EMU_DIR/cm-a.json"
 out=$($K replace -f "$EMU_DIR/cm-a.json" 2>&1)
