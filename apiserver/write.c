@@ -515,6 +515,67 @@ static int check_data_keys(emu_rtype_t *rt, json_object *obj, kuala_apierr_t *er
   return 0;
 }
 
+/* events.k8s.io/v1 creation rules (spec §9.3), checked on the request's
+ * view before it is converted to the core form. */
+static int check_event_v1(emu_rtype_t *rt, json_object *obj, json_object *old, kuala_apierr_t *err)
+{
+  static const char *const required[] = {"eventTime", "reportingController", "reportingInstance",
+                                         "action", "reason"};
+  static const char *const deprecated[] = {"deprecatedSource", "deprecatedFirstTimestamp",
+                                           "deprecatedLastTimestamp", "deprecatedCount"};
+  if (old) {
+    /* Updates may change only series (and metadata). */
+    static const char *const fixed[] = {"eventTime",
+                                        "reportingController",
+                                        "reportingInstance",
+                                        "action",
+                                        "reason",
+                                        "note",
+                                        "type",
+                                        "regarding",
+                                        "related"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+      json_object *a = kuala_json_get(obj, fixed[i], NULL),
+                  *b = kuala_json_get(old, fixed[i], NULL);
+      if (!json_object_equal(a, b)) {
+        kuala__apierr_field(err, KUALA_CAUSE_INVALID, fixed[i], a, "field is immutable");
+      }
+    }
+  } else {
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+      json_object *v = kuala_json_get(obj, required[i], NULL);
+      if (!v || (json_object_is_type(v, json_type_string) && !json_object_get_string_len(v))) {
+        kuala__apierr_field(err, KUALA_CAUSE_REQUIRED, required[i], NULL, NULL);
+      }
+    }
+    for (size_t i = 0; i < sizeof deprecated / sizeof deprecated[0]; i++) {
+      json_object *v = kuala_json_get(obj, deprecated[i], NULL);
+      if (v && !(json_object_is_type(v, json_type_int) && json_object_get_int64(v) == 0)) {
+        kuala__apierr_field(err, KUALA_CAUSE_INVALID, deprecated[i], v, "needs to be unset");
+      }
+    }
+    const char *type = kuala_json_path_str(obj, "type");
+    if (!type || (strcmp(type, "Normal") != 0 && strcmp(type, "Warning") != 0)) {
+      json_object *v = kuala_json_get(obj, "type", NULL);
+      kuala__apierr_field(err, KUALA_CAUSE_INVALID, "type", v,
+                          "has invalid value, must be 'Normal' or 'Warning'");
+    }
+    const char *note = kuala_json_path_str(obj, "note");
+    if (note && strlen(note) > 1024) {
+      kuala__apierr_field(err, KUALA_CAUSE_TOO_LONG, "note", NULL,
+                          "may not be more than 1024 bytes");
+    }
+    json_object *count = kuala_json_path(obj, "series.count");
+    if (kuala_json_get(obj, "series", NULL) && (!count || json_object_get_int64(count) < 2)) {
+      kuala__apierr_field(err, KUALA_CAUSE_INVALID, "series.count", count, "should be at least 2");
+    }
+  }
+  if (kuala__apierr_cause_count(err) > 0) {
+    return kuala__apierr_invalid(err, rt->kind, rt->group, mds(obj, "name"));
+  }
+  return 0;
+}
+
 static void prepare_namespace(json_object *obj, json_object *old, int status_write)
 {
   const char *name = mds(obj, "name");
@@ -956,6 +1017,10 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
       (strcmp(rt->plural, "configmaps") == 0 || strcmp(rt->plural, "secrets") == 0) &&
       ((rc = check_data_keys(rt, obj, err)) != 0 ||
        (rc = check_immutable_data(rt, obj, old, err)) != 0)) {
+    return rc;
+  }
+  if (strcmp(rt->group, "events.k8s.io") == 0 && !wo->internal &&
+      (rc = check_event_v1(rt, obj, wo->is_create ? NULL : old, err)) != 0) {
     return rc;
   }
   if (is_crd && !wo->internal && !status_sub && (rc = prepare_crd(e, obj, old, err)) != 0) {

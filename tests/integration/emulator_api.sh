@@ -157,6 +157,9 @@ expect_eq "core view renames regarding" "$(body "$r" | jq -r .involvedObject.nam
 expect_eq "core view apiVersion" "$(body "$r" | jq -r .apiVersion)" "v1"
 r=$(api GET "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Da,reason%3DSynced")
 expect_eq "core event field selector" "$(body "$r" | jq -r '.items[0].metadata.name')" "ev1"
+r=$(api POST /apis/events.k8s.io/v1/namespaces/default/events '{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"ev-bad"},"type":"Info","deprecatedCount":3}')
+expect_eq "events.k8s.io validation 422" "$(code "$r")" "422"
+expect_contains "events.k8s.io required fields" "$(body "$r" | jq -r .message)" "eventTime: Required value"
 api POST /api/v1/namespaces/default/events '{"metadata":{"name":"ev2"},"involvedObject":{"kind":"ConfigMap","name":"b"},"reason":"Made","message":"core one","count":2,"source":{"component":"kopf"}}' >/dev/null
 r=$(api GET /apis/events.k8s.io/v1/namespaces/default/events/ev2)
 expect_eq "events.k8s.io view of a core event" "$(body "$r" | jq -r '.note + "/" + (.deprecatedCount|tostring) + "/" + .regarding.name')" "core one/2/b"
