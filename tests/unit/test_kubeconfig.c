@@ -235,6 +235,13 @@ START_TEST(test_kubeconfig_malformed_files_name_file_and_field)
   expect_error(
       "current-context: c\n"
       "clusters: [{name: k, cluster: {server: 'https://x:1'}}]\n"
+      "users: [{name: u, user: {auth-provider: {name: gcp}}}]\n"
+      "contexts: [{name: c, context: {cluster: k, user: u}}]\n",
+      KUALA_ENOTSUP, "users[0].user.auth-provider: not supported");
+  expect_error("kind: Pod\n", KUALA_EINVAL, "kind: expected Config");
+  expect_error(
+      "current-context: c\n"
+      "clusters: [{name: k, cluster: {server: 'https://x:1'}}]\n"
       "users: [{name: u, user: {exec: {command: x, apiVersion: "
       "client.authentication.k8s.io/v1alpha1}}}]\n"
       "contexts: [{name: c, context: {cluster: k, user: u}}]\n",
