@@ -211,6 +211,8 @@ void emu_watch_notify(emu_t *e, emu_event_t *ev);
 /* End every watch on `rt` (CRD removed) or on everything (rt NULL). */
 void emu_watch_close_all(emu_t *e, emu_rtype_t *rt, int abrupt);
 void emu_watch_bookmarks(emu_t *e);
+/* Drop the list snapshots of `store` (NULL: all), before it is freed. */
+void emu_snapshots_forget(emu_store_t *store);
 
 /* ---- controllers.c ---- */
 /* Ask the in-process controllers (GC, namespaces, CRDs) to run soon. */

@@ -334,6 +334,7 @@ void emu_crd_unregister(emu_t *e, const char *crd_name)
     emu_watch_close_all(e, rt, 0);
     emu_store_t *s = rt->store;
     if (s->refs == 1) {
+      emu_snapshots_forget(s);
       /* History entries must not point at the freed store. */
       for (size_t i = 0; i < e->ring_len; i++) {
         emu_event_t *ev = emu_history_at(e, i);

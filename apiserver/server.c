@@ -654,6 +654,115 @@ void emu_reply_object(kuala__httpd_req_t *req, const emu_rtype_t *rt, int code, 
   emu_reply_json(req, code, obj);
 }
 
+/* ---- list snapshots for continue tokens ----
+ *
+ * The first page of a paginated list (limit set, more items left) takes a
+ * snapshot of the collection: a copy of the sorted index whose entries hold
+ * references to the immutable JSON blobs and label objects of that moment.
+ * Later pages are served from it, so a paginated list stays consistent while
+ * writes go on, as etcd's MVCC does upstream. Snapshots live five minutes
+ * (upstream's compaction horizon) and at most EMU_MAX_SNAPSHOTS are kept;
+ * a token whose snapshot is gone still works while the collection has not
+ * changed since, else it is 410 Expired. */
+
+#define EMU_MAX_SNAPSHOTS 8
+#define EMU_SNAPSHOT_TTL_MS (5 * 60 * 1000)
+
+typedef struct emu_snap_s {
+  emu_store_t *store;
+  uint64_t rv;
+  uint64_t born_ms;
+  emu_obj_t *items;
+  emu_obj_t **ptrs;
+  size_t n;
+  struct emu_snap_s *next;
+} emu_snap_t;
+
+static emu_snap_t *snaps;
+
+static void snap_free(emu_snap_t *s)
+{
+  for (size_t i = 0; i < s->n; i++) {
+    kuala_free(s->items[i].key);
+    kuala_free(s->items[i].ns);
+    kuala_free(s->items[i].name);
+    emu_blob_unref(s->items[i].json);
+    if (s->items[i].labels) {
+      json_object_put(s->items[i].labels);
+    }
+  }
+  kuala_free(s->items);
+  kuala_free(s->ptrs);
+  kuala_free(s);
+}
+
+void emu_snapshots_forget(emu_store_t *store)
+{
+  for (emu_snap_t **p = &snaps; *p;) {
+    emu_snap_t *s = *p;
+    if (!store || s->store == store) {
+      *p = s->next;
+      snap_free(s);
+    } else {
+      p = &s->next;
+    }
+  }
+}
+
+static void snaps_expire(uint64_t now_ms)
+{
+  size_t kept = 0;
+  for (emu_snap_t **p = &snaps; *p;) {
+    emu_snap_t *s = *p;
+    /* Newest first: everything past the cap or the TTL goes. */
+    if (kept >= EMU_MAX_SNAPSHOTS || now_ms - s->born_ms > EMU_SNAPSHOT_TTL_MS) {
+      *p = s->next;
+      snap_free(s);
+    } else {
+      kept++;
+      p = &s->next;
+    }
+  }
+}
+
+static emu_snap_t *snap_find(emu_store_t *store, uint64_t rv)
+{
+  for (emu_snap_t *s = snaps; s; s = s->next) {
+    if (s->store == store && s->rv == rv) {
+      return s;
+    }
+  }
+  return NULL;
+}
+
+static void snap_take(emu_t *e, emu_store_t *store, uint64_t rv, emu_obj_t **all, size_t n)
+{
+  uint64_t now_ms = uv_now(e->loop);
+  snaps_expire(now_ms);
+  if (snap_find(store, rv)) {
+    return;
+  }
+  emu_snap_t *s = kuala_calloc(1, sizeof *s);
+  s->store = store;
+  s->rv = rv;
+  s->born_ms = now_ms;
+  s->n = n;
+  s->items = kuala_calloc(n ? n : 1, sizeof *s->items);
+  s->ptrs = kuala_calloc(n ? n : 1, sizeof *s->ptrs);
+  for (size_t i = 0; i < n; i++) {
+    emu_obj_t *d = &s->items[i];
+    d->key = kuala_strdup(all[i]->key);
+    d->ns = kuala_strdup(all[i]->ns);
+    d->name = kuala_strdup(all[i]->name);
+    d->rv = all[i]->rv;
+    d->json = emu_blob_ref(all[i]->json);
+    d->labels = all[i]->labels ? json_object_get(all[i]->labels) : NULL;
+    s->ptrs[i] = d;
+  }
+  s->next = snaps;
+  snaps = s;
+}
+
 static void do_list(emu_t *e, emu_ctx_t *c)
 {
   kuala__httpd_req_t *req = c->req;
@@ -694,7 +803,7 @@ static void do_list(emu_t *e, emu_ctx_t *c)
                         cont);
       goto fail;
     }
-    if (rt->store->last_change > snap) {
+    if (!snap_find(rt->store, snap) && rt->store->last_change > snap) {
       kuala__apierr_set(
           &err, 410, "Expired",
           "The provided continue parameter is too old to display a consistent list result. You "
@@ -718,6 +827,15 @@ static void do_list(emu_t *e, emu_ctx_t *c)
   }
   size_t n;
   emu_obj_t **all = emu_store_sorted(rt->store, &n);
+  int from_snapshot = 0;
+  if (start) {
+    emu_snap_t *sn = snap_find(rt->store, snap);
+    if (sn) {
+      all = sn->ptrs;
+      n = sn->n;
+      from_snapshot = 1;
+    }
+  }
   size_t i = 0, end = n;
   if (c->ns) {
     char *prefix = emu_key(c->ns, "");
@@ -764,6 +882,10 @@ static void do_list(emu_t *e, emu_ctx_t *c)
     emu_blob_t *v = emu_view(rt, o->json);
     kuala_buf_append(&items, v->data, v->len);
     emu_blob_unref(v);
+  }
+  if (next_key && !from_snapshot && snap == e->rev) {
+    /* The live state is the state at `snap`: keep it for the next pages. */
+    snap_take(e, rt->store, snap, all, n);
   }
   if (next_key) {
     char *tok = make_continue(snap, next_key);
