@@ -1086,6 +1086,12 @@ static void setup_easy(kuala_client_req_t *req)
   }
   if (req->kind != REQ_KIND_WATCH) {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+  } else if (req->watch_idle_s > 0) {
+    /* A watch has no overall deadline; with opts->timeout_ms it fails once
+     * no byte arrived for that long (a half-open connection, a hung
+     * server). Servers that send bookmarks keep a healthy watch busy. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, req->watch_idle_s);
   }
   long httpver = CURL_HTTP_VERSION_2TLS;
   if (cfg->http2 < 0) {
@@ -1563,6 +1569,10 @@ static int start_http(kuala_client_req_t **out, kuala_client_t *c, req_kind_t ki
   req->idempotent = strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
   if (opts && opts->timeout_ms) {
     req->timeout_ms = opts->timeout_ms;
+    if (kind == REQ_KIND_WATCH) {
+      /* Set before the start: the first attempt may begin inside it. */
+      req->watch_idle_s = (long)((opts->timeout_ms + 999) / 1000);
+    }
   }
   if (opts && opts->max_retries) {
     req->max_retries = opts->max_retries < 0 ? 0 : opts->max_retries;

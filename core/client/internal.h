@@ -81,6 +81,7 @@ struct kuala_client_req_s {
   kuala_lines_t lines;
   kuala_buf_t ready;              /* complete lines not yet delivered, '\n'-separated */
   int streaming;                  /* 200 received: body goes to the line parser */
+  long watch_idle_s;              /* watch: KUALA_ETIMEDOUT after this long (s) without a byte */
   kuala_client_req_t *ready_next; /* c->ready_head: lines waiting for delivery */
   int ready_queued;
   /* synthetic (discovery) */

@@ -347,6 +347,27 @@ START_TEST(test_client_watch_start_retried)
 }
 END_TEST
 
+START_TEST(test_client_watch_idle_timeout)
+{
+  env_t e;
+  env_init(&e, 0);
+  /* One event, then silence on an open stream. */
+  const char *chunks[] = {EV("ADDED", "a") "\n", NULL};
+  faultsrv_action_t a = {.kind = FS_STREAM, .chunks = chunks, .keep_open = 1};
+  faultsrv_push(e.srv, &a);
+  watch_seen_t s;
+  memset(&s, 0, sizeof(s));
+  kuala_client_opts_t o;
+  kuala_client_opts_init(&o);
+  o.timeout_ms = 1000;
+  ck_assert_int_eq(kuala_client_watch(&s.w, e.c, &cms, &o, on_event, on_done, &s), 0);
+  ck_assert(ct_run_until(&e.loop, &s.done, 10000));
+  ck_assert_int_eq(s.events, 1);
+  ck_assert_int_eq(s.done_err, KUALA_ETIMEDOUT);
+  env_done(&e);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("client_watch");
@@ -363,6 +384,7 @@ int main(void)
   tcase_add_test(tc, test_client_watch_refused_and_close);
   tcase_add_test(tc, test_client_watch_torn_last_line);
   tcase_add_test(tc, test_client_watch_start_retried);
+  tcase_add_test(tc, test_client_watch_idle_timeout);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
