@@ -287,11 +287,12 @@ int emu_commit(emu_t *e, emu_rtype_t *rt, json_object *obj, uint64_t *out_rv)
   ev->store = s;
   ev->ns = kuala_strdup(ns ? ns : "");
   ev->name = kuala_strdup(name);
-  ev->labels = copy_labels(obj);
   if (o) {
     ev->type = EMU_EV_MODIFIED;
     ev->old = emu_blob_ref(o->json);
-    ev->old_labels = o->labels ? kuala_json_copy(o->labels) : NULL;
+    /* Label objects are immutable once indexed (replaced, never edited), so
+     * events share them with the store. */
+    ev->old_labels = o->labels ? json_object_get(o->labels) : NULL;
     emu_blob_unref(o->json);
     if (o->uid) {
       kuala__map_del(&e->uids, o->uid, strlen(o->uid));
@@ -323,6 +324,7 @@ int emu_commit(emu_t *e, emu_rtype_t *rt, json_object *obj, uint64_t *out_rv)
     kuala__map_put(&e->uids, o->uid, strlen(o->uid), o);
   }
   ev->obj = emu_blob_ref(o->json);
+  ev->labels = o->labels ? json_object_get(o->labels) : NULL;
   s->last_change = rv;
   emu_persist_put(e, rt, o->key, o->json->data, o->json->len);
   if (old_obj) {
@@ -350,8 +352,8 @@ void emu_remove(emu_t *e, emu_rtype_t *rt, emu_obj_t *o)
   ev->name = kuala_strdup(o->name);
   ev->obj = emu_blob_new(text, len);
   ev->old = emu_blob_ref(o->json);
-  ev->labels = o->labels ? kuala_json_copy(o->labels) : NULL;
-  ev->old_labels = o->labels ? kuala_json_copy(o->labels) : NULL;
+  ev->labels = o->labels ? json_object_get(o->labels) : NULL;
+  ev->old_labels = o->labels ? json_object_get(o->labels) : NULL;
   json_object_put(last);
   kuala__map_del(&s->objs, o->key, strlen(o->key));
   if (o->uid) {
