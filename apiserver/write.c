@@ -121,6 +121,15 @@ static size_t fin_count(json_object *obj)
   return f ? json_object_array_length(f) : 0;
 }
 
+/* Namespaces also wait for spec.finalizers ("kubernetes") to empty. */
+static size_t all_fin_count(json_object *obj)
+{
+  json_object *sf = kuala_json_get(obj, "spec", "finalizers", NULL);
+  size_t n = sf && json_object_is_type(sf, json_type_array) ? json_object_array_length(sf) : 0;
+  const char *kind = kuala_json_path_str(obj, "kind");
+  return fin_count(obj) + (kind && strcmp(kind, "Namespace") == 0 ? n : 0);
+}
+
 static int is_deleting(json_object *obj)
 {
   json_object *d = kuala_json_get(obj, "metadata", "deletionTimestamp", NULL);
@@ -1006,7 +1015,7 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
     }
   }
   /* Type strategies. */
-  if (is_ns && !wo->internal) {
+  if (is_ns && !wo->internal && !(c->sub && strcmp(c->sub, "finalize") == 0)) {
     prepare_namespace(obj, wo->is_create ? NULL : old, status_sub != NULL);
   }
   if (!rt->group[0] && strcmp(rt->plural, "secrets") == 0 &&
@@ -1109,7 +1118,7 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
     return 0;
   }
   /* Deletion through update: the last finalizer is gone. */
-  if (!wo->is_create && is_deleting(obj) && fin_count(obj) == 0 && rec) {
+  if (!wo->is_create && is_deleting(obj) && all_fin_count(obj) == 0 && rec) {
     emu_remove(e, rt, rec);
     if (is_crd) {
       emu_crd_unregister(e, mds(obj, "name"));
@@ -1669,7 +1678,7 @@ void emu_update_internal(emu_t *e, emu_rtype_t *rt, json_object *obj)
   if (!rec) {
     return;
   }
-  if (is_deleting(obj) && fin_count(obj) == 0) {
+  if (is_deleting(obj) && all_fin_count(obj) == 0) {
     emu_remove(e, rt, rec);
     if (strcmp(rt->plural, "customresourcedefinitions") == 0) {
       emu_crd_unregister(e, mds(obj, "name"));

@@ -195,6 +195,20 @@ wait_code $CM/owner3 404
 expect_eq "foreground: dependent gone" "$(code "$(api GET $CM/dep3)")" "404"
 expect_eq "foreground: owner gone" "$(code "$(api GET $CM/owner3)")" "404"
 
+# ---- Namespace lifecycle: finalizers and /finalize ----
+api POST /api/v1/namespaces '{"metadata":{"name":"stuck"}}' >/dev/null
+api POST /api/v1/namespaces/stuck/configmaps '{"metadata":{"name":"held","finalizers":["x/y"]}}' >/dev/null
+r=$(api DELETE /api/v1/namespaces/stuck)
+expect_eq "namespace delete answers the Terminating namespace" "$(body "$r" | jq -r .status.phase)" "Terminating"
+r=$(api POST /api/v1/namespaces/stuck/configmaps '{"metadata":{"name":"new"}}')
+expect_eq "no creates in a terminating namespace" "$(body "$r" | jq -r '(.code|tostring) + " " + .details.causes[0].reason')" "403 NamespaceTerminating"
+sleep 0.3
+api PATCH /api/v1/namespaces/stuck '{"metadata":{"labels":{"touched":"yes"}}}' application/merge-patch+json >/dev/null
+expect_eq "a terminating namespace waits for its content" "$(code "$(api GET /api/v1/namespaces/stuck)")" "200"
+ns=$(body "$(api GET /api/v1/namespaces/stuck)")
+r=$(api PUT /api/v1/namespaces/stuck/finalize "$(echo "$ns" | jq -c '.spec.finalizers = []')")
+expect_eq "PUT /finalize without the kubernetes finalizer removes it" "$(code "$(api GET /api/v1/namespaces/stuck)")" "404"
+
 # ---- Deployment /scale ----
 D=/apis/apps/v1/namespaces/default/deployments
 api POST $D '{"metadata":{"name":"d1"},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"d1"}},"template":{"metadata":{"labels":{"app":"d1"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}' >/dev/null
