@@ -767,6 +767,49 @@ START_TEST(test_lua_runtime_json_round_trip)
 }
 END_TEST
 
+START_TEST(test_lua_runtime_json_bad_input_is_an_error_not_a_crash)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  /* Every truncation of a real object, random bytes, and odd values to
+   * encode: each gives nil + a message. */
+  const char *src =
+      "local core = require('kuala.core')\n"
+      "local kuala = require('kuala')\n"
+      "local s = assert(core.json_encode({ apiVersion = 'v1', kind = 'ConfigMap',\n"
+      "  metadata = { name = 'x', labels = { a = 'b' } }, data = { k = 'v\\n\\0' },\n"
+      "  list = { 1, 2.5, true, kuala.null, {}, kuala.array() } }))\n"
+      "for i = 0, #s - 1 do\n"
+      "  local v, e = core.json_decode(s:sub(1, i))\n"
+      "  assert(v == nil and type(e) == 'string', 'prefix ' .. i)\n"
+      "end\n"
+      "assert(core.json_decode(s .. 'x') == nil)\n"
+      "assert(core.json_decode(s .. '  \\n') ~= nil)\n"
+      "math.randomseed(7)\n"
+      "local decoded = 0\n"
+      "for _ = 1, 3000 do\n"
+      "  local t = {}\n"
+      "  for j = 1, math.random(1, 24) do t[j] = string.char(math.random(0, 255)) end\n"
+      "  local v, e = core.json_decode(table.concat(t))\n"
+      "  assert(v ~= nil or type(e) == 'string')\n"
+      "  if v ~= nil then decoded = decoded + 1 end\n"
+      "end\n"
+      "for _, bad in ipairs({ { [1.5] = 1 }, { [true] = 1 }, { 1, nil, 3 }, { f = print },\n"
+      "                      { [0] = 1 }, { coroutine.create(print) } }) do\n"
+      "  local out, e = core.json_encode(bad)\n"
+      "  assert(out == nil and type(e) == 'string')\n"
+      "end\n"
+      "assert(not pcall(core.json_decode))\n";
+  int rc = load_one(&b, rt, "badjson", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(&loop, rt);
+}
+END_TEST
+
 /* ---- engine bridges ------------------------------------------------------- */
 
 typedef struct {
@@ -924,6 +967,7 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_memory_cap_fails_alone);
   tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
   tcase_add_test(tc, test_lua_runtime_json_round_trip);
+  tcase_add_test(tc, test_lua_runtime_json_bad_input_is_an_error_not_a_crash);
   tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
   tcase_add_test(tc, test_lua_runtime_loads_dir_and_sdk_from_source);
   suite_add_tcase(s, tc);
