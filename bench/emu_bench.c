@@ -220,6 +220,7 @@ static void watch_fanout(int n, int watchers)
 {
   int *fds = calloc((size_t)watchers, sizeof *fds);
   long *lines = calloc((size_t)watchers, sizeof *lines);
+  char *last = calloc((size_t)watchers, 1);
   char req[512];
   for (int i = 0; i < watchers; i++) {
     fds[i] = dial();
@@ -277,11 +278,13 @@ static void watch_fanout(int n, int watchers)
       }
       ssize_t r;
       while ((r = read(fds[i], buf, sizeof buf)) > 0) {
+        /* An event ends with "}\n"; the two bytes may straddle reads. */
         for (ssize_t k = 0; k < r; k++) {
-          if (buf[k] == '\n' && k > 0 && buf[k - 1] == '}') {
+          if (buf[k] == '\n' && last[i] == '}') {
             lines[i]++;
             total++;
           }
+          last[i] = buf[k];
         }
       }
     }
@@ -297,6 +300,7 @@ static void watch_fanout(int n, int watchers)
   close(fd);
   free(fds);
   free(lines);
+  free(last);
   free(pfd);
   free(b.data);
 }
