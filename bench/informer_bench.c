@@ -606,7 +606,7 @@ int main(int argc, char **argv)
     kuala_informers_add_handler(&reg, f, &key, NULL, &H, &c1);
     inf = kuala_informer_reg_informer(reg);
     while (!kuala_informer_has_synced(inf)) {
-      uv_run(&loop, UV_RUN_ONCE);
+      uv_run(&loop, UV_RUN_NOWAIT); /* local source: nothing to wait for */
     }
     sync_s = now_s() - t0;
     heap_delta = heap_in_use() - heap0;
@@ -640,7 +640,7 @@ int main(int argc, char **argv)
     kuala_informers_add_handler(&reg, f, &key, NULL, &H, &c2);
     inf = kuala_informer_reg_informer(reg);
     while (!kuala_informer_has_synced(inf) || m.deliver_lines) {
-      uv_run(&loop, UV_RUN_ONCE);
+      uv_run(&loop, UV_RUN_NOWAIT); /* local source: nothing to wait for */
     }
     double in = (double)n / m.watch_seconds;
     ingest = in > ingest ? in : ingest;
