@@ -18,6 +18,10 @@
  *                                  call, from a Lua loop (json-c parse +
  *                                  table build)
  *   encode_1k_us                   core.json_encode of the decoded table
+ *   cpu_budget_stop_ms             wall time until a JIT-compiled infinite
+ *                                  loop is stopped with a 100 ms CPU budget
+ *                                  (median of 5; the overshoot is the
+ *                                  watchdog tick plus the profiler tick)
  *   interleaved_reconciles_per_second  no-op reconciles alternating between
  *                                  two bundle VMs: the price of moving the
  *                                  LuaJIT profiler (and flushing traces) at
@@ -102,6 +106,15 @@ static void on_done(void *data, const kuala_reconcile_result_t *res)
   }
 }
 
+static void expect_failure(void *data, const kuala_reconcile_result_t *res)
+{
+  (void)data;
+  if (res->err != KUALA_ETIMEDOUT) {
+    fprintf(stderr, "the runaway loop was not stopped by the CPU budget: %d\n", res->err);
+    failures++;
+  }
+}
+
 static double run(kuala_bundle_t *b, const char *controller, long n)
 {
   double t0 = now_s();
@@ -126,6 +139,8 @@ static const char *BUNDLE =
     "      metadata = { name = d.metadata.name }, data = { replicas = tostring(d.spec.replicas) } "
     "}))\n"
     "  end }\n"
+    "kuala.controller { name = 'spin', watch = 'apps/v1/Deployment',\n"
+    "  reconcile = function() local x = 0 while true do x = x + 1 end end }\n"
     "kuala.controller { name = 'codec', watch = 'apps/v1/Deployment',\n"
     "  reconcile = function(ctx, req)\n"
     "    local s = core.json_encode(ctx:get(req))\n"
@@ -203,6 +218,28 @@ int main(int argc, char **argv)
     kuala_bundle_reconcile(i % 2 ? b2 : b, "noop", "bench", "web", on_done, NULL);
   }
   double interleaved = (double)m / (now_s() - t0);
+  double stops[5];
+  kuala_bundle_t *spin;
+  if (kuala_bundle_load(&spin, rt, "spin", &f, 1, NULL, &err)) {
+    fprintf(stderr, "load: %s\n", err);
+    return 1;
+  }
+  kuala_bundle_limits_t lim = {0, 100, 0};
+  kuala_bundle_set_limits(spin, &lim);
+  for (int i = 0; i < 5; i++) {
+    double s0 = now_s();
+    kuala_bundle_reconcile(spin, "spin", "bench", "web", expect_failure, NULL);
+    stops[i] = (now_s() - s0) * 1000;
+  }
+  for (int i = 0; i < 5; i++) {
+    for (int j = i + 1; j < 5; j++) {
+      if (stops[j] < stops[i]) {
+        double tmp = stops[i];
+        stops[i] = stops[j];
+        stops[j] = tmp;
+      }
+    }
+  }
   codec_t codec = {0};
   kuala_bundle_reconcile(b, "codec", "bench", "web", on_codec, &codec);
 
@@ -215,9 +252,10 @@ int main(int argc, char **argv)
            "decode_1k_us                %.2f\n"
            "encode_1k_us                %.2f\n"
            "interleaved_reconciles_per_second %.0f   (two bundles, alternating)\n"
+           "cpu_budget_stop_ms          %.1f   (budget 100 ms, JIT-compiled loop, median of 5)\n"
            "bundle_memory_bytes         %zu\n"
            "failures                    %d\n",
-           n, noop, get, strlen(OBJ), apply, codec.dec, codec.enc, interleaved,
+           n, noop, get, strlen(OBJ), apply, codec.dec, codec.enc, interleaved, stops[2],
            kuala_bundle_memory(b), failures);
   fputs(text, stdout);
   if (out) {
