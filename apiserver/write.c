@@ -316,6 +316,124 @@ static void put_type_first(json_object *obj, const char *av, const char *kind)
   json_object_put(vals);
 }
 
+/* fieldValidation for built-in kinds (spec §4.7), for the fields this
+ * emulator knows: top-level fields per kind and metadata fields. Deeper
+ * fields (Deployment spec, Service spec, ...) are not checked. */
+typedef struct {
+  const char *group, *plural;
+  const char *fields; /* space-separated top-level fields besides apiVersion/kind/metadata */
+} known_fields_t;
+
+static const known_fields_t known_fields[] = {
+    {"", "namespaces", "spec status"},
+    {"", "configmaps", "data binaryData immutable"},
+    {"", "secrets", "data stringData type immutable"},
+    {"", "events",
+     "involvedObject reason message source firstTimestamp lastTimestamp count type eventTime "
+     "series action related reportingComponent reportingInstance"},
+    {"events.k8s.io", "events",
+     "eventTime series reportingController reportingInstance action reason regarding related "
+     "note type deprecatedSource deprecatedFirstTimestamp deprecatedLastTimestamp "
+     "deprecatedCount"},
+    {"", "services", "spec status"},
+    {"", "pods", "spec status"},
+    {"", "nodes", "spec status"},
+    {"", "serviceaccounts", "secrets imagePullSecrets automountServiceAccountToken"},
+    {"apps", "deployments", "spec status"},
+    {"coordination.k8s.io", "leases", "spec"},
+    {"rbac.authorization.k8s.io", "roles", "rules"},
+    {"rbac.authorization.k8s.io", "clusterroles", "rules aggregationRule"},
+    {"rbac.authorization.k8s.io", "rolebindings", "subjects roleRef"},
+    {"rbac.authorization.k8s.io", "clusterrolebindings", "subjects roleRef"},
+    {"apiextensions.k8s.io", "customresourcedefinitions", "spec status"},
+};
+
+static int word_in(const char *list, const char *w)
+{
+  size_t n = strlen(w);
+  for (const char *p = list; (p = strstr(p, w)) != NULL; p += n) {
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int unknown_fields(emu_ctx_t *c, json_object *obj, kuala_apierr_t *err)
+{
+  emu_rtype_t *rt = c->rt;
+  const char *list = NULL;
+  for (size_t i = 0; i < sizeof known_fields / sizeof known_fields[0]; i++) {
+    if (strcmp(known_fields[i].group, rt->group) == 0 &&
+        strcmp(known_fields[i].plural, rt->plural) == 0) {
+      list = known_fields[i].fields;
+    }
+  }
+  if (!list || !c->req) {
+    return 0;
+  }
+  const char *fv = kuala__httpd_query(c->req, "fieldValidation");
+  int strict = fv && strcmp(fv, "Strict") == 0;
+  int ignore = fv && strcmp(fv, "Ignore") == 0;
+  if (fv && *fv && !strict && !ignore && strcmp(fv, "Warn") != 0) {
+    return kuala__apierr_set(err, 400, NULL,
+                             "fieldValidation: Unsupported value: \"%s\": supported values: "
+                             "\"Ignore\", \"Strict\", \"Warn\"",
+                             fv);
+  }
+  static const char meta_known[] =
+      "name generateName namespace selfLink uid resourceVersion generation creationTimestamp "
+      "deletionTimestamp deletionGracePeriodSeconds labels annotations ownerReferences "
+      "finalizers managedFields";
+  json_object *bad = json_object_new_array();
+  json_object_object_foreach(obj, k, v)
+  {
+    (void)v;
+    if (strcmp(k, "apiVersion") != 0 && strcmp(k, "kind") != 0 && strcmp(k, "metadata") != 0 &&
+        !word_in(list, k)) {
+      json_object_array_add(bad, json_object_new_string(k));
+    }
+  }
+  json_object *m = kuala_json_get(obj, "metadata", NULL);
+  if (m && json_object_is_type(m, json_type_object)) {
+    json_object_object_foreach(m, mk, mv)
+    {
+      (void)mv;
+      if (!word_in(meta_known, mk)) {
+        char path[300];
+        snprintf(path, sizeof path, "metadata.%s", mk);
+        json_object_array_add(bad, json_object_new_string(path));
+      }
+    }
+  }
+  int rc = 0;
+  size_t n = json_object_array_length(bad);
+  for (size_t i = 0; i < n && !rc; i++) {
+    const char *f = json_object_get_string(json_object_array_get_idx(bad, i));
+    if (strict) {
+      rc = kuala__apierr_set(err, 400, NULL,
+                             "%s in version \"%s\" cannot be handled as a %s: strict decoding "
+                             "error: unknown field \"%s\"",
+                             rt->kind, rt->version, rt->kind, f);
+      break;
+    }
+    if (!ignore) {
+      char text[400], hdr[512];
+      snprintf(text, sizeof text, "unknown field \"%s\"", f);
+      kuala__apierr_warning(hdr, sizeof hdr, text);
+      kuala__httpd_add_header(c->req, "Warning", hdr);
+    }
+    /* Dropped, as the real decoder drops what it does not know. */
+    if (strncmp(f, "metadata.", 9) == 0) {
+      json_object_object_del(m, f + 9);
+    } else {
+      json_object_object_del(obj, f);
+    }
+  }
+  json_object_put(bad);
+  return rc;
+}
+
 /* ---- identity checks shared by create and update ---- */
 
 static int check_identity(emu_ctx_t *c, json_object *obj, kuala_apierr_t *err)
@@ -1013,6 +1131,10 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
         }
       }
     }
+  }
+  if (!rt->custom && !wo->internal && !status_sub && !wo->is_apply &&
+      (rc = unknown_fields(c, obj, err)) != 0) {
+    return rc;
   }
   /* Type strategies. */
   if (is_ns && !wo->internal && !(c->sub && strcmp(c->sub, "finalize") == 0)) {

@@ -61,6 +61,13 @@ expect_eq "Secret stringData is merged into data" "$(body "$r" | jq -r '.data.pw
 r=$(api POST /api/v1/namespaces/default/secrets '{"metadata":{"name":"s2"},"data":{"pw":"not base64!"}}')
 expect_eq "invalid base64 400" "$(code "$r")" "400"
 
+r=$(api POST "$CM?fieldValidation=Strict" '{"metadata":{"name":"strict"},"datta":{"a":"b"}}')
+expect_eq "Strict: unknown field 400" "$(body "$r" | jq -r .message)" 'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "datta"'
+c=$(curl -s -m 5 -D "$EMU_DIR/h" -o "$EMU_DIR/r" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary '{"metadata":{"name":"warned","colour":"x"},"datta":{}}' "$EMU_URL$CM")
+expect_eq "Warn (default): created" "$c" "201"
+expect_contains "Warn: Warning header" "$(cat "$EMU_DIR/h")" 'Warning: 299 - "unknown field \"datta\""'
+expect_eq "Warn: unknown fields dropped" "$(jq -c '[.datta, .metadata.colour]' "$EMU_DIR/r")" "[null,null]"
+
 # ---- create / update / no-op / conflict ----
 r=$(api POST $CM '{"metadata":{"generateName":"gen-"},"data":{"a":"1"}}')
 expect_eq "generateName 201" "$(code "$r")" "201"
