@@ -6,10 +6,11 @@
  * callbacks to the source's; it is freed when the final callback ran. The
  * handle given to the reflector is that context.
  *
- * Limits of the binding (the client has no option for them yet):
- * sendInitialEvents is not sent, so a streaming list start fails with
- * KUALA_ENOTSUP and the reflector falls back to list + watch; metadata-only
- * informers fetch full objects and the store trims them to metadata.
+ * Streaming lists pass sendInitialEvents through; a server that refuses it
+ * answers with an HTTP error and the reflector falls back to list + watch.
+ * Limit of the binding: metadata-only informers fetch full objects and the
+ * store trims them to metadata (the client cannot ask for
+ * PartialObjectMetadata yet).
  */
 #include <string.h>
 
@@ -117,9 +118,6 @@ static int c_watch(void *src, const kuala_informer_key_t *key, const kuala_lw_op
                    kuala_lw_event_cb on_event, kuala_lw_done_cb on_done, void *data, void **handle)
 {
   csrc_t *cs = src;
-  if (o->send_initial_events) {
-    return KUALA_ENOTSUP;
-  }
   kuala_client_target_t t;
   kuala_client_opts_t co;
   target_of(&t, key);
@@ -130,6 +128,7 @@ static int c_watch(void *src, const kuala_informer_key_t *key, const kuala_lw_op
   co.resource_version_match = o->resource_version_match;
   co.allow_watch_bookmarks = o->allow_watch_bookmarks;
   co.timeout_seconds = o->timeout_seconds;
+  co.send_initial_events = o->send_initial_events;
   wctx_t *x = kuala_calloc(1, sizeof(*x));
   x->on_event = on_event;
   x->on_done = on_done;

@@ -145,6 +145,9 @@ int kuala_client_path(char **out, const kuala_client_target_t *t, const char *ve
     if (is_watch && opts->allow_watch_bookmarks) {
       query(&b, &first, "allowWatchBookmarks", "true");
     }
+    if (is_watch && opts->send_initial_events) {
+      query(&b, &first, "sendInitialEvents", "true");
+    }
     if (is_watch && opts->timeout_seconds > 0) {
       snprintf(num, sizeof(num), "%ld", opts->timeout_seconds);
       query(&b, &first, "timeoutSeconds", num);

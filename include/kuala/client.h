@@ -148,6 +148,8 @@ typedef struct {
   const char *resource_version_match;
   int allow_watch_bookmarks;      /* watch */
   long timeout_seconds;           /* watch: server-side timeoutSeconds */
+  int send_initial_events;        /* watch: streaming list (sendInitialEvents=true; pair it
+                                     with resource_version_match "NotOlderThan") */
   const char *field_manager;      /* create/update/patch (required for apply) */
   int force;                      /* apply: force=true */
   int dry_run;                    /* dryRun=All */
@@ -276,7 +278,7 @@ typedef void (*kuala_watch_done_cb)(void *data, int err, kuala_client_resp_t *re
 
 /* Start a watch on t (a collection, or an item: then metadata.name is the
  * field selector). opts: resource_version, allow_watch_bookmarks,
- * timeout_seconds, selectors. The watch has no client-side overall timeout.
+ * timeout_seconds, send_initial_events, selectors. The watch has no client-side overall timeout.
  * Same start/callback rules as requests. */
 int kuala_client_watch(kuala_watch_t **out, kuala_client_t *c, const kuala_client_target_t *t,
                        const kuala_client_opts_t *opts, kuala_watch_event_cb on_event,

@@ -87,6 +87,19 @@ START_TEST(test_client_path_building)
                    "resourceVersion=42&allowWatchBookmarks=true&timeoutSeconds=300");
   kuala_free(p);
 
+  /* A streaming list: sendInitialEvents with resourceVersionMatch. */
+  kuala_client_opts_init(&o);
+  o.resource_version = "";
+  o.resource_version_match = "NotOlderThan";
+  o.allow_watch_bookmarks = 1;
+  o.send_initial_events = 1;
+  ck_assert_int_eq(kuala_client_path(&p, &cms, "watch", &o), 0);
+  ck_assert_str_eq(p,
+                   "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=&"
+                   "resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&"
+                   "sendInitialEvents=true");
+  kuala_free(p);
+
   kuala_client_opts_init(&o);
   o.field_manager = "kuala";
   o.force = 1;

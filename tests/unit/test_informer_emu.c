@@ -480,8 +480,10 @@ START_TEST(test_informer_emu_restart_with_data_dir_resumes)
   kuala_informer_opts_init(&o);
   o.backoff_base_ms = 20;
   o.backoff_max_ms = 200;
-  /* The client cannot send sendInitialEvents yet: the streaming start is
-   * refused and the informer falls back to list + watch. */
+  /* Streaming list: the initial state comes as ADDED events on the watch,
+   * ended by the annotated bookmark; no list request at all. (The fallback
+   * to list + watch is covered with the scripted source in
+   * test_reflector.) */
   o.streaming_list = 1;
   rec_t rec;
   memset(&rec, 0, sizeof rec);
@@ -490,8 +492,9 @@ START_TEST(test_informer_emu_restart_with_data_dir_resumes)
   kuala_informer_t *inf = kuala_informer_reg_informer(reg);
   wait_synced(&e, inf);
   ck_assert_int_eq(rec.adds, 50);
-  ck_assert_int_eq(stats(inf).streaming_fallback, 1);
-  ck_assert_uint_eq(stats(inf).list_pages, 1);
+  ck_assert_int_eq(stats(inf).streaming_fallback, 0);
+  ck_assert_uint_eq(stats(inf).list_pages, 0);
+  ck_assert_uint_eq(stats(inf).watches, 1);
 
   /* Stop the emulator: the informer keeps retrying with backoff. */
   char port[16];
