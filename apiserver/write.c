@@ -1032,12 +1032,7 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
     const char *rv = mds(obj, "resourceVersion");
     if (!rv || !*rv) {
       if (!rt->unconditional && !wo->internal && !wo->is_apply) {
-        json_object *v = json_object_new_int(0);
-        kuala__apierr_field(err, KUALA_CAUSE_INVALID, "metadata.resourceVersion", NULL,
-                            "must be specified for an update");
-        json_object_put(v);
-        /* The real message renders the value as 0x0. */
-        kuala__apierr_clear(err);
+        /* The real message renders the (empty) value as 0x0. */
         kuala__apierr_add_cause(err, KUALA_CAUSE_INVALID,
                                 "Invalid value: 0x0: must be specified for an update",
                                 "metadata.resourceVersion");
