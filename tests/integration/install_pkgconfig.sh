@@ -52,7 +52,7 @@ pcdir=$(dirname "$(find "$tmp/prefix" -name kuala.pc | head -1)")
 flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs kuala)
 # libuv's headers need POSIX declarations: gnu11 (or -D_GNU_SOURCE) as for any
 # libuv program.
-cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/embed" "$tmp/embed.c" $flags
+cc -std=gnu11 -Wall -Wextra -Werror ${KUALA_EXTRA_CFLAGS:-} -o "$tmp/embed" "$tmp/embed.c" $flags
 out=$("$tmp/embed")
 [ "$out" = "handled=2 ECONFLICT" ] || { echo "FAIL: embed printed '$out'"; exit 1; }
 echo "install_pkgconfig: ok ($out)"
