@@ -10,11 +10,26 @@
 
 #include "kuala/error.h"
 
+/* One tokener per thread, reset between documents: allocating a tokener
+ * (and its depth stack) per call was a third of the cost of parsing a 1 KB
+ * object. Parsing never re-enters itself, so one is enough. */
+static _Thread_local json_tokener *cached_tok;
+
+static json_tokener *tokener(void)
+{
+  if (cached_tok == NULL) {
+    cached_tok = json_tokener_new_ex(KUALA_JSON_MAX_DEPTH);
+    json_tokener_set_flags(cached_tok, JSON_TOKENER_STRICT);
+  } else {
+    json_tokener_reset(cached_tok);
+  }
+  return cached_tok;
+}
+
 int kuala_json_parse(json_object **out, const char *s, size_t len, char *err, size_t errlen)
 {
   *out = NULL;
-  json_tokener *tok = json_tokener_new_ex(KUALA_JSON_MAX_DEPTH);
-  json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+  json_tokener *tok = tokener();
   json_object *obj = json_tokener_parse_ex(tok, s, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
   if (jerr == json_tokener_continue && len > 0) {
@@ -25,7 +40,6 @@ int kuala_json_parse(json_object **out, const char *s, size_t len, char *err, si
     tok->char_offset = (int)len;
   }
   size_t used = (size_t)tok->char_offset > len ? len : (size_t)tok->char_offset;
-  json_tokener_free(tok);
   if (jerr == json_tokener_continue) {
     if (err) {
       snprintf(err, errlen, "unexpected end of JSON input");
