@@ -335,16 +335,18 @@ int kuala__openapi_gv_doc(json_object **out, const kuala_openapi_res_t *res, siz
 
 /* ------------------------------------------------------------ tables */
 
-int kuala__openapi_accepts_table(const char *accept)
+int kuala__openapi_accepts_as(const char *accept, const char *as)
 {
-  if (!accept) {
+  if (!accept || !as) {
     return 0;
   }
-  /* Walk the media ranges; a range matches when it has as=Table and g=meta.k8s.io. */
+  size_t aslen = strlen(as);
+  /* Walk the media ranges; a range matches when it has as=<as> and
+   * g=meta.k8s.io. */
   const char *p = accept;
   while (*p) {
     size_t n = strcspn(p, ",");
-    int as_table = 0, meta_group = 0;
+    int as_match = 0, meta_group = 0;
     const char *q = p;
     const char *end = p + n;
     while (q < end) {
@@ -361,8 +363,8 @@ int kuala__openapi_accepts_table(const char *accept)
       while (al && isspace((unsigned char)a[al - 1])) {
         al--;
       }
-      if (al == 8 && strncmp(a, "as=Table", 8) == 0) {
-        as_table = 1;
+      if (al == aslen + 3 && strncmp(a, "as=", 3) == 0 && strncmp(a + 3, as, aslen) == 0) {
+        as_match = 1;
       } else if (al == 13 && strncmp(a, "g=meta.k8s.io", 13) == 0) {
         meta_group = 1;
       }
@@ -371,12 +373,58 @@ int kuala__openapi_accepts_table(const char *accept)
         q++;
       }
     }
-    if (as_table && meta_group) {
+    if (as_match && meta_group) {
       return 1;
     }
     p = *end ? end + 1 : end;
   }
   return 0;
+}
+
+int kuala__openapi_accepts_table(const char *accept)
+{
+  return kuala__openapi_accepts_as(accept, "Table");
+}
+
+int kuala__openapi_accepts_partial(const char *accept)
+{
+  return kuala__openapi_accepts_as(accept, "PartialObjectMetadata") ||
+         kuala__openapi_accepts_as(accept, "PartialObjectMetadataList");
+}
+
+static json_object *partial_of(json_object *obj)
+{
+  json_object *pom = json_object_new_object();
+  json_object_object_add(pom, "kind", json_object_new_string("PartialObjectMetadata"));
+  json_object_object_add(pom, "apiVersion", json_object_new_string("meta.k8s.io/v1"));
+  json_object *md = NULL;
+  if (json_object_object_get_ex(obj, "metadata", &md)) {
+    json_object_object_add(pom, "metadata", json_object_get(md));
+  } else {
+    json_object_object_add(pom, "metadata", json_object_new_object());
+  }
+  return pom;
+}
+
+json_object *kuala__openapi_partial(json_object *doc)
+{
+  json_object *items = NULL;
+  if (!json_object_object_get_ex(doc, "items", &items) ||
+      !json_object_is_type(items, json_type_array)) {
+    return partial_of(doc);
+  }
+  json_object *list = json_object_new_object();
+  json_object_object_add(list, "kind", json_object_new_string("PartialObjectMetadataList"));
+  json_object_object_add(list, "apiVersion", json_object_new_string("meta.k8s.io/v1"));
+  json_object *md = NULL;
+  json_object_object_get_ex(doc, "metadata", &md);
+  json_object_object_add(list, "metadata", md ? json_object_get(md) : json_object_new_object());
+  json_object *out = json_object_new_array_ext((int)json_object_array_length(items));
+  for (size_t i = 0; i < json_object_array_length(items); i++) {
+    json_object_array_add(out, partial_of(json_object_array_get_idx(items, i)));
+  }
+  json_object_object_add(list, "items", out);
+  return list;
 }
 
 int kuala__openapi_table_include(kuala_table_include_t *out, const char *s, kuala_apierr_t *err)

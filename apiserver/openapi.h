@@ -62,6 +62,15 @@ typedef enum {
  * Whether an Accept header asks for a meta.k8s.io Table (as=Table;g=meta.k8s.io).
  */
 int kuala__openapi_accepts_table(const char *accept);
+/* Whether some media range of `accept` has as=<as> and g=meta.k8s.io. */
+int kuala__openapi_accepts_as(const char *accept, const char *as);
+/* as=PartialObjectMetadata or as=PartialObjectMetadataList (metadata-only
+ * informers). */
+int kuala__openapi_accepts_partial(const char *accept);
+/* The metadata-only form of an object (PartialObjectMetadata) or of a list
+ * (PartialObjectMetadataList, list metadata kept). Returns a new object;
+ * `doc` is not consumed. */
+json_object *kuala__openapi_partial(json_object *doc);
 
 /*
  * Parse includeObject (NULL/"" → Metadata; "Object", "None", "Metadata").

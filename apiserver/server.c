@@ -642,12 +642,39 @@ static int maybe_table(kuala__httpd_req_t *req, const emu_rtype_t *rt, json_obje
   emu_reply_json(req, code, t);
   return 1;
 }
+
+/* When the client asked for PartialObjectMetadata(List) (metadata-only
+ * informers), reply with that form of `doc` (consumed); returns 1 when
+ * handled. */
+static int maybe_partial(kuala__httpd_req_t *req, json_object *doc, int code)
+{
+  if (!kuala__openapi_accepts_partial(kuala__httpd_header(req, "Accept"))) {
+    return 0;
+  }
+  json_object *pom = kuala__openapi_partial(doc);
+  json_object_put(doc);
+  emu_reply_json(req, code, pom);
+  return 1;
+}
+
+/* The same for a reply still held as JSON text. */
+static int maybe_partial_text(kuala__httpd_req_t *req, const char *text, size_t len, int code)
+{
+  if (!kuala__openapi_accepts_partial(kuala__httpd_header(req, "Accept"))) {
+    return 0;
+  }
+  json_object *doc = NULL;
+  if (kuala_json_parse(&doc, text, len, NULL, 0) != 0) {
+    return 0;
+  }
+  return maybe_partial(req, doc, code);
+}
 #endif
 
 void emu_reply_object(kuala__httpd_req_t *req, const emu_rtype_t *rt, int code, json_object *obj)
 {
 #ifdef KUALA_EMU_HAVE_OPENAPI
-  if (maybe_table(req, rt, obj, code)) {
+  if (maybe_table(req, rt, obj, code) || maybe_partial(req, obj, code)) {
     return;
   }
 #endif
@@ -908,6 +935,10 @@ static void do_list(emu_t *e, emu_ctx_t *c)
     maybe_table(req, rt, doc, 200);
     goto done;
   }
+  if (maybe_partial_text(req, b.data, b.len, 200)) {
+    kuala_buf_free(&b);
+    goto done;
+  }
 #endif
   emu_reply_raw(req, 200, b.data, b.len);
   kuala_buf_free(&b);
@@ -950,6 +981,10 @@ static void do_get(emu_t *e, emu_ctx_t *c)
     maybe_table(c->req, c->rt, doc, 200);
     return;
   }
+  if (maybe_partial_text(c->req, v->data, v->len, 200)) {
+    emu_blob_unref(v);
+    return;
+  }
 #endif
   emu_reply_raw(c->req, 200, v->data, v->len);
   emu_blob_unref(v);
@@ -968,6 +1003,7 @@ struct emu_watch_s {
   int bookmarks;
   int table;
   int table_columns_sent;
+  int partial; /* PartialObjectMetadata events */
   uv_timer_t timeout;
   uv_timer_t bookmark;
   int closing_handles;
@@ -1086,11 +1122,25 @@ static int watch_send(emu_watch_t *w, const char *type, const char *obj, size_t 
     return 0;
   }
 #endif
+#ifdef KUALA_EMU_HAVE_OPENAPI
+  json_object *pom = NULL;
+  if (w->partial && strcmp(type, "ERROR") != 0) {
+    json_object *doc = NULL;
+    if (kuala_json_parse(&doc, obj, len, NULL, 0) == 0) {
+      pom = kuala__openapi_partial(doc);
+      json_object_put(doc);
+      obj = kuala_json_compact(pom, &len);
+    }
+  }
+#endif
   kuala_buf_printf(&b, "{\"type\":\"%s\",\"object\":", type);
   kuala_buf_append(&b, obj, len);
   kuala_buf_puts(&b, "}\n");
   watch_queue(w, b.data, b.len);
   kuala_buf_free(&b);
+#ifdef KUALA_EMU_HAVE_OPENAPI
+  json_object_put(pom);
+#endif
   return 0;
 }
 
@@ -1288,6 +1338,7 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
   w->bookmarks = query_bool(req, "allowWatchBookmarks");
 #ifdef KUALA_EMU_HAVE_OPENAPI
   w->table = kuala__openapi_accepts_table(kuala__httpd_header(req, "Accept"));
+  w->partial = !w->table && kuala__openapi_accepts_partial(kuala__httpd_header(req, "Accept"));
 #endif
   uv_timer_init(e->loop, &w->timeout);
   uv_timer_init(e->loop, &w->bookmark);

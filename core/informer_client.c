@@ -8,9 +8,9 @@
  *
  * Streaming lists pass sendInitialEvents through; a server that refuses it
  * answers with an HTTP error and the reflector falls back to list + watch.
- * Limit of the binding: metadata-only informers fetch full objects and the
- * store trims them to metadata (the client cannot ask for
- * PartialObjectMetadata yet).
+ * Metadata-only informers ask for PartialObjectMetadata(List), as client-go's
+ * metadata informers do, with plain JSON as the fallback: a server that
+ * ignores the request sends full objects, which the store trims.
  */
 #include <string.h>
 
@@ -18,6 +18,11 @@
 #include "kuala/alloc.h"
 #include "kuala/client.h"
 #include "kuala/error.h"
+
+#define ACCEPT_PARTIAL_LIST \
+  "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+#define ACCEPT_PARTIAL \
+  "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 typedef struct {
   kuala_client_t *c;
@@ -77,6 +82,9 @@ static int c_list(void *src, const kuala_informer_key_t *key, const kuala_lw_opt
   co.continue_token = o->continue_token;
   co.resource_version = o->resource_version;
   co.resource_version_match = o->resource_version_match;
+  if (key->metadata_only) {
+    co.accept = ACCEPT_PARTIAL_LIST;
+  }
   lctx_t *x = kuala_calloc(1, sizeof(*x));
   x->cb = cb;
   x->data = data;
@@ -126,6 +134,9 @@ static int c_watch(void *src, const kuala_informer_key_t *key, const kuala_lw_op
   co.field_selector = key->field_selector;
   co.resource_version = o->resource_version;
   co.resource_version_match = o->resource_version_match;
+  if (key->metadata_only) {
+    co.accept = ACCEPT_PARTIAL;
+  }
   co.allow_watch_bookmarks = o->allow_watch_bookmarks;
   co.timeout_seconds = o->timeout_seconds;
   co.send_initial_events = o->send_initial_events;

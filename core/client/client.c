@@ -733,6 +733,7 @@ static void req_discard(kuala_client_req_t *req)
   kuala_free(req->url);
   kuala_free(req->body);
   kuala_free(req->content_type);
+  kuala_free(req->accept);
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala_lines_free(&req->lines);
@@ -942,8 +943,9 @@ static void finish(kuala_client_req_t *req)
   kuala_free(req->url);
   kuala_free(req->body);
   kuala_free(req->content_type);
+  kuala_free(req->accept);
   kuala_free(req->resp_ctype);
-  req->url = req->body = req->content_type = req->resp_ctype = NULL;
+  req->url = req->body = req->content_type = req->accept = req->resp_ctype = NULL;
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala_lines_free(&req->lines);
@@ -1144,7 +1146,14 @@ static void setup_easy(kuala_client_req_t *req)
   /* Headers */
   curl_slist_free_all(req->headers);
   struct curl_slist *h = NULL;
-  h = curl_slist_append(h, "Accept: application/json");
+  if (req->accept) {
+    kuala_buf_t b = KUALA_BUF_INIT(0);
+    kuala_buf_printf(&b, "Accept: %s", req->accept);
+    h = curl_slist_append(h, b.data);
+    kuala_buf_free(&b);
+  } else {
+    h = curl_slist_append(h, "Accept: application/json");
+  }
   h = curl_slist_append(h, "Expect:");
   if (c->host_header) {
     h = curl_slist_append(h, c->host_header);
@@ -1566,6 +1575,7 @@ static int start_http(kuala_client_req_t **out, kuala_client_t *c, req_kind_t ki
     req->body_len = len;
   }
   req->content_type = content_type ? kuala_strdup(content_type) : NULL;
+  req->accept = opts && opts->accept && *opts->accept ? kuala_strdup(opts->accept) : NULL;
   req->idempotent = strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
   if (opts && opts->timeout_ms) {
     req->timeout_ms = opts->timeout_ms;

@@ -45,6 +45,7 @@ struct kuala_client_req_s {
   char method[8];
   char *url;
   char *content_type; /* request Content-Type, owned */
+  char *accept;       /* request Accept, owned; NULL = application/json */
   char *body;         /* request body, owned */
   size_t body_len;
   int idempotent;

@@ -157,6 +157,9 @@ typedef struct {
   const char *precondition_uid;   /* delete */
   const char *precondition_rv;    /* delete */
   long grace_period_seconds;      /* delete: -1 = unset (0 means 0) */
+  /* Accept header; NULL = application/json. Metadata-only reads ask for e.g.
+   * "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json". */
+  const char *accept;
   uint64_t timeout_ms; /* overrides the client timeout; 0 = default. Watches: idle timeout
                           (KUALA_ETIMEDOUT after this long without a byte; 1 s steps) */
   int max_retries;     /* overrides the client's; 0 = default, -1 = none */

@@ -604,6 +604,60 @@ START_TEST(test_informer_emu_410_relist_tombstones)
 }
 END_TEST
 
+/* Metadata-only informers ask the server for PartialObjectMetadata (list and
+ * watch) instead of downloading whole objects: what the store keeps is the
+ * server's metadata-only form (kind PartialObjectMetadata), without data.
+ * A full informer on the same resource is a separate informer and keeps the
+ * data. */
+START_TEST(test_informer_emu_metadata_only_on_the_wire)
+{
+  env_t e;
+  env_init(&e);
+  make_ns(&e, "md");
+  create_many(&e, "md", "m", "md", 20);
+  kuala_informers_t *f;
+  ck_assert_int_eq(kuala_informers_new_client(&f, &e.loop, e.c), 0);
+  kuala_informer_key_t mkey = {"", "v1", "configmaps", "md", NULL, NULL, 1};
+  kuala_informer_key_t fkey = {"", "v1", "configmaps", "md", NULL, NULL, 0};
+  rec_t mrec, frec;
+  memset(&mrec, 0, sizeof mrec);
+  memset(&frec, 0, sizeof frec);
+  kuala_informer_reg_t *mreg, *freg;
+  ck_assert_int_eq(kuala_informers_add_handler(&mreg, f, &mkey, NULL, &H, &mrec), 0);
+  ck_assert_int_eq(kuala_informers_add_handler(&freg, f, &fkey, NULL, &H, &frec), 0);
+  ck_assert_uint_eq(kuala_informers_count(f), 2);
+  kuala_informer_t *minf = kuala_informer_reg_informer(mreg);
+  kuala_informer_t *finf = kuala_informer_reg_informer(freg);
+  wait_synced(&e, minf);
+  wait_synced(&e, finf);
+  ck_assert_int_eq(mrec.adds, 20);
+  kuala_obj_t o;
+  ck_assert_int_eq(kuala_store_get(kuala_informer_store(minf), "md", "m-00003", &o), 0);
+  ck_assert_ptr_nonnull(strstr(o.json, "\"kind\":\"PartialObjectMetadata\""));
+  ck_assert_ptr_nonnull(strstr(o.json, "\"suite\":\"md\""));
+  ck_assert_ptr_null(strstr(o.json, "\"data\""));
+  ck_assert_int_eq(kuala_store_get(kuala_informer_store(finf), "md", "m-00003", &o), 0);
+  ck_assert_ptr_nonnull(strstr(o.json, "\"data\""));
+  /* Objects that arrive on the watch come in the same form. */
+  ct_result_t r;
+  ck_assert_int_eq(call(&e, e.c, "POST", "/api/v1/namespaces/md/configmaps",
+                        "{\"metadata\":{\"name\":\"late\"},\"data\":{\"k\":\"v\"}}", &r),
+                   0);
+  ct_result_free(&r);
+  EMU_UNTIL(&e.loop, mrec.adds == 21, 30000);
+  ck_assert_int_eq(kuala_store_get(kuala_informer_store(minf), "md", "late", &o), 0);
+  ck_assert_ptr_nonnull(strstr(o.json, "\"kind\":\"PartialObjectMetadata\""));
+  ck_assert_ptr_null(strstr(o.json, "\"data\""));
+  kuala_informer_reg_remove(mreg);
+  kuala_informer_reg_remove(freg);
+  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
+  kuala_informers_close(f);
+  kuala_buf_free(&mrec.log);
+  kuala_buf_free(&frec.log);
+  env_done(&e);
+}
+END_TEST
+
 int main(void)
 {
   char bin[1024];
@@ -625,6 +679,7 @@ int main(void)
   tcase_add_test(tc, test_informer_emu_sync_share_order_selectors_resume_stop);
   tcase_add_test(tc, test_informer_emu_410_relist_tombstones);
   tcase_add_test(tc, test_informer_emu_restart_with_data_dir_resumes);
+  tcase_add_test(tc, test_informer_emu_metadata_only_on_the_wire);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
