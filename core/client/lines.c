@@ -2,10 +2,10 @@
  * lines.c: the incremental JSON-lines splitter behind watch streams.
  *
  * Bytes arrive in arbitrary chunks; a line may be split across any number
- * of them. Each line is assembled in `buf` (so the callback gets a
- * NUL-terminated string), which never grows past `max` bytes: a longer
- * line fails with KUALA_E2BIG as soon as it passes the cap, before its end
- * arrives. A trailing '\r' is stripped so CRLF streams work too.
+ * of them. Each line is assembled in a capped kuala_buf_t (so the callback
+ * gets a NUL-terminated string), which never grows past the line cap: a
+ * longer line fails with KUALA_E2BIG as soon as it passes the cap, before
+ * its end arrives. A trailing '\r' is stripped so CRLF streams work too.
  */
 #include <string.h>
 
@@ -15,41 +15,17 @@
 
 void kuala_lines_init(kuala_lines_t *p, size_t max_line)
 {
-  p->buf = NULL;
-  p->len = 0;
-  p->cap = 0;
-  p->max = max_line;
+  kuala_buf_init(&p->buf, max_line);
 }
 
 void kuala_lines_free(kuala_lines_t *p)
 {
-  kuala_free(p->buf);
-  p->buf = NULL;
-  p->len = p->cap = 0;
+  kuala_buf_free(&p->buf);
 }
 
 size_t kuala_lines_pending(const kuala_lines_t *p)
 {
-  return p->len;
-}
-
-static int keep(kuala_lines_t *p, const char *s, size_t n)
-{
-  if (p->max && p->len + n > p->max) {
-    return KUALA_E2BIG;
-  }
-  if (p->len + n + 1 > p->cap) {
-    size_t cap = p->cap ? p->cap : 256;
-    while (cap < p->len + n + 1) {
-      cap *= 2;
-    }
-    p->buf = kuala_realloc(p->buf, cap);
-    p->cap = cap;
-  }
-  memcpy(p->buf + p->len, s, n);
-  p->len += n;
-  p->buf[p->len] = '\0';
-  return 0;
+  return p->buf.len;
 }
 
 static int emit(char *line, size_t len, kuala_lines_cb on_line, void *data)
@@ -73,16 +49,19 @@ int kuala_lines_feed(kuala_lines_t *p, const char *chunk, size_t n, kuala_lines_
   while (n > 0) {
     const char *nl = memchr(chunk, '\n', n);
     if (!nl) {
-      return keep(p, chunk, n);
+      return kuala_buf_append(&p->buf, chunk, n);
     }
     size_t part = (size_t)(nl - chunk);
     /* Assemble the line in the buffer (it may have started in an earlier
      * chunk, and the callback gets a NUL-terminated string). */
-    int rc = keep(p, chunk, part);
+    int rc = kuala_buf_append(&p->buf, chunk, part);
     if (rc == 0) {
-      size_t len = p->len;
-      p->len = 0;
-      rc = emit(p->buf, len, on_line, data);
+      /* Empty the buffer before the callback, which may stop the watch
+       * that owns `p`; the line's bytes stay in place until the next
+       * append, which restores the buffer's terminator. */
+      size_t len = p->buf.len;
+      p->buf.len = 0;
+      rc = emit(p->buf.data, len, on_line, data);
     }
     if (rc != 0) {
       return rc;

@@ -49,6 +49,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "kuala/buf.h"
+
 struct json_object;
 
 typedef struct kuala_client_s kuala_client_t;
@@ -296,8 +298,7 @@ void kuala_watch_stop(kuala_watch_t *w);
  * (without '\n', NUL-terminated, empty lines skipped). */
 typedef int (*kuala_lines_cb)(void *data, const char *line, size_t len);
 typedef struct {
-  char *buf; /* pending partial line */
-  size_t len, cap, max;
+  kuala_buf_t buf; /* pending partial line; buf.max is the line cap */
 } kuala_lines_t;
 void kuala_lines_init(kuala_lines_t *p, size_t max_line);
 /* Returns 0, KUALA_E2BIG when a line passes max_line, or the first non-zero
