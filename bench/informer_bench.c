@@ -664,8 +664,7 @@ int main(int argc, char **argv)
       json, sizeof json,
       "{\n"
       "  \"source\": \"%s\",\n"
-      "  \"command\": \"build-inf/bench/informer_bench --objects %zu%s%s --out "
-      "bench/results/informers.json\",\n"
+      "  \"command\": \"%s --objects %zu%s%s%s%s\",\n"
       "  \"objects\": %zu,\n"
       "  \"watch_stream_bytes\": %zu,\n"
       "  \"json_bytes_stripped\": %zu,\n"
@@ -695,7 +694,8 @@ int main(int argc, char **argv)
                   "comparison"
                 : "generated stream (no emulator): list pages of 500 and ADDED watch lines, "
                   "parsed by json-c and fed through the reflector, store and dispatch",
-      n, apiserver ? " --apiserver " : "", apiserver ? apiserver : "", n, raw_bytes, json_bytes,
+      argv[0], n, apiserver ? " --apiserver " : "", apiserver ? apiserver : "",
+      out ? " --out " : "", out ? out : "", n, raw_bytes, json_bytes,
       (double)json_bytes / (double)n, store_bytes, heap_delta,
       (double)store_bytes / (double)json_bytes, ingest_store_bytes,
       (double)ingest_store_bytes / (double)ingest_json_bytes, ingest, raw, ingest / raw, sync_s,
