@@ -227,8 +227,8 @@ static void map_owner(kuala_controller_t *c, const kuala_obj_t *obj)
 
 static long long generation_of(const kuala_obj_t *obj)
 {
-  /* A cheap scan is enough: the compact form has "generation":N inside
-   * metadata, and no other top-level field of metadata is named so. */
+  /* A full parse, not a text scan: spec or data may have a "generation"
+   * key of their own. Only updates of watches with the predicate pay it. */
   json_object *o = NULL;
   long long g = -1;
   if (kuala_json_parse(&o, obj->json, obj->json_len, NULL, 0) == 0) {
