@@ -64,7 +64,14 @@ check() { # bundle expected-location expected-text
 }
 check syntax "syntax/main.lua:2:" "unexpected symbol"
 check runtime "runtime/main.lua:2:" "attempt to index"
-check loop "loop/main.lua:2" "CPU budget"
+if [ "${KUALA_SANITIZER:-}" = thread ]; then
+  # TSan delays signals until the thread calls into libc, which a compiled
+  # loop never does, so the CPU budget cannot stop it in TSan builds (see
+  # docs/lua-runtime.md); every other build checks it.
+  echo "lua_bundles: the runaway-loop case is left out under TSan (signals are deferred)"
+else
+  check loop "loop/main.lua:2" "CPU budget"
+fi
 check bomb "memory limit" "loading stopped"
 check execute "execute/main.lua:1:" "execute"
 check ioopen "ioopen/main.lua:1:" "'io'"
