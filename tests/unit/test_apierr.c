@@ -2,6 +2,8 @@
  * Unit tests for apiserver/apierr: Status rendering exactly as spec §7.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,9 +194,5 @@ static Suite *apierr_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(apierr_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(apierr_suite());
 }

@@ -6,6 +6,8 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
+
+#include "kuala_test.h"
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -307,9 +309,5 @@ int main(void)
   tcase_add_test(tc, test_httpd_connection_close);
   tcase_add_test(tc, test_httpd_expect_continue);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(s);
 }

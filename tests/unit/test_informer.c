@@ -4,6 +4,8 @@
  * handler, sync waits, resync, metadata-only, bad input.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 
 #include "kuala/alloc.h"
@@ -332,9 +334,5 @@ static Suite *informer_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(informer_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(informer_suite());
 }

@@ -2,6 +2,8 @@
  * Unit tests for the json-c helpers (core/json.c).
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,9 +71,5 @@ int main(void)
   tcase_add_test(tc, test_json_parse_and_errors);
   tcase_add_test(tc, test_json_paths);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(s);
 }

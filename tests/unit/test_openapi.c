@@ -3,6 +3,8 @@
  * kubectl inspects, JSONPath for printer columns, and Tables.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -367,9 +369,5 @@ static Suite *openapi_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(openapi_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(openapi_suite());
 }

@@ -3,6 +3,8 @@
  * YAML), RFC 6902 JSON patch, RFC 7386 merge patch, strategic merge patch.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -454,9 +456,5 @@ static Suite *patch_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(patch_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(patch_suite());
 }

@@ -5,6 +5,8 @@
  * decode to the JSON those commands print with --dry-run=client -o json.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,9 +203,5 @@ static Suite *protobuf_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(protobuf_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(protobuf_suite());
 }

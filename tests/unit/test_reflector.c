@@ -5,6 +5,8 @@
  * fallback.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdlib.h>
 
 #include "kuala/alloc.h"
@@ -432,9 +434,5 @@ static Suite *reflector_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(reflector_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(reflector_suite());
 }

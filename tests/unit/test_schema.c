@@ -3,6 +3,8 @@
  * validate pipeline with the real server's messages.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -651,9 +653,5 @@ static Suite *schema_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(schema_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(schema_suite());
 }

@@ -2,6 +2,8 @@
  * Unit tests for label and field selectors (core/selector.c).
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,9 +183,5 @@ int main(void)
   tcase_add_test(tc, test_selector_fields);
   tcase_add_test(tc, test_selector_format_roundtrip);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(s);
 }

@@ -4,6 +4,8 @@
  * managedFields upkeep for non-apply writes.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,9 +589,5 @@ static Suite *ssa_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(ssa_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(ssa_suite());
 }

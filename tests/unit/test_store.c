@@ -3,6 +3,8 @@
  * change callbacks, the relist diff (replace_begin/end) and bad input.
  */
 #include <check.h>
+
+#include "kuala_test.h"
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,9 +539,5 @@ static Suite *store_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(store_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kuala_test_run(store_suite());
 }
