@@ -27,9 +27,9 @@
 #include <uv.h>
 
 #include "apierr.h"
-#include "httpd.h"
+#include "serve/httpd.h"
 #include "kuala/selector.h"
-#include "map.h"
+#include "base/map.h"
 
 typedef struct emu_s emu_t;
 typedef struct emu_store_s emu_store_t;

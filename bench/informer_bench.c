@@ -43,7 +43,7 @@
 #include "kuala/client.h"
 #include "kuala/error.h"
 #include "kuala/informer.h"
-#include "store.h"
+#include "cache/store.h"
 
 typedef struct {
   uv_loop_t *loop;

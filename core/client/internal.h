@@ -19,7 +19,7 @@
 #include "kuala/buf.h"
 #include "kuala/client.h"
 #include "kuala/ratelimit.h"
-#include "map.h"
+#include "base/map.h"
 
 typedef enum {
   REQ_WAIT_TOKEN = 1, /* waiting for the rate limiter */

@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "httpd.h"
+#include "serve/httpd.h"
 #include "kuala/alloc.h"
 
 typedef struct {

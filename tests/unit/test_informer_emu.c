@@ -22,7 +22,7 @@
 
 #include "helpers/clienttest.h"
 #include "helpers/emuproc.h"
-#include "informer.h"
+#include "cache/informer.h"
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
 #include "kuala/client.h"

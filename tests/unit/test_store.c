@@ -15,7 +15,7 @@
 #include "kuala/error.h"
 #include "kuala/selector.h"
 #include "kuala/store.h"
-#include "store.h"
+#include "cache/store.h"
 
 /* Records every change as "TYPE ns/name rv [unknown]" lines. */
 typedef struct {

@@ -10,7 +10,7 @@
 #include "kuala/buf.h"
 #include "kuala/error.h"
 #include "kuala/log.h"
-#include "map.h"
+#include "base/map.h"
 
 START_TEST(test_error_names_and_messages)
 {

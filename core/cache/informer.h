@@ -13,7 +13,7 @@
 #define KUALA_CORE_INFORMER_H
 
 #include "kuala/informer.h"
-#include "map.h"
+#include "base/map.h"
 
 struct kuala_informer_reg_s {
   kuala_informer_t *inf;

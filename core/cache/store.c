@@ -35,7 +35,7 @@
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
 #include "kuala/error.h"
-#include "map.h"
+#include "base/map.h"
 #include "store.h"
 
 enum { IDX_NS = 0, IDX_LABELS = 1, IDX_OWNER = 2, IDX_USER0 = 3 };

@@ -21,7 +21,7 @@
 
 #include "kuala/alloc.h"
 #include "kuala/error.h"
-#include "map.h"
+#include "base/map.h"
 
 #define NO_HEAP ((size_t)-1)
 

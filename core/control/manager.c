@@ -23,7 +23,7 @@
 #include "kuala/json.h"
 #include "kuala/log.h"
 #include "kuala/selector.h"
-#include "map.h"
+#include "base/map.h"
 
 typedef struct cache_s {
   char *key; /* "group/version/resource" */

@@ -1,5 +1,5 @@
 /*
- * lua_cli.c: `kuala crd DIR...`.
+ * cmd_crd.c: `kuala crd DIR...`.
  *
  * Loads each bundle against a backend with an empty cache and no API
  * server (a bundle's top level cannot make API calls anyway), then prints
@@ -13,7 +13,7 @@
 #include "kuala/alloc.h"
 #include "kuala/error.h"
 #include "kuala/runtime.h"
-#include "lua_cli.h"
+#include "cmd_crd.h"
 
 static int none_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
 {
@@ -39,7 +39,7 @@ static void none_cancel(void *self, void *handle)
   (void)self, (void)handle;
 }
 
-int kuala__lua_cli_crd(int argc, char **argv)
+int kuala__cli_crd(int argc, char **argv)
 {
   if (argc < 2 || strcmp(argv[1], "--help") == 0) {
     fprintf(argc < 2 ? stderr : stdout,

@@ -18,7 +18,7 @@
 
 #include "kuala/alloc.h"
 #include "kuala/error.h"
-#include "map.h"
+#include "base/map.h"
 
 /* --- bucket arithmetic -------------------------------------------------- */
 

@@ -11,7 +11,7 @@
 #include "kuala/error.h"
 #include "kuala/log.h"
 #include "kuala/version.h"
-#include "lua/lua_cli.h"
+#include "cmd_crd.h"
 
 static void usage(FILE *f)
 {
@@ -27,7 +27,8 @@ static void usage(FILE *f)
           "\n"
           "global flags:\n"
           "  --log-level=LEVEL  error|warn|info|debug|trace (default info)\n"
-          "  --log-format=FMT   text|json (default text)\n");
+          "  --log-format=FMT   text|json (default text)\n"
+          "  --version          print the version\n");
 }
 
 int main(int argc, char **argv)
@@ -50,7 +51,10 @@ int main(int argc, char **argv)
         return 2;
       }
       kuala_log_set_format(fmt);
-    } else if (strcmp(a, "--help") == 0) {
+    } else if (strcmp(a, "--version") == 0) {
+      printf("kuala %s\n", KUALA_VERSION_STRING);
+      return 0;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       return 0;
     } else {
@@ -58,6 +62,10 @@ int main(int argc, char **argv)
       usage(stderr);
       return 2;
     }
+  }
+  if (i < argc && strcmp(argv[i], "-h") == 0) {
+    usage(stdout);
+    return 0;
   }
   if (i >= argc || strcmp(argv[i], "help") == 0) {
     usage(i >= argc ? stderr : stdout);
@@ -70,7 +78,7 @@ int main(int argc, char **argv)
     return kuala__cli_dev(argc - i, argv + i);
   }
   if (strcmp(argv[i], "crd") == 0) {
-    return kuala__lua_cli_crd(argc - i, argv + i);
+    return kuala__cli_crd(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     printf("kuala %s\n", KUALA_VERSION_STRING);

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "devcluster.h"
+#include "flags.h"
 #include "kuala/alloc.h"
 #include "kuala/engine.h"
 #include "kuala/error.h"
@@ -42,13 +43,13 @@ typedef struct {
   int status;
 } app_t;
 
-void kuala__cli_run_usage(void)
+void kuala__cli_run_usage(FILE *f)
 {
-  fprintf(stderr,
+  fprintf(f,
           "usage: kuala run [flags] BUNDLE_DIR...\n"
           "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
           "\n"
-          "flags:\n"
+          "flags (--flag=value or --flag value):\n"
           "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
           "  --context=NAME         kubeconfig context (default current-context)\n"
           "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
@@ -57,51 +58,58 @@ void kuala__cli_run_usage(void)
           "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n");
 }
 
-static int parse_num(const char *flag, const char *v, double *out)
+/* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
+ * value sets *bad), 0 otherwise. */
+static int str_flag(int argc, char **argv, int *i, const char *name, const char **v, int *bad)
 {
-  char *end;
-  double d = strtod(v, &end);
-  if (end == v || *end != '\0' || d < 0) {
-    fprintf(stderr, "kuala: %s wants a non-negative number, got '%s'\n", flag, v);
-    return -1;
+  int m = kuala__flag_value(argc, argv, i, name, v);
+  if (m < 0) {
+    *bad = 1;
   }
-  *out = d;
-  return 0;
+  return m != 0;
 }
 
+static int num_flag(int argc, char **argv, int *i, const char *name, double *d, int *bad)
+{
+  const char *v = NULL;
+  if (!str_flag(argc, argv, i, name, &v, bad)) {
+    return 0;
+  }
+  if (!*bad && kuala__flag_num(name, v, d)) {
+    *bad = 1;
+  }
+  return 1;
+}
+
+/* Parse the flags of `run` and `dev`. Returns 0, 1 when help was asked
+ * for (printed; exit 0), or -1 on a bad flag (printed; exit 2). */
 static int parse_args(int argc, char **argv, run_opts_t *o)
 {
-  memset(o, 0, sizeof(*o));
+  memset(o, 0, sizeof(o[0]));
   o->bundles = kuala_calloc((size_t)argc + 1, sizeof(char *));
-  for (int i = 1; i < argc; i++) {
+  int bad = 0;
+  for (int i = 1; i < argc && !bad; i++) {
     const char *a = argv[i];
-    double d;
-    if (strncmp(a, "--kubeconfig=", 13) == 0) {
-      o->kubeconfig = a + 13;
-    } else if (strncmp(a, "--context=", 10) == 0) {
-      o->context = a + 10;
-    } else if (strncmp(a, "--memory-limit-mb=", 18) == 0) {
-      if (parse_num("--memory-limit-mb", a + 18, &d)) {
-        return -1;
-      }
+    double d = 0;
+    if (kuala__flag_is_help(a)) {
+      kuala__cli_run_usage(stdout);
+      return 1;
+    }
+    if (str_flag(argc, argv, &i, "--kubeconfig", &o->kubeconfig, &bad) ||
+        str_flag(argc, argv, &i, "--context", &o->context, &bad)) {
+      continue;
+    }
+    if (num_flag(argc, argv, &i, "--memory-limit-mb", &d, &bad)) {
       o->rt.memory_limit = (size_t)(d * 1024 * 1024);
-    } else if (strncmp(a, "--cpu-budget-ms=", 16) == 0) {
-      if (parse_num("--cpu-budget-ms", a + 16, &d)) {
-        return -1;
-      }
+    } else if (num_flag(argc, argv, &i, "--cpu-budget-ms", &d, &bad)) {
       o->rt.cpu_budget_ms = (uint32_t)d;
-    } else if (strncmp(a, "--reconcile-timeout-ms=", 23) == 0) {
-      if (parse_num("--reconcile-timeout-ms", a + 23, &d)) {
-        return -1;
-      }
+    } else if (num_flag(argc, argv, &i, "--reconcile-timeout-ms", &d, &bad)) {
       o->rt.deadline_ms = (uint32_t)d;
-    } else if (strncmp(a, "--exit-after=", 13) == 0) {
-      if (parse_num("--exit-after", a + 13, &o->exit_after)) {
-        return -1;
-      }
-    } else if (strncmp(a, "--", 2) == 0) {
+    } else if (num_flag(argc, argv, &i, "--exit-after", &o->exit_after, &bad)) {
+      continue;
+    } else if (a[0] == '-') {
       fprintf(stderr, "kuala %s: unknown flag %s\n", argv[0], a);
-      kuala__cli_run_usage();
+      kuala__cli_run_usage(stderr);
       return -1;
     } else {
       struct stat st;
@@ -112,7 +120,7 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
       o->bundles[o->nbundles++] = (char *)a;
     }
   }
-  return 0;
+  return bad ? -1 : 0;
 }
 
 /* --- stop ------------------------------------------------------------------ */
@@ -246,13 +254,14 @@ int kuala__cli_run(int argc, char **argv)
 {
   app_t app;
   memset(&app, 0, sizeof(app));
-  if (parse_args(argc, argv, &app.o)) {
+  int pa = parse_args(argc, argv, &app.o);
+  if (pa) {
     kuala_free(app.o.bundles);
-    return 2;
+    return pa > 0 ? 0 : 2;
   }
   if (app.o.nbundles == 0) {
     fprintf(stderr, "kuala run: name at least one bundle directory\n");
-    kuala__cli_run_usage();
+    kuala__cli_run_usage(stderr);
     kuala_free(app.o.bundles);
     return 2;
   }
@@ -340,9 +349,10 @@ int kuala__cli_dev(int argc, char **argv)
 {
   app_t app;
   memset(&app, 0, sizeof(app));
-  if (parse_args(argc, argv, &app.o)) {
+  int pa = parse_args(argc, argv, &app.o);
+  if (pa) {
     kuala_free(app.o.bundles);
-    return 2;
+    return pa > 0 ? 0 : 2;
   }
   if (app.o.nbundles == 0) {
     default_bundles(&app.o);
