@@ -762,7 +762,7 @@ START_TEST(test_lua_runtime_json_round_trip)
       "assert(core.json_encode(2^53) == '9007199254740992')\n"
       "local nok, why = core.json_encode({1, 2, x = 3})\n"
       "assert(nok == nil and why:find('mixes'))\n"
-      "local deep = string.rep('[', 100) .. string.rep(']', 100)\n"
+      "local deep = string.rep('[', 10100) .. string.rep(']', 10100)\n"
       "local d, derr = core.json_decode(deep)\n"
       "assert(d == nil and derr, 'depth limit')\n"
       "local cyc = {}\ncyc.self = cyc\n"
