@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "dev_samples.h"
 #include "devcluster.h"
 #include "flags.h"
 #include "kuala/alloc.h"
@@ -216,6 +217,18 @@ static void engine_ready(void *data, const kuala_engine_stats_t *st)
             "controllers", r);
   if (st->bundles_loaded == 0 && app->o.nbundles > 0) {
     app->status = 1;
+  }
+  if (app->dev && app->engine) {
+    /* kuala dev: every bundle's samples/, once the CRDs are Established. */
+    const char *const *dirs;
+    size_t n = kuala_engine_bundle_dirs(app->engine, &dirs);
+    size_t files = 0;
+    for (size_t i = 0; i < n; i++) {
+      files += kuala__dev_apply_samples(app->engine, dirs[i]);
+    }
+    if (files > 0) {
+      fprintf(stderr, "kuala dev: applied the samples/ of the bundles (%zu files)\n", files);
+    }
   }
 }
 

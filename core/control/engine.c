@@ -1650,6 +1650,70 @@ void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data
 
 /* --- introspection ---------------------------------------------------------- */
 
+typedef struct {
+  kuala_call_done_cb done;
+  void *data;
+} apply_t;
+
+static void apply_done(void *data, int err, const char *json, size_t len)
+{
+  apply_t *a = data;
+  if (a->done) {
+    a->done(a->data, err, json, len);
+  }
+  kuala_free(a);
+}
+
+int kuala_engine_apply(kuala_engine_t *e, const char *json, size_t len, const char *field_manager,
+                       kuala_call_done_cb done, void *data)
+{
+  if (e->stopping) {
+    return KUALA_ESHUTDOWN;
+  }
+  json_object *obj = NULL;
+  int rc = kuala_json_parse(&obj, json, len, NULL, 0);
+  if (rc) {
+    return rc;
+  }
+  const char *av = kuala_json_path_str(obj, "apiVersion");
+  const char *kind = kuala_json_path_str(obj, "kind");
+  const char *name = kuala_json_path_str(obj, "metadata.name");
+  const char *ns = kuala_json_path_str(obj, "metadata.namespace");
+  if (av == NULL || kind == NULL || name == NULL) {
+    json_object_put(obj);
+    return KUALA_EINVAL;
+  }
+  /* A cluster-scoped kind ignores the namespace (the manager drops it). */
+  kuala_call_t call = {KUALA_CALL_APPLY,
+                       av,
+                       kind,
+                       ns ? ns : "default",
+                       name,
+                       NULL,
+                       NULL,
+                       field_manager,
+                       1,
+                       json,
+                       len};
+  apply_t *a = kuala_malloc(sizeof(*a));
+  a->done = done;
+  a->data = data;
+  const kuala_backend_t *be = kuala_manager_backend(e->manager);
+  void *handle;
+  rc = be->call_start(be->self, &call, apply_done, a, &handle);
+  if (rc) {
+    kuala_free(a);
+  }
+  json_object_put(obj);
+  return rc;
+}
+
+size_t kuala_engine_bundle_dirs(const kuala_engine_t *e, const char *const **dirs)
+{
+  *dirs = e->opts.bundles;
+  return e->opts.nbundles;
+}
+
 static const char *slot_state(const slot_t *s)
 {
   if (s->removed) {

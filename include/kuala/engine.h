@@ -67,6 +67,17 @@ void kuala_engine_stats(const kuala_engine_t *e, kuala_engine_stats_t *out);
 typedef void (*kuala_engine_stopped_cb)(void *data);
 void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data);
 
+/* Server-side apply of one object (compact JSON with apiVersion, kind,
+ * metadata.name and, when namespaced, metadata.namespace; "default" is
+ * used when it is missing) through the engine's client, as
+ * `field_manager`. `done` (may be NULL) runs exactly once unless this
+ * returns an error. Used by `kuala dev` to apply each bundle's samples/. */
+int kuala_engine_apply(kuala_engine_t *e, const char *json, size_t len, const char *field_manager,
+                       kuala_call_done_cb done, void *data);
+
+/* The bundle directories the engine loads (borrowed), for `kuala dev`. */
+size_t kuala_engine_bundle_dirs(const kuala_engine_t *e, const char *const **dirs);
+
 /* Every bundle the engine knows, as a JSON array (caller frees *out with
  * kuala_free), one object per bundle:
  *   {"name", "source": "dir:PATH" | "configmap:NS/NAME",
