@@ -13,6 +13,7 @@ PKGS=(
   clang-format python3 curl
   nghttp2-server
   jq
+  umoci skopeo
 )
 # kubectl is a judge of the emulator in the test suite; it comes preinstalled
 # on these machines (1.32). Debian's kubernetes-client is 1.20 and lacks
