@@ -79,6 +79,11 @@ size_t kuala_informers_count(const kuala_informers_t *f)
   return f->informers.len;
 }
 
+uint64_t kuala_informers_list_requests(const kuala_informers_t *f)
+{
+  return f->list_requests;
+}
+
 static void registry_maybe_free(kuala_informers_t *f)
 {
   if (f->closing && f->alive == 0) {

@@ -175,6 +175,9 @@ int kuala_informers_new_client(kuala_informers_t **out, uv_loop_t *loop,
  * the registry once their handles closed: run the loop afterwards. */
 void kuala_informers_close(kuala_informers_t *f);
 size_t kuala_informers_count(const kuala_informers_t *f);
+/* List requests (pages) the registry's informers have started, in total:
+ * a relist anywhere shows here, also for informers freed since. */
+uint64_t kuala_informers_list_requests(const kuala_informers_t *f);
 
 /* Register handlers on the informer for `key`, creating and starting it if
  * needed (`opts` is used only when it is created; NULL = defaults). Objects
