@@ -637,3 +637,25 @@ void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data
   r->idle.data = r;
   uv_idle_start(&r->idle, reaper);
 }
+
+/* --- accessors ------------------------------------------------------------ */
+
+kuala_client_t *kuala_engine_client(kuala_engine_t *e)
+{
+  return e->client;
+}
+
+kuala_manager_t *kuala_engine_manager(kuala_engine_t *e)
+{
+  return e->manager;
+}
+
+kuala_informers_t *kuala_engine_informers(kuala_engine_t *e)
+{
+  return e->informers;
+}
+
+kuala_runtime_t *kuala_engine_runtime(kuala_engine_t *e)
+{
+  return e->runtime;
+}

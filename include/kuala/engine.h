@@ -54,4 +54,13 @@ void kuala_engine_stats(const kuala_engine_t *e, kuala_engine_stats_t *out);
 typedef void (*kuala_engine_stopped_cb)(void *data);
 void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data);
 
+/* Borrowed parts of the engine, for hosts that serve metrics or run leader
+ * election beside it: valid from kuala_engine_new until kuala_engine_stop. */
+struct kuala_manager_s;
+struct kuala_informers_s;
+kuala_client_t *kuala_engine_client(kuala_engine_t *e);
+struct kuala_manager_s *kuala_engine_manager(kuala_engine_t *e);
+struct kuala_informers_s *kuala_engine_informers(kuala_engine_t *e);
+kuala_runtime_t *kuala_engine_runtime(kuala_engine_t *e);
+
 #endif /* KUALA_ENGINE_H */
