@@ -1761,3 +1761,25 @@ int kuala_engine_bundles_json(kuala_engine_t *e, char **out, size_t *len)
   json_object_put(arr);
   return 0;
 }
+
+/* --- accessors ------------------------------------------------------------ */
+
+kuala_client_t *kuala_engine_client(kuala_engine_t *e)
+{
+  return e->client;
+}
+
+kuala_manager_t *kuala_engine_manager(kuala_engine_t *e)
+{
+  return e->manager;
+}
+
+kuala_informers_t *kuala_engine_informers(kuala_engine_t *e)
+{
+  return e->informers;
+}
+
+kuala_runtime_t *kuala_engine_runtime(kuala_engine_t *e)
+{
+  return e->runtime;
+}
