@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "emu.h"
+#include "auth.h"
 #include "emu_internal.h"
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
@@ -1497,14 +1498,8 @@ static void process(emu_t *e, kuala__httpd_req_t *req)
 {
   const char *path = kuala__httpd_path(req);
   const char *method = kuala__httpd_method(req);
-  if (e->token) {
-    const char *auth = kuala__httpd_header(req, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, e->token) != 0) {
-      kuala_apierr_t err = KUALA_APIERR_INIT;
-      kuala__apierr_set(&err, 401, NULL, "Unauthorized");
-      emu_reply_err(req, &err);
-      return;
-    }
+  if (emu_auth_filter(e, req)) { /* auth.c: 401, 403, SelfSubjectAccessReview */
+    return;
   }
   if (!accept_ok(kuala__httpd_header(req, "Accept"))) {
     emu_reply_code(req, 406,
