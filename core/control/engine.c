@@ -973,7 +973,7 @@ static void crd_poll(uv_timer_t *t)
   kuala_engine_t *e = w->v->slot->e;
   const kuala_backend_t *be = kuala_manager_backend(e->manager);
   kuala_call_t call = {
-      KUALA_CALL_GET, CRD_API_VERSION, CRD_KIND, NULL, w->name, NULL, NULL, NULL, 0, NULL, 0};
+      KUALA_CALL_GET, CRD_API_VERSION, CRD_KIND, NULL, w->name, NULL, NULL, NULL, 0, NULL, 0, NULL};
   void *handle;
   w->in_call = 1;
   int rc = be->call_start(be->self, &call, crd_got, w, &handle);
@@ -1063,7 +1063,8 @@ static void install_crds(version_t *v)
                          "kuala",
                          1,
                          body,
-                         blen};
+                         blen,
+                         NULL};
     void *handle;
     w->in_call = 1;
     rc = be->call_start(be->self, &call, crd_applied, w, &handle);

@@ -38,6 +38,7 @@
 #include "kuala/error.h"
 #include "kuala/log.h"
 #include "kuala/host.h"
+#include "kuala/permissions.h"
 #include "lrt.h"
 #include "lrt_cpu.h"
 
@@ -111,6 +112,8 @@ struct kuala_bundle_s {
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
   kuala_bundle_t *prev, *next;
+  /* Implied + declared permissions (permissions.c), set at load. */
+  kuala_permissions_t *perms;
 };
 
 struct kuala_runtime_s {
@@ -271,6 +274,7 @@ static int l_core_call(lua_State *L)
   call.patch_type = opt_str(L, 8);
   call.field_manager = opt_str(L, 9);
   call.force = lua_toboolean(L, 10);
+  call.permissions = b->perms;
   if (call.verb < KUALA_CALL_GET || call.verb > KUALA_CALL_DELETE) {
     return luaL_argerror(L, 1, "unknown verb");
   }
@@ -354,6 +358,7 @@ static int l_core_cache_get(lua_State *L)
   kuala_bundle_t *b = bundle_of(L);
   kuala_cache_query_t q;
   push_query(L, &q);
+  q.permissions = b->perms;
   if (!q.name)
     return luaL_error(L, "get needs a name");
   const char *json = NULL;
@@ -404,6 +409,7 @@ static int l_core_cache_list(lua_State *L)
   kuala_bundle_t *b = bundle_of(L);
   kuala_cache_query_t q;
   push_query(L, &q);
+  q.permissions = b->perms;
   /* The accumulator lives in a userdata so a Lua error cannot leak it. */
   list_acc_t *a = lua_newuserdata(L, sizeof *a);
   memset(a, 0, sizeof *a);
@@ -1238,6 +1244,7 @@ static void bundle_free(kuala_bundle_t *b)
   kuala_free(b->controllers);
   kuala_buf_free(&b->scratch);
   kuala_buf_free(&b->answer);
+  kuala_permissions_free(b->perms);
   kuala_free(b->name);
   kuala_free(b);
 }
@@ -1263,6 +1270,8 @@ static int run_entry(lua_State *L)
   lua_call(L, 0, 1);
   return 1;
 }
+
+static int build_permissions(kuala_bundle_t *b, char **err);
 
 int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *name,
                       const kuala_bundle_file_t *files, size_t nfiles, const char *entry,
@@ -1353,6 +1362,8 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
     }
   }
   lua_pop(L, 1); /* the loader thread */
+  if (rc == 0)
+    rc = build_permissions(b, err);
   if (rc) {
     bundle_free(b);
     return rc;
@@ -1754,6 +1765,42 @@ int kuala_bundle_controller_json(kuala_bundle_t *b, size_t i, char **out, size_t
   if (i >= b->ncontrollers)
     return KUALA_ENOENT;
   return call_sdk_string(b, "_controller_json", (long)i + 1, out, len);
+}
+
+int kuala_bundle_permissions_json(kuala_bundle_t *b, char **out, size_t *len)
+{
+  *out = NULL;
+  return call_sdk_string(b, "_permissions_json", -1, out, len);
+}
+
+const kuala_permissions_t *kuala_bundle_permissions(const kuala_bundle_t *b)
+{
+  return b->perms;
+}
+
+/* The permission set from the controllers and kuala.permissions (an SDK
+ * without _permissions_json declares nothing). */
+static int build_permissions(kuala_bundle_t *b, char **err)
+{
+  kuala_permissions_new(&b->perms, b->name);
+  char why[512] = "";
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < b->ncontrollers; i++) {
+    char *json = NULL;
+    size_t len = 0;
+    rc = kuala_bundle_controller_json(b, i, &json, &len);
+    if (rc == 0)
+      rc = kuala_permissions_add_controller(b->perms, json, len, why, sizeof why);
+    kuala_free(json);
+  }
+  char *json = NULL;
+  size_t len = 0;
+  if (rc == 0 && call_sdk_string(b, "_permissions_json", -1, &json, &len) == 0)
+    rc = kuala_permissions_add_declared(b->perms, json, len, why, sizeof why);
+  kuala_free(json);
+  if (rc && err)
+    *err = fail_msg("bundle %s: kuala.permissions: %s", b->name, why[0] ? why : kuala_strerror(rc));
+  return rc;
 }
 
 /* ---- map functions and predicates --------------------------------------- */
