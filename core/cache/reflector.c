@@ -310,6 +310,7 @@ static void list_page(kuala_informer_t *inf)
     backoff(inf, 1, rc);
     return;
   }
+  inf->f->list_requests++;
   inf->list_pending = 1;
   inf->list_h = h;
 }

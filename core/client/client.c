@@ -735,6 +735,7 @@ static void req_discard(kuala_client_req_t *req)
   kuala_free(req->body);
   kuala_free(req->content_type);
   kuala_free(req->accept);
+  kuala_free(req->impersonate);
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala_lines_free(&req->lines);
@@ -944,8 +945,10 @@ static void finish(kuala_client_req_t *req)
   kuala_free(req->body);
   kuala_free(req->content_type);
   kuala_free(req->accept);
+  kuala_free(req->impersonate);
   kuala_free(req->resp_ctype);
   req->url = req->body = req->content_type = req->accept = req->resp_ctype = NULL;
+  req->impersonate = NULL;
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala_lines_free(&req->lines);
@@ -1238,6 +1241,12 @@ static void setup_easy(kuala_client_req_t *req)
     h = curl_slist_append(h, "Accept: application/json");
   }
   h = curl_slist_append(h, "Expect:");
+  if (req->impersonate) {
+    kuala_buf_t b = KUALA_BUF_INIT(0);
+    kuala_buf_printf(&b, "Impersonate-User: %s", req->impersonate);
+    h = curl_slist_append(h, b.data);
+    kuala_buf_free(&b);
+  }
   if (c->host_header) {
     h = curl_slist_append(h, c->host_header);
   }
@@ -1678,6 +1687,9 @@ static int start_http(kuala_client_req_t **out, kuala_client_t *c, req_kind_t ki
   }
   req->content_type = content_type ? kuala_strdup(content_type) : NULL;
   req->accept = opts && opts->accept && *opts->accept ? kuala_strdup(opts->accept) : NULL;
+  req->impersonate = opts && opts->impersonate_user && *opts->impersonate_user
+                         ? kuala_strdup(opts->impersonate_user)
+                         : NULL;
   req->idempotent = strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
   if (opts && opts->timeout_ms) {
     req->timeout_ms = opts->timeout_ms;

@@ -165,6 +165,8 @@ typedef struct {
   uint64_t timeout_ms; /* overrides the client timeout; 0 = default. Watches: idle timeout
                           (KUALA_ETIMEDOUT after this long without a byte; 1 s steps) */
   int max_retries;     /* overrides the client's; 0 = default, -1 = none */
+  /* Impersonate-User header (the server checks the `impersonate` verb); NULL = none. */
+  const char *impersonate_user;
 } kuala_client_opts_t;
 
 /* Zeroed options with grace_period_seconds = -1. */

@@ -175,6 +175,15 @@ int kuala_informers_new_client(kuala_informers_t **out, uv_loop_t *loop,
  * the registry once their handles closed: run the loop afterwards. */
 void kuala_informers_close(kuala_informers_t *f);
 size_t kuala_informers_count(const kuala_informers_t *f);
+/* List requests (pages) the registry's informers have started, in total:
+ * a relist anywhere shows here, also for informers freed since. */
+uint64_t kuala_informers_list_requests(const kuala_informers_t *f);
+/* Call cb for every informer of the registry (for metrics). cb must not add
+ * or remove registrations. */
+typedef void (*kuala_informers_each_cb)(void *data, kuala_informer_t *inf);
+void kuala_informers_foreach(kuala_informers_t *f, kuala_informers_each_cb cb, void *data);
+/* What the informer watches (borrowed, valid while the informer lives). */
+const kuala_informer_key_t *kuala_informer_key(const kuala_informer_t *inf);
 
 /* Register handlers on the informer for `key`, creating and starting it if
  * needed (`opts` is used only when it is created; NULL = defaults). Objects
