@@ -48,6 +48,7 @@ static char key_core;     /* registry: the kuala.core table */
 static char key_jit;      /* registry: the jit library (not visible to bundles) */
 static char key_loading;  /* sentinel value while a module loads */
 static char key_api_mark; /* yielded by an API call that waits */
+static char key_sdk_env;  /* registry: the environment of SDK modules */
 
 #define DEFAULT_MEMORY (64u << 20)
 #define DEFAULT_CPU_MS 1000
@@ -395,6 +396,8 @@ static int list_each(void *data, const char *json, size_t len)
 static int acc_gc(lua_State *L)
 {
   list_acc_t *a = lua_touserdata(L, 1);
+  if (!a)
+    return 0;
   kuala_free(a->json);
   kuala_free(a->len);
   a->json = NULL;
@@ -413,9 +416,11 @@ static int l_core_cache_list(lua_State *L)
   /* The accumulator lives in a userdata so a Lua error cannot leak it. */
   list_acc_t *a = lua_newuserdata(L, sizeof *a);
   memset(a, 0, sizeof *a);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, acc_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
   int rc = b->rt->backend.cache_list(b->rt->backend.self, &q, list_each, a);
   if (rc) {
@@ -909,11 +914,25 @@ static int load_bundle_module(lua_State *L, kuala_bundle_t *b, const char *name)
   return 1;
 }
 
-static int l_require(lua_State *L)
+/* Modules only the SDK's own modules may require: they hand out the raw
+ * primitives (_call, cache_get, ...) that the SDK wraps with its checks. */
+static int is_internal(const char *name)
+{
+  return strcmp(name, "kuala.core") == 0 || strcmp(name, "kuala.engine") == 0;
+}
+
+static int require_impl(lua_State *L, int privileged)
 {
   kuala_bundle_t *b = bundle_of(L);
   const char *name = luaL_checkstring(L, 1);
   lua_settop(L, 1);
+  /* Before the cache: an SDK module may have loaded it already. */
+  if (!privileged && is_internal(name)) {
+    return luaL_error(L,
+                      "module '%s' is internal to the kuala SDK and cannot be required by "
+                      "bundle code (use require('kuala') and the ctx methods)",
+                      name);
+  }
   lua_pushlightuserdata(L, &key_loaded);
   lua_rawget(L, LUA_REGISTRYINDEX); /* 2: loaded */
   lua_getfield(L, 2, name);
@@ -942,6 +961,12 @@ static int l_require(lua_State *L)
   int missing;
   if (strncmp(name, "kuala", 5) == 0 && (name[5] == 0 || name[5] == '.')) {
     missing = load_sdk(L, b, name);
+    if (!missing) {
+      /* SDK code runs with a `require` that reaches the internal modules. */
+      lua_pushlightuserdata(L, &key_sdk_env);
+      lua_rawget(L, LUA_REGISTRYINDEX);
+      lua_setfenv(L, -2);
+    }
   } else {
     missing = load_bundle_module(L, b, name);
   }
@@ -963,6 +988,16 @@ static int l_require(lua_State *L)
   lua_pushvalue(L, -1);
   lua_setfield(L, 2, name);
   return 1;
+}
+
+static int l_require(lua_State *L)
+{
+  return require_impl(L, 0);
+}
+
+static int l_sdk_require(lua_State *L)
+{
+  return require_impl(L, 1);
 }
 
 /* ---- sandbox ------------------------------------------------------------ */
@@ -1131,6 +1166,21 @@ static int build_sandbox(lua_State *L)
   lua_pushlightuserdata(L, &key_loaded);
   lua_createtable(L, 0, 16);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  /* The SDK modules' environment: the globals, plus a require that may
+   * load the internal modules (see is_internal). */
+  lua_pushlightuserdata(L, &key_sdk_env);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_sdk_require);
+  lua_setfield(L, -2, "require");
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, g);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, g);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, &key_core);
   push_core(L);
   lua_pushstring(L, b->name);
@@ -1171,10 +1221,12 @@ static int build_sandbox(lua_State *L)
   lua_setfield(L, co_lib, "resume");
   lua_pop(L, 1);
 
-  /* Lock the globals. */
-  lua_createtable(L, 0, 1);
+  /* Lock the globals (and the lock: __metatable). */
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, l_global_newindex);
   lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, g);
   return 0;
 }

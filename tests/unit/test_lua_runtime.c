@@ -699,10 +699,12 @@ START_TEST(test_lua_runtime_sandbox_refuses_escapes)
   expect_load_error(rt, "bytecode", "local f, e = load('\\27LJ\\2 fake')\nassert(f, e)\n",
                     "bytecode/main.lua:2:", "binary chunks");
   expect_load_error(rt, "dump", "string.dump(print)\n", "dump/main.lua:1:", "dump");
+  /* (An API call at module top level raised "cannot be called here";
+   * bundle code can no longer reach kuala.engine to try.) */
   expect_load_error(rt, "yield",
                     "local kuala = require('kuala')\nrequire('kuala.engine'):call({ verb = "
                     "'CREATE', api_version = 'v1', kind = 'ConfigMap' })\n",
-                    "cannot be called here", "module top level");
+                    "yield/main.lua:2:", "internal to the kuala SDK");
   expect_load_error(rt, "exit", "os.exit(1)\n", "exit/main.lua:1:", "exit");
   /* What is allowed does work. */
   kuala_bundle_t *b;
@@ -740,7 +742,8 @@ START_TEST(test_lua_runtime_json_round_trip)
   kuala_bundle_t *b;
   char *err = NULL;
   const char *src =
-      "local core = require('kuala.core')\n"
+      "local j = require('kuala.json')\n"
+      "local core = { json_decode = j.decode, json_encode = j.encode, null = j.null }\n"
       "local json = require('kuala.json')\n"
       "local doc = '{\"a\":null,\"e\":{},\"l\":[],\"n\":[1,2.5,-3],\"big\":9007199254740993,"
       "\"neg\":-9223372036854775807,\"s\":\"\\\\u00e9\\\\n\",\"t\":true,\"o\":{\"x\":{}}}'\n"
@@ -765,9 +768,13 @@ START_TEST(test_lua_runtime_json_round_trip)
       "local deep = string.rep('[', 10100) .. string.rep(']', 10100)\n"
       "local d, derr = core.json_decode(deep)\n"
       "assert(d == nil and derr, 'depth limit')\n"
+      /* What the API server accepts (10000 levels) round-trips. */
+      "local ok = string.rep('{\"a\":', 9999) .. '[1]' .. string.rep('}', 9999)\n"
+      "local od = assert(core.json_decode(ok))\n"
+      "assert(assert(core.json_encode(od)) == ok)\n"
       "local cyc = {}\ncyc.self = cyc\n"
       "local c, cerr = core.json_encode(cyc)\n"
-      "assert(c == nil and cerr:find('deeper than 64'))\n"
+      "assert(c == nil and cerr:find('deeper than 10000'), cerr)\n"
       "assert(core.json_encode(0/0) == nil)\n"
       "assert(core.json_encode(function() end) == nil)\n"
       "local bad, berr = core.json_decode('{\"a\":')\n"
@@ -775,6 +782,71 @@ START_TEST(test_lua_runtime_json_round_trip)
   int rc = load_one(&b, rt, "json", src, &err);
   ck_assert_msg(rc == 0, "%s", err ? err : "?");
   teardown(loop, rt);
+}
+END_TEST
+
+/* Issue 14 item 1: the boxed integer's metatable could be reached and its
+ * __tostring called with nil (a NULL dereference in C). Item 8: integers
+ * past 2^63-1 (and past 2^64) were clamped when written back. */
+START_TEST(test_lua_runtime_json_boxed_integers_are_exact_and_protected)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local json = require('kuala.json')\n"
+      "local v = assert(json.decode('{\"n\":9223372036854775807,\"u\":12345678901234567890,'\n"
+      "  .. '\"h\":-99999999999999999999999,\"s\":9007199254740993,\"f\":0.1,\"d\":[1.5e300]}'))\n"
+      "local b = v.n\n"
+      "assert(getmetatable(b) == 'kuala.integer')\n"
+      "assert(not pcall(function() return getmetatable(b).__tostring(nil) end))\n"
+      "assert(not pcall(setmetatable, b, nil))\n"
+      "assert(tostring(v.u) == '12345678901234567890')\n"
+      "assert(tostring(v.h) == '-99999999999999999999999')\n"
+      "assert(tostring(v.s) == '9007199254740993')\n"
+      "local back = assert(json.encode(v))\n"
+      "assert(back:find('\"u\":12345678901234567890', 1, true), back)\n"
+      "assert(back:find('\"h\":-99999999999999999999999', 1, true), back)\n"
+      "assert(back:find('\"n\":9223372036854775807', 1, true), back)\n"
+      "assert(back:find('\"f\":0.1', 1, true), back)\n"
+      "assert(back:find('1.5e+300', 1, true), back)\n"
+      "assert(json.decode(back).u == v.u and v.u ~= v.n)\n"
+      /* The markers still compare equal, and their metatables are locked. */
+      "local e = json.decode('{\"a\":[],\"o\":{}}')\n"
+      "assert(getmetatable(e.a) == json.array_mt and getmetatable(e.o) == json.object_mt)\n"
+      "assert(not pcall(setmetatable, e.a, nil))\n"
+      "assert(json.encode(json.copy(e)) == json.encode(e))\n"
+      "assert(getmetatable(_G) == 'locked')\n";
+  int rc = load_one(&b, rt, "boxes", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(&loop, rt);
+}
+END_TEST
+
+/* Issue 14 item 9: kuala.core (and kuala.engine on top of it) handed the
+ * raw primitives to bundle code; only the SDK's own modules may have them. */
+START_TEST(test_lua_runtime_internal_modules_are_not_reachable)
+{
+  uv_loop_t loop;
+  fake_t f;
+  kuala_runtime_t *rt;
+  setup(&loop, &f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local kuala = require('kuala')\n" /* loads kuala.engine and kuala.core inside */
+      "for _, name in ipairs({'kuala.core', 'kuala.engine'}) do\n"
+      "  local ok, why = pcall(require, name)\n"
+      "  assert(not ok and why:find('internal'), name .. ': ' .. tostring(why))\n"
+      "end\n"
+      "assert(require('kuala.json').decode('[1]')[1] == 1)\n"
+      "assert(getfenv == nil and debug == nil and kuala)\n";
+  int rc = load_one(&b, rt, "internal", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(&loop, rt);
 }
 END_TEST
 
@@ -787,7 +859,8 @@ START_TEST(test_lua_runtime_json_bad_input_is_an_error_not_a_crash)
   /* Every truncation of a real object, random bytes, and odd values to
    * encode: each gives nil + a message. */
   const char *src =
-      "local core = require('kuala.core')\n"
+      "local j = require('kuala.json')\n"
+      "local core = { json_decode = j.decode, json_encode = j.encode, null = j.null }\n"
       "local kuala = require('kuala')\n"
       "local s = assert(core.json_encode({ apiVersion = 'v1', kind = 'ConfigMap',\n"
       "  metadata = { name = 'x', labels = { a = 'b' } }, data = { k = 'v\\n\\0' },\n"
@@ -973,6 +1046,8 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
   tcase_add_test(tc, test_lua_runtime_json_round_trip);
   tcase_add_test(tc, test_lua_runtime_json_bad_input_is_an_error_not_a_crash);
+  tcase_add_test(tc, test_lua_runtime_json_boxed_integers_are_exact_and_protected);
+  tcase_add_test(tc, test_lua_runtime_internal_modules_are_not_reachable);
   tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
   tcase_add_test(tc, test_lua_runtime_loads_dir_and_sdk_from_source);
   suite_add_tcase(s, tc);
