@@ -17,6 +17,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "emu.h"
 #include "kuala/alloc.h"
 #include "kuala/json.h"
@@ -29,6 +30,10 @@ static void usage(FILE *f)
       "  --port N                    listen on 127.0.0.1:N (0 = pick a free port)\n"
       "  --kubeconfig-out FILE       write a kubeconfig pointing at this server\n"
       "  --token TOKEN               require 'Authorization: Bearer TOKEN' (401 otherwise)\n"
+      "  --token-auth-file FILE      static tokens, kube-apiserver's CSV: "
+      "token,user,uid,\"g1,g2\"\n"
+      "  --authorization-mode MODE   AlwaysAllow (default) or RBAC (Roles, bindings, "
+      "impersonation)\n"
       "  --tls                       serve HTTPS with a generated self-signed certificate\n"
       "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
       "  --admin-port N              fault-injection admin endpoint on 127.0.0.1:N (0 = pick)\n"
@@ -126,6 +131,7 @@ int main(int argc, char **argv)
   long port = 6443, admin_port = -1, history = 10000, deploy_delay = 500, bookmark = 60000;
   long max_conns = 0, header_ms = 0, body_ms = 0, idle_ms = 0, max_pending = 0;
   const char *kubeconfig = NULL, *token = NULL, *cert = NULL, *key = NULL, *data_dir = NULL;
+  const char *token_file = NULL, *authz_mode = NULL;
   int tls = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -136,6 +142,12 @@ int main(int argc, char **argv)
       return 0;
     } else if (strcmp(a, "--tls") == 0) {
       tls = 1;
+      continue;
+    } else if (strncmp(a, "--authorization-mode=", 21) == 0) { /* kube-apiserver's spelling */
+      authz_mode = a + 21;
+      continue;
+    } else if (strncmp(a, "--token-auth-file=", 18) == 0) {
+      token_file = a + 18;
       continue;
     } else if (!v) {
       fprintf(stderr, "kuala-apiserver: %s needs a value (see --help)\n", a);
@@ -166,6 +178,10 @@ int main(int argc, char **argv)
       data_dir = v;
     } else if (strcmp(a, "--token") == 0) {
       token = v;
+    } else if (strcmp(a, "--token-auth-file") == 0) {
+      token_file = v;
+    } else if (strcmp(a, "--authorization-mode") == 0) {
+      authz_mode = v;
     } else if (strcmp(a, "--tls-cert") == 0) {
       cert = v;
       tls = 1;
@@ -190,6 +206,11 @@ int main(int argc, char **argv)
   emu_t *e = &emu;
   e->loop = uv_default_loop();
   e->token = token ? kuala_strdup(token) : NULL;
+  char auth_err[512];
+  if (emu_auth_configure(e, token_file, authz_mode, auth_err, sizeof auth_err) < 0) {
+    fprintf(stderr, "kuala-apiserver: %s\n", auth_err);
+    return 2;
+  }
   e->deploy_delay_ms = (int)deploy_delay;
   e->bookmark_ms = (int)bookmark;
   emu_store_init(e, (size_t)history);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "emu.h"
+#include "auth.h"
 #include "emu_internal.h"
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
@@ -1890,7 +1891,9 @@ void emu_handle(void *data, kuala__httpd_req_t *req)
 {
   emu_t *e = data;
   e->requests++;
-  if (!authenticated(e, req)) {
+  /* Authentication and authorization (auth.c: --token, --token-auth-file,
+   * RBAC, impersonation, SelfSubjectAccessReview) come before any fault. */
+  if (emu_auth_filter(e, req)) {
     return;
   }
   gate(e, req);
