@@ -37,7 +37,8 @@ start_emu() { # start_emu PORT
 start_emu 0
 port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/emu.out")
 
-"$bin/core/kuala" run --kubeconfig="$KUBECONFIG" "$src/tests/integration/bundles/echo" >"$tmp/kuala.log" 2>&1 &
+"$bin/core/kuala" run --kubeconfig="$KUBECONFIG" --metrics-bind-address=0 --health-probe-bind-address=0 \
+  "$src/tests/integration/bundles/echo" >"$tmp/kuala.log" 2>&1 &
 pids+=($!)
 wait_for 30 "the Echo CRD" kubectl get crd echos.e2e.kuala.dev
 kubectl wait --for=condition=Established crd/echos.e2e.kuala.dev --timeout=30s >/dev/null
