@@ -250,7 +250,7 @@ static void slot_event(slot_t *s, int warning, const char *reason, const char *m
   const char *body = kuala_json_compact(ev, &len);
   const kuala_backend_t *be = kuala_manager_backend(e->manager);
   kuala_call_t call = {KUALA_CALL_CREATE, "v1", "Event", s->cm_ns, NULL, NULL, NULL,
-                       "kuala",           0,    body,    len};
+                       "kuala",           0,    body,    len,      NULL};
   void *handle;
   char *what = kuala_strdup(reason);
   if (be->call_start(be->self, &call, event_done, what, &handle) != 0) {
@@ -1695,7 +1695,8 @@ int kuala_engine_apply(kuala_engine_t *e, const char *json, size_t len, const ch
                        field_manager,
                        1,
                        json,
-                       len};
+                       len,
+                       NULL};
   apply_t *a = kuala_malloc(sizeof(*a));
   a->done = done;
   a->data = data;
