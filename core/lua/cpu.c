@@ -175,8 +175,29 @@ static void die_now(int sig)
 
 static int watchdog_signal;
 
+/* SIGPROF outside the profiler: nothing to do. */
+static void ignore_prof(int sig)
+{
+  (void)sig;
+}
+
 static void install_signal(void)
 {
+  /* luaJIT_profile_stop puts back the SIGPROF handler it found. With the
+   * default one (terminate), a SIGPROF already on its way when the profiler
+   * moves to another VM, which happens at every switch between bundles,
+   * would kill the process ("Profiling timer expired"). A no-op handler
+   * underneath makes such a late signal harmless. */
+  struct sigaction prof;
+  if (sigaction(SIGPROF, NULL, &prof) == 0 && prof.sa_handler == SIG_DFL &&
+      !(prof.sa_flags & SA_SIGINFO)) {
+    memset(&prof, 0, sizeof prof);
+    prof.sa_handler = ignore_prof;
+    prof.sa_flags = SA_RESTART;
+    sigemptyset(&prof.sa_mask);
+    sigaction(SIGPROF, &prof, NULL);
+  }
+
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
