@@ -56,6 +56,11 @@ static char key_sdk_env;  /* registry: the environment of SDK modules */
 #define MAX_FILE_BYTES (4u << 20)
 #define MAX_BUNDLE_BYTES (32u << 20)
 #define MAX_DIR_DEPTH 8
+/* Preemption (see docs/lua-runtime.md, "Time slices"). */
+#define SLICE_NS 3000000LL /* CPU time a reconcile runs before it yields the loop */
+#define HOT_FIRST_MS 2000  /* first cool-down of a bundle that hit its budget */
+#define HOT_MAX_MS 60000   /* longest cool-down */
+#define LOW_QUEUE_EVERY 4  /* a hot bundle's slice runs at least every 4th turn */
 
 typedef struct task_s task_t;
 
@@ -84,9 +89,12 @@ struct task_s {
   uint64_t started_ms; /* uv_now at start */
   int64_t cpu_used_ns; /* CPU spent in Lua so far */
   int expired;         /* the deadline passed */
+  int started;         /* its coroutine ran at least once */
+  int queue;           /* run queue it waits in: 0 none, 1 normal, 2 low */
   kuala_reconcile_done_cb done;
   void *data;
   task_t *prev, *next;
+  task_t *rq_prev, *rq_next; /* run queue links */
 };
 
 struct kuala_bundle_s {
@@ -112,6 +120,10 @@ struct kuala_bundle_s {
   int closing;         /* kuala_bundle_close is running */
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
+  uint64_t hot_until;  /* uv_now until which the bundle is under pressure */
+  uint32_t hot_ms;     /* its current cool-down (doubles per budget hit) */
+  uint64_t budget_hits;
+  uint64_t slices; /* times a reconcile of it was preempted */
   kuala_bundle_t *prev, *next;
   /* Implied + declared permissions (permissions.c), set at load. */
   kuala_permissions_t *perms;
@@ -127,6 +139,13 @@ struct kuala_runtime_s {
   kuala__lua_cpu_t *cpu;
   kuala_bundle_t *bundles;
   struct hmod_s *hmods; /* host modules (kuala/host.h) */
+  /* Reconciles ready to run: preempted ones and those of hot bundles. The
+   * idle handle runs one slice per loop iteration while any is queued. */
+  struct {
+    task_t *head, *tail;
+  } rq[2];
+  unsigned turn;
+  uv_idle_t *idle; /* created at the first need, closed by kuala_runtime_free */
 };
 
 static kuala_bundle_t *bundle_of(lua_State *L)
@@ -1143,6 +1162,9 @@ static int build_sandbox(lua_State *L)
   lua_getfield(L, g, "string");
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
+  /* Pattern functions whose cost the CPU budget bounds (lpattern.c). The
+   * string metatable's __index is this table, so s:find() gets them too. */
+  kuala__lua_patterns_open(L, -1);
   lua_pop(L, 1);
 
   /* os: time and date only. */
@@ -1221,6 +1243,31 @@ static int build_sandbox(lua_State *L)
   lua_setfield(L, co_lib, "resume");
   lua_pop(L, 1);
 
+  /* xpcall that runs the handler after the protected call has unwound.
+   * LuaJIT runs a real xpcall handler at the point of the error, inside the
+   * error machinery, where no hook fires: a handler that loops would never
+   * be stopped (and one called for "CPU budget exceeded" would get a fresh
+   * budget). Without the debug library a handler cannot inspect the failed
+   * stack anyway, so running it afterwards changes nothing a bundle can
+   * see; an error inside the handler gives "error in error handling" as
+   * LuaJIT does. */
+  static const char xpcall_src[] =
+      "local pcall = ...\n"
+      "local function handled(ok, ...)\n"
+      "  if ok then return (...) end\n"
+      "  return 'error in error handling'\n"
+      "end\n"
+      "local function finish(h, ok, ...)\n"
+      "  if ok then return true, ... end\n"
+      "  return false, handled(pcall(h, (...)))\n"
+      "end\n"
+      "return function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
+  if (luaL_loadbuffer(L, xpcall_src, sizeof xpcall_src - 1, "=kuala.xpcall"))
+    lua_error(L);
+  lua_getfield(L, g, "pcall");
+  lua_call(L, 1, 1);
+  lua_setfield(L, g, "xpcall");
+
   /* Lock the globals (and the lock: __metatable). */
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, l_global_newindex);
@@ -1240,8 +1287,9 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
   char loc[256];
   where(co, loc, sizeof loc);
   if (cpu_tripped) {
-    /* The hook's message carries the line that was running. */
-    const char *msg = lua_tostring(co, -1);
+    /* The hook's message carries the line that was running; a run the hook
+     * suspended has no message, its stack tells the line. */
+    const char *msg = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
     char at[256];
     snprintf(at, sizeof at, "%s", msg ? msg : loc[0] ? loc : "?");
     char *cut = strstr(at, ": CPU budget exceeded");
@@ -1267,7 +1315,7 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
     b->mem_over = b->mem_used > b->mem_limit;
     return KUALA_ENOMEM;
   }
-  const char *msg = lua_tostring(co, -1);
+  const char *msg = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
   snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
            msg ? msg : "(error object is not a string)");
   return KUALA_EINVAL;
@@ -1389,7 +1437,7 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
   lua_State *co = lua_newthread(L);
   lua_pushcfunction(co, run_entry);
   lua_pushstring(co, entry);
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000, 0);
   int st = lua_resume(co, 1);
   int tripped = 0;
   kuala__lua_cpu_leave(rt->cpu, co, &tripped);
@@ -1527,6 +1575,53 @@ static void timer_closed(uv_handle_t *h)
   kuala_free(h);
 }
 
+/* ---- run queue ---------------------------------------------------------- */
+
+static void rq_remove(kuala_runtime_t *rt, task_t *t)
+{
+  if (!t->queue)
+    return;
+  int q = t->queue - 1;
+  if (t->rq_prev)
+    t->rq_prev->rq_next = t->rq_next;
+  else
+    rt->rq[q].head = t->rq_next;
+  if (t->rq_next)
+    t->rq_next->rq_prev = t->rq_prev;
+  else
+    rt->rq[q].tail = t->rq_prev;
+  t->rq_prev = t->rq_next = NULL;
+  t->queue = 0;
+}
+
+static int bundle_hot(kuala_bundle_t *b)
+{
+  return b->hot_until && uv_now(b->rt->loop) < b->hot_until;
+}
+
+static void rq_idle(uv_idle_t *h);
+
+/* Put t at the back of the line: the normal queue, or the low one while its
+ * bundle is under pressure. */
+static void rq_push(kuala_runtime_t *rt, task_t *t)
+{
+  int q = bundle_hot(t->b) ? 1 : 0;
+  t->queue = q + 1;
+  t->rq_next = NULL;
+  t->rq_prev = rt->rq[q].tail;
+  if (rt->rq[q].tail)
+    rt->rq[q].tail->rq_next = t;
+  else
+    rt->rq[q].head = t;
+  rt->rq[q].tail = t;
+  if (!rt->idle) {
+    rt->idle = kuala_malloc(sizeof *rt->idle);
+    uv_idle_init(rt->loop, rt->idle);
+    rt->idle->data = rt;
+  }
+  uv_idle_start(rt->idle, rq_idle);
+}
+
 static void task_finish(task_t *t, int err, const char *message, double requeue_after)
 {
   kuala_bundle_t *b = t->b;
@@ -1545,6 +1640,7 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
       b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
     }
   }
+  rq_remove(b->rt, t);
   luaL_unref(b->L, LUA_REGISTRYINDEX, t->co_ref);
   b->refs--;
   if (t->prev)
@@ -1582,6 +1678,30 @@ static void deadline_fired(uv_timer_t *timer)
   }
 }
 
+static void start_deadline(task_t *t)
+{
+  kuala_bundle_t *b = t->b;
+  if (t->timer)
+    return;
+  uint64_t elapsed = uv_now(b->rt->loop) - t->started_ms;
+  uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
+  t->timer = kuala_malloc(sizeof *t->timer);
+  uv_timer_init(b->rt->loop, t->timer);
+  t->timer->data = t;
+  uv_timer_start(t->timer, deadline_fired, left, 0);
+}
+
+/* The bundle's reconcile hit its CPU budget: put it under pressure for a
+ * cool-down that doubles with every hit. */
+static void bundle_heat(kuala_bundle_t *b)
+{
+  b->budget_hits++;
+  b->hot_ms = b->hot_ms ? b->hot_ms * 2 : HOT_FIRST_MS;
+  if (b->hot_ms > HOT_MAX_MS)
+    b->hot_ms = HOT_MAX_MS;
+  b->hot_until = uv_now(b->rt->loop) + b->hot_ms;
+}
+
 static void task_resume(task_t *t, int nargs)
 {
   kuala_bundle_t *b = t->b;
@@ -1589,33 +1709,41 @@ static void task_resume(task_t *t, int nargs)
   int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
-  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget);
+  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, SLICE_NS);
   b->current = t;
   b->in_lua++;
+  t->started = 1;
   int st = lua_resume(t->co, nargs);
   b->in_lua--;
   b->current = NULL;
-  int tripped = 0;
-  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &tripped) - t0;
+  int why = 0;
+  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &why) - t0;
+  int tripped = (why & KUALA__CPU_TRIPPED) != 0;
   char msg[1024];
   if (st == LUA_YIELD && t->op && !tripped) {
-    if (!t->timer) {
-      uint64_t elapsed = uv_now(rt->loop) - t->started_ms;
-      uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
-      t->timer = kuala_malloc(sizeof *t->timer);
-      uv_timer_init(rt->loop, t->timer);
-      t->timer->data = t;
-      uv_timer_start(t->timer, deadline_fired, left, 0);
-    }
+    start_deadline(t);
     return;
   }
-  if (st == LUA_YIELD) {
+  if (st == LUA_YIELD && (why & KUALA__CPU_SLICED) && !tripped) {
+    /* Preempted: to the back of the line, so the loop serves the others. */
+    b->slices++;
+    start_deadline(t);
+    rq_push(rt, t);
+    return;
+  }
+  if (tripped)
+    bundle_heat(b);
+  else if (b->hot_ms)
+    b->hot_ms /= 2;
+  if (st == LUA_YIELD && !tripped) {
     snprintf(msg, sizeof msg,
              "bundle %s: reconcile yielded outside an API call (coroutine.yield in a "
              "reconcile is not allowed)",
              b->name);
     task_finish(t, KUALA_EINVAL, msg, 0);
   } else if (st != 0 || tripped) {
+    /* A reconcile suspended past its budget (st == LUA_YIELD) is never
+     * resumed: none of its code runs again, error handlers included. */
     int code = describe_failure(b, t->co, st, tripped, "reconcile", msg, sizeof msg);
     if (t->expired && !tripped) {
       code = KUALA_ETIMEDOUT;
@@ -1632,6 +1760,32 @@ static void task_resume(task_t *t, int nargs)
     lua_settop(t->co, 0);
     task_finish(t, 0, NULL, requeue > 0 ? requeue : 0);
   }
+}
+
+/* One slice per loop iteration: the normal queue first, the low one when
+ * the normal is empty and at least every LOW_QUEUE_EVERY-th turn. */
+static void rq_idle(uv_idle_t *h)
+{
+  kuala_runtime_t *rt = h->data;
+  int q = rt->rq[0].head ? 0 : 1;
+  if (rt->rq[1].head && ++rt->turn % LOW_QUEUE_EVERY == 0)
+    q = 1;
+  task_t *t = rt->rq[q].head;
+  if (t == NULL) {
+    uv_idle_stop(h);
+    return;
+  }
+  rq_remove(rt, t);
+  if (!rt->rq[0].head && !rt->rq[1].head)
+    uv_idle_stop(h);
+  if (t->expired) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", t->b->name,
+             t->b->deadline_ms);
+    task_finish(t, KUALA_ETIMEDOUT, msg, 0);
+    return;
+  }
+  task_resume(t, t->started ? 0 : 3);
 }
 
 int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char *ns,
@@ -1681,6 +1835,11 @@ int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char
     b->tasks->prev = t;
   b->tasks = t;
   b->active++;
+  if (bundle_hot(b)) {
+    /* Under pressure: wait in the low queue instead of running now. */
+    rq_push(b->rt, t);
+    return 0;
+  }
   task_resume(t, 3);
   return 0;
 }
@@ -1759,6 +1918,16 @@ int kuala__lua_bundle_jit_on(kuala_bundle_t *b)
   return on;
 }
 
+int kuala__lua_bundle_hot(kuala_bundle_t *b)
+{
+  return bundle_hot(b);
+}
+
+uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b)
+{
+  return b->slices;
+}
+
 /* Call kuala.<fn>([arg]), expecting a string, under the CPU budget; arg is
  * passed when >= 0. */
 static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **out, size_t *len)
@@ -1776,7 +1945,7 @@ static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **o
   if (arg >= 0)
     lua_pushinteger(co, arg);
   kuala_runtime_t *rt = b->rt;
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000, 0);
   b->in_lua++;
   int st = lua_resume(co, arg >= 0 ? 1 : 0);
   b->in_lua--;
@@ -1943,7 +2112,7 @@ static int vm_run(kuala_bundle_t *b, lua_CFunction fn, vmcall_t *c, const char *
     return KUALA_EBUSY;
   kuala_runtime_t *rt = b->rt;
   lua_State *L = b->L;
-  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000, 0);
   b->in_lua++;
   int st = lua_cpcall(L, fn, c);
   b->in_lua--;
@@ -2008,12 +2177,19 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   return 0;
 }
 
+static void idle_closed(uv_handle_t *h)
+{
+  kuala_free(h);
+}
+
 void kuala_runtime_free(kuala_runtime_t *rt)
 {
   if (!rt)
     return;
   while (rt->bundles)
     kuala_bundle_close(rt->bundles);
+  if (rt->idle)
+    uv_close((uv_handle_t *)rt->idle, idle_closed);
   kuala__lua_cpu_free(rt->cpu);
   host_modules_free(rt);
   kuala_free(rt->sdk_dir);

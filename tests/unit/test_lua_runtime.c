@@ -180,6 +180,14 @@ static void on_done(void *data, const kuala_reconcile_result_t *res)
   snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
 }
 
+/* A reconcile that runs longer than one time slice is preempted and
+ * finishes on a later loop iteration: run the loop until it has. */
+static void wait_done(uv_loop_t *loop, result_t *r)
+{
+  while (r->calls == 0)
+    uv_run(loop, UV_RUN_ONCE);
+}
+
 static int load_one(kuala_bundle_t **b, kuala_runtime_t *rt, const char *name, const char *src,
                     char **err)
 {
@@ -560,6 +568,7 @@ START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
   for (int i = 0; i < 3; i++) {
     result_t r = {0}, h = {0};
     ck_assert_int_eq(kuala_bundle_reconcile(bad, "c", "ns1", names[i], on_done, &r), 0);
+    wait_done(&loop, &r);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
     ck_assert_msg(strstr(r.message, "bundle runaway") && strstr(r.message, "CPU budget of 100") &&
@@ -614,6 +623,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
   result_t r = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  wait_done(&loop, &r);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, KUALA_ENOMEM);
   ck_assert_msg(strstr(r.message, "bundle bomb") && strstr(r.message, "memory limit") &&
@@ -624,6 +634,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   /* The same VM recovers once the garbage is gone; the neighbour never noticed. */
   result_t r2 = {0}, h = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "small", on_done, &r2), 0);
+  wait_done(&loop, &r2);
   ck_assert_int_eq(r2.err, 0);
   ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
   ck_assert_int_eq(h.err, 0);
@@ -651,9 +662,11 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
   result_t r = {0}, m = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "spin", on_done, &r), 0);
+  wait_done(&loop, &r);
   ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
   ck_assert_msg(strstr(r.message, "CPU budget of 50 ms") != NULL, "%s", r.message);
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
+  wait_done(&loop, &m);
   ck_assert_int_eq(m.err, KUALA_ENOMEM);
   ck_assert_msg(strstr(m.message, "memory limit of 8388608 bytes") != NULL, "%s", m.message);
   ck_assert_int_eq(kuala_bundle_set_limits(b, NULL), KUALA_EINVAL);
