@@ -250,7 +250,7 @@ static void slot_event(slot_t *s, int warning, const char *reason, const char *m
   const char *body = kuala_json_compact(ev, &len);
   const kuala_backend_t *be = kuala_manager_backend(e->manager);
   kuala_call_t call = {KUALA_CALL_CREATE, "v1", "Event", s->cm_ns, NULL, NULL, NULL,
-                       "kuala",           0,    body,    len};
+                       "kuala",           0,    body,    len,      NULL};
   void *handle;
   char *what = kuala_strdup(reason);
   if (be->call_start(be->self, &call, event_done, what, &handle) != 0) {
@@ -973,7 +973,7 @@ static void crd_poll(uv_timer_t *t)
   kuala_engine_t *e = w->v->slot->e;
   const kuala_backend_t *be = kuala_manager_backend(e->manager);
   kuala_call_t call = {
-      KUALA_CALL_GET, CRD_API_VERSION, CRD_KIND, NULL, w->name, NULL, NULL, NULL, 0, NULL, 0};
+      KUALA_CALL_GET, CRD_API_VERSION, CRD_KIND, NULL, w->name, NULL, NULL, NULL, 0, NULL, 0, NULL};
   void *handle;
   w->in_call = 1;
   int rc = be->call_start(be->self, &call, crd_got, w, &handle);
@@ -1063,7 +1063,8 @@ static void install_crds(version_t *v)
                          "kuala",
                          1,
                          body,
-                         blen};
+                         blen,
+                         NULL};
     void *handle;
     w->in_call = 1;
     rc = be->call_start(be->self, &call, crd_applied, w, &handle);
@@ -1694,7 +1695,8 @@ int kuala_engine_apply(kuala_engine_t *e, const char *json, size_t len, const ch
                        field_manager,
                        1,
                        json,
-                       len};
+                       len,
+                       NULL};
   apply_t *a = kuala_malloc(sizeof(*a));
   a->done = done;
   a->data = data;
@@ -1760,4 +1762,26 @@ int kuala_engine_bundles_json(kuala_engine_t *e, char **out, size_t *len)
   *len = n;
   json_object_put(arr);
   return 0;
+}
+
+/* --- accessors ------------------------------------------------------------ */
+
+kuala_client_t *kuala_engine_client(kuala_engine_t *e)
+{
+  return e->client;
+}
+
+kuala_manager_t *kuala_engine_manager(kuala_engine_t *e)
+{
+  return e->manager;
+}
+
+kuala_informers_t *kuala_engine_informers(kuala_engine_t *e)
+{
+  return e->informers;
+}
+
+kuala_runtime_t *kuala_engine_runtime(kuala_engine_t *e)
+{
+  return e->runtime;
 }
