@@ -13,6 +13,7 @@ PKGS=(
   clang-format python3 curl
   nghttp2-server
   jq
+  umoci skopeo
   prometheus
 )
 # prometheus (with promtool): tests/integration/ops_metrics.sh scrapes kuala

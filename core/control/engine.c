@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 #include <string.h>
+#include <time.h>
 
 #include "kuala/alloc.h"
 #include "kuala/error.h"
@@ -65,6 +66,9 @@ struct bundle_s {
   bctl_t **ctls;
   size_t nctls;
   size_t ctls_pending;
+  char *last_error;
+  time_t loaded_at; /* 0 = never */
+  uint64_t loads, load_errors;
 };
 
 struct kuala_engine_s {
@@ -111,6 +115,9 @@ static void bundle_fail(bundle_t *bd, const char *what, const char *detail)
 {
   kuala_log_kv_t ctx[] = {{"bundle", bd->dir}};
   kuala_log(KUALA_LOG_ERROR, ctx, 1, what, "error", detail, NULL);
+  kuala_free(bd->last_error);
+  bd->last_error = kuala_strdup(detail);
+  bd->load_errors++;
   if (!bd->failed) {
     bd->failed = 1;
     bd->e->st.bundles_failed++;
@@ -188,6 +195,10 @@ static void controller_started(void *data, int err, kuala_controller_t *c)
   }
   if (--bd->ctls_pending == 0 && !bd->done) {
     bd->done = 1;
+    if (!bd->failed) {
+      bd->loads++;
+      bd->loaded_at = time(NULL);
+    }
     check_ready(bd->e);
   }
 }
@@ -567,6 +578,7 @@ static void free_bundles(kuala_engine_t *e)
     }
     kuala_free(bd->ctls);
     kuala_free(bd->dir);
+    kuala_free(bd->last_error);
     kuala_free(bd);
   }
   kuala_free(e->bundles);
@@ -636,6 +648,46 @@ void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data
   uv_idle_init(e->loop, &r->idle);
   r->idle.data = r;
   uv_idle_start(&r->idle, reaper);
+}
+
+/* --- introspection ---------------------------------------------------------- */
+
+int kuala_engine_bundles_json(kuala_engine_t *e, char **out, size_t *len)
+{
+  json_object *arr = json_object_new_array();
+  for (size_t i = 0; i < e->nbundles; i++) {
+    bundle_t *bd = e->bundles[i];
+    json_object *o = json_object_new_object();
+    char src[1100], when[32];
+    snprintf(src, sizeof(src), "dir:%s", bd->dir);
+    const char *state = bd->failed ? "failed" : bd->done ? "running" : "loading";
+    json_object_object_add(o, "name",
+                           json_object_new_string(bd->b ? kuala_bundle_name(bd->b) : bd->dir));
+    json_object_object_add(o, "source", json_object_new_string(src));
+    json_object_object_add(o, "hash", NULL);
+    json_object_object_add(o, "state", json_object_new_string(state));
+    if (bd->loaded_at) {
+      struct tm tm;
+      gmtime_r(&bd->loaded_at, &tm);
+      strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    json_object_object_add(o, "loaded_at", bd->loaded_at ? json_object_new_string(when) : NULL);
+    json_object_object_add(o, "last_error",
+                           bd->last_error ? json_object_new_string(bd->last_error) : NULL);
+    json_object_object_add(o, "loads", json_object_new_int64((int64_t)bd->loads));
+    json_object_object_add(o, "load_errors", json_object_new_int64((int64_t)bd->load_errors));
+    json_object_object_add(o, "memory_bytes",
+                           json_object_new_int64(bd->b ? (int64_t)kuala_bundle_memory(bd->b) : 0));
+    json_object_array_add(arr, o);
+  }
+  size_t n;
+  const char *str = kuala_json_compact(arr, &n);
+  *out = kuala_malloc(n + 1);
+  memcpy(*out, str, n);
+  (*out)[n] = '\0';
+  *len = n;
+  json_object_put(arr);
+  return 0;
 }
 
 /* --- accessors ------------------------------------------------------------ */

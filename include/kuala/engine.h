@@ -54,6 +54,17 @@ void kuala_engine_stats(const kuala_engine_t *e, kuala_engine_stats_t *out);
 typedef void (*kuala_engine_stopped_cb)(void *data);
 void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data);
 
+/* Every bundle the engine knows, as a JSON array (caller frees *out with
+ * kuala_free), one object per bundle:
+ *   {"name", "source": "dir:PATH" | "configmap:NS/NAME",
+ *    "hash": "sha256:..." | null, "state": "loading"|"running"|"failed"|"removed",
+ *    "loaded_at": RFC3339 | null (when the running version went live),
+ *    "last_error": string | null (the latest failed attempt, with bundle/file/line),
+ *    "loads": N (versions that went live), "load_errors": N (failed attempts),
+ *    "memory_bytes": N (the running VM; 0 when none)}
+ * Served at /bundles and as kuala_bundle_* metrics. */
+int kuala_engine_bundles_json(kuala_engine_t *e, char **out, size_t *len);
+
 /* Borrowed parts of the engine, for hosts that serve metrics or run leader
  * election beside it: valid from kuala_engine_new until kuala_engine_stop. */
 struct kuala_manager_s;
