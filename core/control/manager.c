@@ -22,6 +22,7 @@
 #include "kuala/error.h"
 #include "kuala/json.h"
 #include "kuala/log.h"
+#include "kuala/permissions.h"
 #include "kuala/selector.h"
 #include "kuala/workqueue.h"
 #include "base/map.h"
@@ -43,6 +44,7 @@ typedef struct call_s {
   kuala_call_done_cb done;
   void *data;
   kuala_client_req_t *req;
+  char *impersonate; /* Impersonate-User or NULL */
   int resolving;
   int canceled;
 } call_t;
@@ -87,6 +89,8 @@ struct kuala_manager_s {
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
   wait_t *waits;
+  int held;             /* kuala_manager_hold: leader-election gate */
+  char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
   kuala_manager_closed_cb closed_cb;
   void *closed_data;
@@ -159,12 +163,32 @@ static int store_for(kuala_manager_t *m, const char *api_version, const char *ki
   return 0;
 }
 
+/* Cache reads list and watch the whole type: the bundle must be allowed both. */
+static int cache_allowed(const kuala_cache_query_t *q)
+{
+  if (q->permissions == NULL) {
+    return 0;
+  }
+  char msg[1024];
+  int rc = kuala_permissions_check(q->permissions, KUALA_VERB_LIST | KUALA_VERB_WATCH,
+                                   q->api_version, q->kind, NULL, NULL, 1, msg, sizeof msg);
+  if (rc) {
+    KUALA_LOG(KUALA_LOG_WARN, "permission denied", "bundle",
+              kuala_permissions_bundle(q->permissions), "error", msg);
+  }
+  return rc;
+}
+
 static int be_cache_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
 {
   kuala_manager_t *m = self;
   kuala_store_t *s;
   int namespaced;
-  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
   if (rc) {
     return rc;
   }
@@ -195,7 +219,11 @@ static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_e
   kuala_manager_t *m = self;
   kuala_store_t *s;
   int namespaced;
-  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
   if (rc) {
     return rc;
   }
@@ -315,6 +343,10 @@ static int be_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t time
   if (q == NULL || q->api_version == NULL || q->kind == NULL || done == NULL) {
     return KUALA_EINVAL;
   }
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
   wait_t *w = kuala_calloc(1, sizeof(*w));
   w->m = m;
   w->api_version = kuala_strdup(q->api_version);
@@ -328,7 +360,6 @@ static int be_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t time
   }
   m->waits = w;
   kuala_client_resource_t r;
-  int rc;
   if (kuala_client_resolve_cached(m->client, q->api_version, q->kind, &r) == 0) {
     rc = wait_on_cache(w, &r);
   } else {
@@ -405,6 +436,7 @@ static void call_free(call_t *call)
   kuala_free(call->patch_type);
   kuala_free(call->field_manager);
   kuala_free(call->body);
+  kuala_free(call->impersonate);
   kuala_free(call);
   maybe_free(m);
 }
@@ -458,6 +490,7 @@ static int call_issue(call_t *call, const kuala_client_resource_t *r)
   kuala_client_opts_t opts;
   kuala_client_opts_init(&opts);
   opts.field_manager = call->field_manager;
+  opts.impersonate_user = call->impersonate;
   const char *body = call->body ? call->body : "";
   size_t len = call->body ? call->body_len : 0;
   kuala_patch_type_t pt;
@@ -519,6 +552,41 @@ static void call_resolved(void *data, int err, const kuala_client_resource_t *re
   }
 }
 
+/* Check a bundle's call against its permissions; when refused, answer it
+ * now (done runs with KUALA_EFORBIDDEN and a Forbidden Status, nothing is
+ * sent) and return 1. */
+static int call_refused(const kuala_call_t *c, kuala_call_done_cb done, void *data)
+{
+  static const unsigned bit[] = {0,
+                                 KUALA_VERB_GET,
+                                 KUALA_VERB_CREATE,
+                                 KUALA_VERB_UPDATE,
+                                 KUALA_VERB_PATCH,
+                                 KUALA_VERB_PATCH, /* server-side apply is a patch */
+                                 KUALA_VERB_DELETE};
+  unsigned verb = (unsigned)c->verb < sizeof bit / sizeof bit[0] ? bit[c->verb] : 0;
+  char msg[1024];
+  if (kuala_permissions_check(c->permissions, verb, c->api_version, c->kind, c->subresource,
+                              c->verb == KUALA_CALL_CREATE ? NULL : c->name, 0, msg,
+                              sizeof msg) == 0) {
+    return 0;
+  }
+  KUALA_LOG(KUALA_LOG_WARN, "permission denied", "bundle", kuala_permissions_bundle(c->permissions),
+            "error", msg);
+  json_object *st = json_object_new_object();
+  kuala_json_set_str(st, "kind", "Status");
+  kuala_json_set_str(st, "apiVersion", "v1");
+  kuala_json_set_str(st, "status", "Failure");
+  kuala_json_set_str(st, "message", msg);
+  kuala_json_set_str(st, "reason", "Forbidden");
+  json_object_object_add(st, "code", json_object_new_int(403));
+  size_t len;
+  const char *json = kuala_json_compact(st, &len);
+  done(data, KUALA_EFORBIDDEN, json, len);
+  json_object_put(st);
+  return 1;
+}
+
 static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb done, void *data,
                          void **handle)
 {
@@ -528,6 +596,10 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
   }
   if (c->api_version == NULL || c->kind == NULL || done == NULL) {
     return KUALA_EINVAL;
+  }
+  if (c->permissions && call_refused(c, done, data)) {
+    *handle = NULL;
+    return 0; /* done already ran with KUALA_EFORBIDDEN */
   }
   call_t *call = kuala_calloc(1, sizeof(*call));
   call->m = m;
@@ -544,6 +616,12 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
   call->force = c->force;
   call->done = done;
   call->data = data;
+  if (m->impersonate_ns && c->permissions) {
+    char who[512];
+    snprintf(who, sizeof who, "system:serviceaccount:%s:kuala-%s", m->impersonate_ns,
+             kuala_permissions_bundle(c->permissions));
+    call->impersonate = kuala_strdup(who);
+  }
   call->next = m->calls;
   if (m->calls) {
     m->calls->prev = call;
@@ -644,6 +722,7 @@ static void ctl_start(ctl_t *ctl)
       NULL,      ctl->reconcile,    ctl->data};
   int rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
   if (rc == 0) {
+    kuala_controller_hold(ctl->c, m->held);
     rc = kuala_controller_start(ctl->c);
     if (rc) {
       ctl->stopping = 1;
@@ -782,6 +861,25 @@ void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
   }
 }
 
+void kuala_manager_hold(kuala_manager_t *m, int hold)
+{
+  m->held = hold != 0;
+  for (size_t i = 0; i < m->nctls; i++) {
+    kuala_controller_t *c = m->ctls[i]->c;
+    if (c && !m->ctls[i]->stopping) {
+      if (!m->held) {
+        kuala_controller_enqueue_all(c);
+      }
+      kuala_controller_hold(c, m->held);
+    }
+  }
+}
+
+int kuala_manager_held(const kuala_manager_t *m)
+{
+  return m->held;
+}
+
 size_t kuala_manager_controller_count(const kuala_manager_t *m)
 {
   size_t n = 0;
@@ -833,6 +931,12 @@ const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m)
   return &m->backend;
 }
 
+void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
+{
+  kuala_free(m->impersonate_ns);
+  m->impersonate_ns = ns && *ns ? kuala_strdup(ns) : NULL;
+}
+
 static void maybe_free(kuala_manager_t *m)
 {
   if (!m->closing || m->calls || m->waits || m->live_ctls > 0) {
@@ -840,6 +944,7 @@ static void maybe_free(kuala_manager_t *m)
   }
   kuala__map_free(&m->caches);
   kuala_free(m->ctls);
+  kuala_free(m->impersonate_ns);
   kuala_manager_closed_cb cb = m->closed_cb;
   void *data = m->closed_data;
   kuala_free(m);

@@ -11,6 +11,9 @@ kuala.crd {
   schema = { spec = { user = { type = "string", default = "app" } } },
 }
 
+-- Reading Secrets is a cache read (list + watch); apply is a patch.
+kuala.permissions { { "v1/Secret", "get,list,watch,patch" } }
+
 kuala.controller {
   name = "vault",
   watch = "e2e.kuala.dev/v1/Vault",
