@@ -27,6 +27,7 @@
  * the op is an orphan and the callback only frees it.
  */
 #include <dirent.h>
+#include <openssl/rand.h>
 #include <lualib.h>
 #include <luajit.h>
 #include <stdio.h>
@@ -74,6 +75,7 @@ typedef struct op_s {
   task_t *task; /* NULL once orphaned */
   kuala_bundle_t *b;
   void *handle;
+  int is_wait;  /* a cache wait (cache_wait_cancel), not an API call */
   int in_start; /* the backend is still inside call_start */
   int done;     /* answered inside call_start */
   int err;
@@ -118,6 +120,8 @@ struct kuala_bundle_s {
   int mem_over;        /* past the cap, within the grace: the hook will raise */
   int mem_tripped;     /* the hook raised the memory error */
   int closing;         /* kuala_bundle_close is running */
+  char fail_at[256];   /* the bundle's line when core.traceback saw a limit hit */
+  int mem_seen;        /* core.traceback saw a memory error in this run */
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
   uint64_t hot_until;  /* uv_now until which the bundle is under pressure */
@@ -221,6 +225,69 @@ static void where(lua_State *co, char *out, size_t outlen)
   }
 }
 
+/* Whether a frame belongs to the SDK or the runtime (chunk names of the
+ * embedded SDK are "kuala/x.lua"; C functions and the coroutine wrappers
+ * have no bundle line). */
+static int sdk_frame(const lua_Debug *ar)
+{
+  return ar->currentline <= 0 || strncmp(ar->short_src, "kuala/", 6) == 0 ||
+         strcmp(ar->short_src, "kuala.coroutine") == 0;
+}
+
+/* "bundle/file.lua:12" of the innermost bundle frame of `co` (SDK frames
+ * skipped), or "" when there is none. */
+static void bundle_where(lua_State *co, char *out, size_t outlen)
+{
+  lua_Debug ar;
+  out[0] = 0;
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (lua_getinfo(co, "Sl", &ar) && !sdk_frame(&ar)) {
+      snprintf(out, outlen, "%s:%d", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+}
+
+/* A traceback of the bundle's frames of a failed coroutine, innermost
+ * first; runs of SDK frames fold into one line. Appends to out. */
+static void bundle_traceback(lua_State *co, char *out, size_t outlen)
+{
+  lua_Debug ar;
+  size_t used = strlen(out);
+  int folded = 0, lines = 0, any = 0;
+  for (int level = 0; lua_getstack(co, level, &ar) && used + 1 < outlen; level++) {
+    if (!lua_getinfo(co, "Sln", &ar))
+      continue;
+    if (sdk_frame(&ar)) {
+      folded++;
+      continue;
+    }
+    if (!any) {
+      used += (size_t)snprintf(out + used, outlen - used, "\nstack traceback:");
+      any = 1;
+    }
+    if (used + 1 >= outlen)
+      break;
+    if (folded) {
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t(%d kuala SDK frame%s)", folded,
+                               folded == 1 ? "" : "s");
+      folded = 0;
+    }
+    if (used + 1 >= outlen)
+      break;
+    if (++lines > 12) {
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t...");
+      break;
+    }
+    if (ar.name)
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t%s:%d: in function '%s'",
+                               ar.short_src, ar.currentline, ar.name);
+    else
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t%s:%d: in %s", ar.short_src,
+                               ar.currentline, *ar.what == 'm' ? "main chunk" : "a function");
+  }
+}
+
 /* ---- the kuala.core module ---------------------------------------------- */
 
 static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
@@ -240,6 +307,14 @@ static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
 }
 
 static void task_resume(task_t *t, int nargs);
+
+static void op_cancel(kuala_bundle_t *b, op_t *op)
+{
+  if (op->is_wait)
+    b->rt->backend.cache_wait_cancel(b->rt->backend.self, op->handle);
+  else
+    b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+}
 
 static void op_done(void *data, int err, const char *json, size_t len)
 {
@@ -535,6 +610,135 @@ static int l_core_now(lua_State *L)
   return 1;
 }
 
+/* core._cache_wait{api_version=, kind=} -> code
+ * Yields the reconcile until the cache of that kind has synced (bounded by
+ * the reconcile's deadline). 0: read again; KUALA_ENOTFOUND: the kind is not
+ * served; KUALA_EAGAIN: the backend cannot wait (no cache_wait). */
+static int l_core_cache_wait(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_cache_query_t q;
+  push_query(L, &q);
+  q.permissions = b->perms;
+  if (!b->rt->backend.cache_wait) {
+    lua_pushinteger(L, KUALA_EAGAIN);
+    return 1;
+  }
+  task_t *t = current_task(L, b, "waiting for a cache");
+  if (t->expired) {
+    lua_pushinteger(L, KUALA_ETIMEDOUT);
+    return 1;
+  }
+  uint64_t elapsed = uv_now(b->rt->loop) - t->started_ms;
+  uint64_t left = elapsed >= b->deadline_ms ? 1 : b->deadline_ms - elapsed;
+  op_t *op = kuala_calloc(1, sizeof *op);
+  op->task = t;
+  op->b = b;
+  op->is_wait = 1;
+  op->in_start = 1;
+  int rc = b->rt->backend.cache_wait(b->rt->backend.self, &q, left, op_done, op, &op->handle);
+  op->in_start = 0;
+  if (rc != 0 || op->done) {
+    int err = rc ? rc : op->err;
+    kuala_free(op);
+    lua_pushinteger(L, err);
+    return 1;
+  }
+  t->op = op;
+  lua_pushlightuserdata(L, &key_api_mark);
+  return lua_yield(L, 1);
+}
+
+/* core.traceback(msg) -> msg with the bundle's frames (SDK frames folded).
+ * Used as the xpcall handler of reconciles, so it runs where the error was
+ * raised. A memory or CPU limit error is returned as it is (allocating
+ * would fail or be stopped again); only its location is kept for the final
+ * message. */
+static int l_core_traceback(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  int mem = b->mem_over || b->mem_tripped || strstr(msg, "memory limit exceeded") ||
+            strstr(msg, "not enough memory");
+  if (mem || strstr(msg, "CPU budget exceeded")) {
+    b->mem_seen |= mem;
+    bundle_where(L, b->fail_at, sizeof b->fail_at);
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  char out[2048];
+  snprintf(out, sizeof out, "%s", msg);
+  bundle_traceback(L, out, sizeof out);
+  lua_pushstring(L, out);
+  return 1;
+}
+
+/* core.in_reconcile() -> boolean: whether a reconcile coroutine runs (reads
+ * may wait), as opposed to module top level, predicates and map functions. */
+static int l_core_in_reconcile(lua_State *L)
+{
+  lua_pushboolean(L, bundle_of(L)->current != NULL);
+  return 1;
+}
+
+/* core.cache_start{api_version=, kind=}: start the informer of a kind now
+ * (kuala.controller's `reads`), without waiting. Errors are ignored: the
+ * first read resolves again. */
+static int l_core_cache_start(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_cache_query_t q;
+  push_query(L, &q);
+  q.permissions = b->perms;
+  q.name = "";
+  const char *json;
+  size_t len;
+  (void)b->rt->backend.cache_get(b->rt->backend.self, &q, &json, &len);
+  return 0;
+}
+
+/* core.enqueue(controller, ns|nil, name|nil, after_seconds) -> code
+ * name nil: every primary object of the controller. */
+static int l_core_enqueue(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const char *ctl = luaL_checkstring(L, 1);
+  const char *ns = opt_str(L, 2);
+  const char *name = opt_str(L, 3);
+  lua_Number after = luaL_optnumber(L, 4, 0);
+  if (!b->rt->backend.enqueue) {
+    lua_pushinteger(L, KUALA_ENOTSUP);
+    return 1;
+  }
+  uint64_t ms = after > 0 ? (uint64_t)(after * 1000.0) : 0;
+  lua_pushinteger(L, b->rt->backend.enqueue(b->rt->backend.self, ctl, ns, name, ms));
+  return 1;
+}
+
+/* core.random_bytes(n) -> string of n bytes from the OS CSPRNG (OpenSSL). */
+static int l_core_random_bytes(lua_State *L)
+{
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 0 || n > 65536)
+    return luaL_argerror(L, 1, "between 0 and 65536 bytes");
+  luaL_Buffer lb;
+  luaL_buffinit(L, &lb);
+  unsigned char chunk[256];
+  while (n > 0) {
+    int k = n > (lua_Integer)sizeof chunk ? (int)sizeof chunk : (int)n;
+    if (RAND_bytes(chunk, k) != 1)
+      return luaL_error(L, "the system's random number generator failed");
+    luaL_addlstring(&lb, (const char *)chunk, (size_t)k);
+    n -= k;
+  }
+  luaL_pushresult(&lb);
+  return 1;
+}
+
 static void push_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"_call", l_core_call},
@@ -545,6 +749,12 @@ static void push_core(lua_State *L)
                                  {"log", l_core_log},
                                  {"errname", l_core_errname},
                                  {"now", l_core_now},
+                                 {"_cache_wait", l_core_cache_wait},
+                                 {"cache_start", l_core_cache_start},
+                                 {"in_reconcile", l_core_in_reconcile},
+                                 {"traceback", l_core_traceback},
+                                 {"enqueue", l_core_enqueue},
+                                 {"random_bytes", l_core_random_bytes},
                                  {NULL, NULL}};
   lua_createtable(L, 0, 16);
   for (const luaL_Reg *f = fns; f->name; f++) {
@@ -1112,6 +1322,26 @@ static void open_lib(lua_State *L, const char *name, lua_CFunction fn)
   lua_call(L, 1, 0);
 }
 
+/* A removed function: calling it says what the sandbox took away and why
+ * (upvalue 1 is the message). */
+static int l_removed(lua_State *L)
+{
+  return luaL_error(L, "%s", lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static void set_removed(lua_State *L, int t, const char *prefix, const char *const *names,
+                        const char *why)
+{
+  for (; *names; names++) {
+    lua_pushfstring(L,
+                    "%s%s was removed by the kuala sandbox: %s (see docs/lua-runtime.md, "
+                    "\"Bundles and the sandbox\")",
+                    prefix, *names, why);
+    lua_pushcclosure(L, l_removed, 1);
+    lua_setfield(L, t, *names);
+  }
+}
+
 static void set_nil(lua_State *L, int t, const char *const *names)
 {
   for (; *names; names++) {
@@ -1144,10 +1374,15 @@ static int build_sandbox(lua_State *L)
   lua_getfield(L, g, "jit");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
-  static const char *const gone[] = {"dofile", "loadfile", "getfenv", "setfenv",
-                                     "module", "newproxy", "jit",     "package",
-                                     "io",     "debug",    "ffi",     NULL};
+  static const char *const gone[] = {"jit", "package", "io", "debug", "ffi", NULL};
   set_nil(L, g, gone);
+  static const char *const files[] = {"dofile", "loadfile", NULL};
+  set_removed(L, g, "", files,
+              "bundles cannot read files (require loads the bundle's own modules)");
+  static const char *const envs[] = {"getfenv", "setfenv", "module", "newproxy", NULL};
+  set_removed(L, g, "", envs,
+              "it reaches other functions' environments or userdata internals, which would "
+              "undo the sandbox");
   lua_pushcfunction(L, l_safe_load);
   lua_setfield(L, g, "load");
   lua_pushcfunction(L, l_safe_load);
@@ -1160,12 +1395,26 @@ static int build_sandbox(lua_State *L)
   lua_setfield(L, g, "print");
 
   lua_getfield(L, g, "string");
-  lua_pushnil(L);
-  lua_setfield(L, -2, "dump");
+  static const char *const dump[] = {"dump", NULL};
+  set_removed(L, lua_gettop(L), "string.", dump,
+              "bytecode can break out of the VM and cannot be loaded back in the sandbox");
   /* Pattern functions whose cost the CPU budget bounds (lpattern.c). The
    * string metatable's __index is this table, so s:find() gets them too. */
   kuala__lua_patterns_open(L, -1);
   lua_pop(L, 1);
+
+  /* math.random: a different sequence in every VM and on every start. */
+  unsigned char seed[8];
+  if (RAND_bytes(seed, sizeof seed) == 1) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < sizeof seed; i++)
+      v = v << 8 | seed[i];
+    lua_getfield(L, g, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushnumber(L, (lua_Number)(v >> 11)); /* 53 bits: exact in a double */
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+  }
 
   /* os: time and date only. */
   lua_getfield(L, g, "os");
@@ -1176,6 +1425,15 @@ static int build_sandbox(lua_State *L)
     lua_getfield(L, os, *k);
     lua_setfield(L, -2, *k);
   }
+  static const char *const procs[] = {"execute", "exit", NULL};
+  set_removed(L, lua_gettop(L), "os.", procs,
+              "a bundle runs inside the engine's process and cannot start or end processes");
+  static const char *const fs[] = {"remove", "rename", "tmpname", NULL};
+  set_removed(L, lua_gettop(L), "os.", fs, "bundles have no file system access");
+  static const char *const env[] = {"getenv", "setlocale", NULL};
+  set_removed(L, lua_gettop(L), "os.", env,
+              "the engine's environment and locale are not the bundle's (pass settings in a "
+              "ConfigMap the controller reads, or as bundle files)");
   lua_setfield(L, g, "os");
   lua_pop(L, 1);
 
@@ -1284,41 +1542,59 @@ static int build_sandbox(lua_State *L)
 static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cpu_tripped,
                             const char *what, char *out, size_t outlen)
 {
-  char loc[256];
+  char loc[256], mine[256];
   where(co, loc, sizeof loc);
-  if (cpu_tripped) {
-    /* The hook's message carries the line that was running; a run the hook
-     * suspended has no message, its stack tells the line. */
-    const char *msg = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
-    char at[256];
-    snprintf(at, sizeof at, "%s", msg ? msg : loc[0] ? loc : "?");
-    char *cut = strstr(at, ": CPU budget exceeded");
+  bundle_where(co, mine, sizeof mine);
+  int code;
+  /* A run the hook suspended (LUA_YIELD) has no error message on its stack. */
+  const char *top = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
+  /* The memory cap wins when both limits hit (the reconcile's own error
+   * handling may run into the CPU budget after the memory error). */
+  int mem = status == LUA_ERRMEM || b->mem_tripped || b->mem_seen ||
+            (top && (strcmp(top, "not enough memory") == 0 ||
+                     strstr(top, ": memory limit exceeded") != NULL));
+  if (cpu_tripped || mem) {
+    /* The hook's message carries the line that was running; a hard memory
+     * failure has none. When that line is in the SDK, name the bundle's. */
+    const char *msg =
+        top && strstr(top, mem ? ": memory limit exceeded" : ": CPU budget exceeded") ? top : NULL;
+    char at[600];
+    snprintf(at, sizeof at, "%.280s", msg ? msg : mem && b->fail_at[0] ? b->fail_at : loc);
+    char *cut = strstr(at, mem ? ": memory limit exceeded" : ": CPU budget exceeded");
     if (cut)
       *cut = 0;
-    snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
-             what, b->cpu_budget_ms, at);
-    return KUALA_ETIMEDOUT;
+    if (!mine[0] && b->fail_at[0])
+      snprintf(mine, sizeof mine, "%s", b->fail_at);
+    if (strncmp(at, "kuala/", 6) == 0 && mine[0]) {
+      char sdk[280];
+      snprintf(sdk, sizeof sdk, "%.270s", at);
+      snprintf(at, sizeof at, "%s (inside the SDK at %s)", mine, sdk);
+    }
+    if (mem) {
+      b->mem_tripped = 0;
+      snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s",
+               b->name, what, b->mem_limit, at[0] ? " at " : "", at);
+      /* Give the garbage back now, so the next run starts under the cap. */
+      lua_gc(b->L, LUA_GCCOLLECT, 0);
+      b->mem_over = b->mem_used > b->mem_limit;
+      code = KUALA_ENOMEM;
+    } else {
+      snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
+               what, b->cpu_budget_ms, at[0] ? at : "?");
+      code = KUALA_ETIMEDOUT;
+    }
+  } else {
+    const char *msg = top;
+    snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
+             msg ? msg : "(error object is not a string)");
+    code = KUALA_EINVAL;
   }
-  if (status == LUA_ERRMEM || b->mem_tripped) {
-    /* The hook's message carries the line; a hard failure has none. */
-    const char *msg = b->mem_tripped ? lua_tostring(co, -1) : NULL;
-    char at[256];
-    snprintf(at, sizeof at, "%s", msg ? msg : loc);
-    char *cut = strstr(at, ": memory limit exceeded");
-    if (cut)
-      *cut = 0;
-    b->mem_tripped = 0;
-    snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s", b->name,
-             what, b->mem_limit, at[0] ? " at " : "", at);
-    /* Give the garbage back now, so the next run starts under the cap. */
-    lua_gc(b->L, LUA_GCCOLLECT, 0);
-    b->mem_over = b->mem_used > b->mem_limit;
-    return KUALA_ENOMEM;
-  }
-  const char *msg = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
-  snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
-           msg ? msg : "(error object is not a string)");
-  return KUALA_EINVAL;
+  b->fail_at[0] = 0;
+  b->mem_seen = 0;
+  /* A failed coroutine keeps its stack: add the bundle's frames. */
+  if (co != b->L)
+    bundle_traceback(co, out, outlen);
+  return code;
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -1637,7 +1913,7 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
     if (op->host) {
       host_abandon(op);
     } else {
-      b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+      op_cancel(b, op);
     }
   }
   rq_remove(b->rt, t);
@@ -1674,7 +1950,7 @@ static void deadline_fired(uv_timer_t *timer)
     task_resume(t, 2);
   } else if (t->op) {
     /* The completion resumes the coroutine with KUALA_ETIMEDOUT. */
-    t->b->rt->backend.call_cancel(t->b->rt->backend.self, t->op->handle);
+    op_cancel(t->b, t->op);
   }
 }
 
