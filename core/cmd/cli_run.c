@@ -27,6 +27,7 @@ typedef struct {
   const char *kubeconfig;
   const char *context;
   double exit_after; /* seconds; 0 = run until a signal */
+  int impersonate;   /* --impersonate-bundles */
   kuala_runtime_opts_t rt;
   char **bundles;
   size_t nbundles;
@@ -55,7 +56,10 @@ void kuala__cli_run_usage(FILE *f)
           "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
           "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
           "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
-          "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n");
+          "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
+          "  --impersonate-bundles  each bundle's calls impersonate its ServiceAccount\n"
+          "                         system:serviceaccount:<ns>:kuala-<bundle> (ns: $POD_NAMESPACE,\n"
+          "                         else the kubeconfig's namespace); see docs/permissions.md\n");
 }
 
 /* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
@@ -107,6 +111,8 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
       o->rt.deadline_ms = (uint32_t)d;
     } else if (num_flag(argc, argv, &i, "--exit-after", &o->exit_after, &bad)) {
       continue;
+    } else if ((d = kuala__flag_bool(argv, i, "--impersonate-bundles", &o->impersonate)) != 0) {
+      bad = d < 0;
     } else if (a[0] == '-') {
       fprintf(stderr, "kuala %s: unknown flag %s\n", argv[0], a);
       kuala__cli_run_usage(stderr);
@@ -200,6 +206,10 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   eo.bundles = (const char *const *)app->o.bundles;
   eo.nbundles = app->o.nbundles;
   eo.runtime = app->o.rt;
+  const char *pod_ns = getenv("POD_NAMESPACE");
+  if (app->o.impersonate) {
+    eo.impersonate_ns = pod_ns && *pod_ns ? pod_ns : cfg->ns && *cfg->ns ? cfg->ns : "default";
+  }
   int rc = kuala_engine_new(&app->engine, &app->loop, &eo);
   if (rc) {
     return rc;

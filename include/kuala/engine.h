@@ -30,6 +30,9 @@ typedef struct {
   size_t nbundles;
   kuala_runtime_opts_t runtime;
   uint64_t crd_wait_ms; /* how long to wait for Established; 0 = 60000 */
+  /* --impersonate-bundles: each bundle's API calls impersonate
+   * system:serviceaccount:<impersonate_ns>:kuala-<bundle>; NULL = off. */
+  const char *impersonate_ns;
 } kuala_engine_opts_t;
 
 typedef struct {
