@@ -46,21 +46,20 @@ typedef struct {
 
 void kuala__cli_run_usage(FILE *f)
 {
-  fprintf(
-      f,
-      "usage: kuala run [flags] BUNDLE_DIR...\n"
-      "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
-      "\n"
-      "flags (--flag=value or --flag value):\n"
-      "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
-      "  --context=NAME         kubeconfig context (default current-context)\n"
-      "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
-      "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
-      "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
-      "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
-      "  --impersonate-bundles  each bundle's calls impersonate its ServiceAccount\n"
-      "                         system:serviceaccount:<ns>:kuala-<bundle> (ns: $POD_NAMESPACE,\n"
-      "                         else the kubeconfig's namespace); see docs/permissions.md\n");
+  fprintf(f,
+          "usage: kuala run [flags] BUNDLE_DIR...\n"
+          "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
+          "\n"
+          "flags (--flag=value or --flag value):\n"
+          "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
+          "  --context=NAME         kubeconfig context (default current-context)\n"
+          "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
+          "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
+          "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
+          "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
+          "  --impersonate-bundles  each bundle's calls impersonate its ServiceAccount\n"
+          "                         system:serviceaccount:NS:kuala-BUNDLE (NS: $POD_NAMESPACE\n"
+          "                         or the kubeconfig's namespace); see docs/permissions.md\n");
 }
 
 /* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
