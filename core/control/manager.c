@@ -75,6 +75,7 @@ struct kuala_manager_s {
   size_t nctls, capctls;
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
+  int held;             /* kuala_manager_hold: leader-election gate */
   char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
   kuala_manager_closed_cb closed_cb;
@@ -539,6 +540,7 @@ static void ctl_start(ctl_t *ctl)
       NULL,      ctl->reconcile,    ctl->data};
   int rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
   if (rc == 0) {
+    kuala_controller_hold(ctl->c, m->held);
     rc = kuala_controller_start(ctl->c);
     if (rc) {
       ctl->stopping = 1;
@@ -675,6 +677,25 @@ void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
       return;
     }
   }
+}
+
+void kuala_manager_hold(kuala_manager_t *m, int hold)
+{
+  m->held = hold != 0;
+  for (size_t i = 0; i < m->nctls; i++) {
+    kuala_controller_t *c = m->ctls[i]->c;
+    if (c && !m->ctls[i]->stopping) {
+      if (!m->held) {
+        kuala_controller_enqueue_all(c);
+      }
+      kuala_controller_hold(c, m->held);
+    }
+  }
+}
+
+int kuala_manager_held(const kuala_manager_t *m)
+{
+  return m->held;
 }
 
 size_t kuala_manager_controller_count(const kuala_manager_t *m)

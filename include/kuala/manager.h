@@ -69,6 +69,12 @@ void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns);
  * `cb` (may be NULL) reports the outcome. */
 int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl_t *decl,
                                  kuala_manager_started_cb cb, void *data);
+/* Hold every controller's workers, present and future (hold = 1), or let
+ * them run again (0; every primary object is then enqueued, as a newly
+ * started controller would). Keys keep queuing and informers keep running
+ * while held: this is the leader-election gate of a standby. */
+void kuala_manager_hold(kuala_manager_t *m, int hold);
+int kuala_manager_held(const kuala_manager_t *m);
 /* Stop one controller (running reconciles finish first). */
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c);
 size_t kuala_manager_controller_count(const kuala_manager_t *m);
