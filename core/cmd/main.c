@@ -11,7 +11,9 @@
 #include "kuala/error.h"
 #include "kuala/log.h"
 #include "kuala/version.h"
+#include "cmd_bundle.h"
 #include "cmd_crd.h"
+#include "cmd_rbac.h"
 
 static void usage(FILE *f)
 {
@@ -22,6 +24,8 @@ static void usage(FILE *f)
           "  run DIR...         run controller bundles against a cluster (kubeconfig)\n"
           "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
+          "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
+          "  rbac DIR...        print least-privilege RBAC for the bundles (YAML)\n"
           "  version            print the version\n"
           "  help               this text\n"
           "\n"
@@ -77,8 +81,14 @@ int main(int argc, char **argv)
   if (strcmp(argv[i], "dev") == 0) {
     return kuala__cli_dev(argc - i, argv + i);
   }
+  if (strcmp(argv[i], "bundle") == 0) {
+    return kuala__cli_bundle(argc - i, argv + i);
+  }
   if (strcmp(argv[i], "crd") == 0) {
     return kuala__cli_crd(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "rbac") == 0) {
+    return kuala__cli_rbac(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     printf("kuala %s\n", KUALA_VERSION_STRING);

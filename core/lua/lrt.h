@@ -18,8 +18,9 @@
 #include "kuala/buf.h"
 #include "kuala/runtime.h"
 
-/* Deepest JSON nesting converted either way (same cap as kuala_json_parse). */
-#define KUALA__LUA_JSON_DEPTH 64
+/* Deepest table nesting encoded (what the API server accepts for one
+ * object); decoding takes what kuala_json_parse takes. */
+#define KUALA__LUA_JSON_DEPTH 10000
 /* Cap on one encoded JSON document. */
 #define KUALA__LUA_JSON_MAX (64u << 20)
 
@@ -27,7 +28,7 @@
 extern char kuala__lua_key_bundle;    /* -> light userdata kuala_bundle_t * */
 extern char kuala__lua_key_array_mt;  /* metatable marking an empty JSON array */
 extern char kuala__lua_key_object_mt; /* metatable marking an empty JSON object */
-extern char kuala__lua_key_int64_mt;  /* metatable of boxed 64-bit integers */
+extern char kuala__lua_key_int64_mt;  /* metatable of boxed integers (beyond 2^53) */
 
 /* Decode JSON text and push the value. On failure pushes nothing and
  * returns KUALA_EBADMSG / KUALA_E2BIG with a reason in err. Must run where a
