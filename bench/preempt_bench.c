@@ -181,7 +181,7 @@ static int one_run(int with_spinner, int samples, double *p50, double *p99, int 
   double cpu0 = (double)c0.tv_sec + (double)c0.tv_nsec / 1e9;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  kuala_backend_t be = {be_get, be_list, be_start, be_cancel, &loop};
+  kuala_backend_t be = {be_get, be_list, be_start, be_cancel, &loop, NULL, NULL, NULL};
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = 1000;
   kuala_runtime_t *rt;
