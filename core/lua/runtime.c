@@ -1466,6 +1466,11 @@ static int build_sandbox(lua_State *L)
   push_core(L);
   lua_pushstring(L, b->name);
   lua_setfield(L, -2, "bundle");
+  /* LuaJIT's own xpcall, for the SDK only: its reconcile runner needs the
+   * handler (core.traceback, bounded C) to run where the error was raised.
+   * Bundles get the budget-safe one below. */
+  lua_getfield(L, g, "xpcall");
+  lua_setfield(L, -2, "xpcall");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   /* coroutine.resume/wrap that forward API waits of nested coroutines to
