@@ -149,7 +149,8 @@ struct kuala_runtime_s {
     task_t *head, *tail;
   } rq[2];
   unsigned turn;
-  uv_idle_t *idle; /* created at the first need, closed by kuala_runtime_free */
+  int64_t slice_ns; /* SLICE_NS, or $KUALA_LUA_SLICE_MS (0: no preemption) */
+  uv_idle_t *idle;  /* created at the first need, closed by kuala_runtime_free */
 };
 
 static kuala_bundle_t *bundle_of(lua_State *L)
@@ -1470,6 +1471,11 @@ static int build_sandbox(lua_State *L)
   push_core(L);
   lua_pushstring(L, b->name);
   lua_setfield(L, -2, "bundle");
+  /* LuaJIT's own xpcall, for the SDK only: its reconcile runner needs the
+   * handler (core.traceback, bounded C) to run where the error was raised.
+   * Bundles get the budget-safe one below. */
+  lua_getfield(L, g, "xpcall");
+  lua_setfield(L, -2, "xpcall");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   /* coroutine.resume/wrap that forward API waits of nested coroutines to
@@ -1998,7 +2004,7 @@ static void task_resume(task_t *t, int nargs)
   int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
-  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, SLICE_NS);
+  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, rt->slice_ns);
   b->current = t;
   b->in_lua++;
   t->started = 1;
@@ -2453,6 +2459,11 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   rt->memory_limit = opts && opts->memory_limit ? opts->memory_limit : DEFAULT_MEMORY;
   rt->cpu_budget_ms = opts && opts->cpu_budget_ms ? opts->cpu_budget_ms : DEFAULT_CPU_MS;
   rt->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
+  /* Benchmarks compare with preemption off: KUALA_LUA_SLICE_MS=0. */
+  const char *slice = getenv("KUALA_LUA_SLICE_MS");
+  rt->slice_ns = slice && *slice ? (int64_t)(strtod(slice, NULL) * 1e6) : SLICE_NS;
+  if (rt->slice_ns < 0)
+    rt->slice_ns = 0;
   const char *sdk = opts && opts->sdk_dir ? opts->sdk_dir : getenv("KUALA_SDK_DIR");
   if (sdk && *sdk)
     rt->sdk_dir = kuala_strdup(sdk);
