@@ -57,6 +57,9 @@ static const builtin_t builtins[] = {
      EMU_FS_GENERIC, NULL, NULL, NULL},
     {"rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding",
      "ClusterRoleBinding", 0, 0, 0, 1, EMU_FS_GENERIC, NULL, NULL, NULL},
+    /* Answered by auth.c; listed so discovery shows the group. */
+    {"authorization.k8s.io", "v1", "selfsubjectaccessreviews", "", "SelfSubjectAccessReview", 0, 0,
+     0, 1, EMU_FS_GENERIC, NULL, NULL, NULL},
     {"apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
      "CustomResourceDefinition", 0, 1, 1, 0, EMU_FS_GENERIC, "crd", "crds", NULL},
 };

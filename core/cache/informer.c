@@ -79,6 +79,11 @@ size_t kuala_informers_count(const kuala_informers_t *f)
   return f->informers.len;
 }
 
+uint64_t kuala_informers_list_requests(const kuala_informers_t *f)
+{
+  return f->list_requests;
+}
+
 void kuala_informers_foreach(kuala_informers_t *f, kuala_informers_each_cb cb, void *data)
 {
   size_t it = 0;

@@ -46,6 +46,7 @@ struct kuala_client_req_s {
   char *url;
   char *content_type; /* request Content-Type, owned */
   char *accept;       /* request Accept, owned; NULL = application/json */
+  char *impersonate;  /* Impersonate-User, owned; NULL = none */
   char *body;         /* request body, owned */
   size_t body_len;
   int idempotent;

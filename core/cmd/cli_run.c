@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "dev_samples.h"
 #include "devcluster.h"
 #include "flags.h"
 #include "kuala/alloc.h"
@@ -32,6 +33,10 @@ typedef struct {
   kuala__ops_opts_t ops; /* metrics, probes, leader election (ops.h) */
   char **bundles;
   size_t nbundles;
+  int watch;      /* -1 = default (on for dev, off for run) */
+  int configmaps; /* -1 = default (on when no directory is named) */
+  const char *bundle_ns;
+  double grace_s; /* reload grace period; 0 = 30 */
 } run_opts_t;
 
 typedef struct {
@@ -48,25 +53,34 @@ typedef struct {
 
 void kuala__cli_run_usage(FILE *f)
 {
-  fprintf(f,
-          "usage: kuala run [flags] BUNDLE_DIR...\n"
-          "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
-          "\n"
-          "flags (--flag=value or --flag value):\n"
-          "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
-          "  --context=NAME         kubeconfig context (default current-context)\n"
-          "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
-          "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
-          "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
-          "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
-          "  --metrics-bind-address=ADDR  /metrics and /bundles (default :8080; 0 = off)\n"
-          "  --health-probe-bind-address=ADDR  /healthz and /readyz (default :8081; 0 = off)\n"
-          "  --health-loop-timeout=DUR  /healthz fails when the loop stalls this long (30s)\n"
-          "  --leader-elect          run reconciles only while holding the Lease\n"
-          "  --leader-election-id=NAME  Lease name (default kuala)\n"
-          "  --leader-election-namespace=NS  Lease namespace (default: the pod's, else default)\n"
-          "  --leader-election-lease-duration=DUR, --leader-election-renew-deadline=DUR,\n"
-          "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n");
+  fprintf(
+      f,
+      "usage: kuala run [flags] BUNDLE_DIR...\n"
+      "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
+      "\n"
+      "flags (--flag=value or --flag value):\n"
+      "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
+      "  --context=NAME         kubeconfig context (default current-context)\n"
+      "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
+      "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
+      "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
+      "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
+      "  --watch[=false]        reload a bundle directory when a file changes\n"
+      "                         (default: on for dev, off for run)\n"
+      "  --bundle-configmaps[=false]  load bundles from ConfigMaps labelled\n"
+      "                         kuala.dev/bundle=NAME (default: on when no directory is named)\n"
+      "  --bundle-namespace=NS  where those ConfigMaps live (default: the pod's namespace,\n"
+      "                         else default)\n"
+      "  --reload-grace-period=SECONDS  how long a replaced version's reconciles may\n"
+      "                         finish before they are cancelled (default 30)\n"
+      "  --metrics-bind-address=ADDR  /metrics and /bundles (default :8080; 0 = off)\n"
+      "  --health-probe-bind-address=ADDR  /healthz and /readyz (default :8081; 0 = off)\n"
+      "  --health-loop-timeout=DUR  /healthz fails when the loop stalls this long (30s)\n"
+      "  --leader-elect          run reconciles only while holding the Lease\n"
+      "  --leader-election-id=NAME  Lease name (default kuala)\n"
+      "  --leader-election-namespace=NS  Lease namespace (default: the pod's, else default)\n"
+      "  --leader-election-lease-duration=DUR, --leader-election-renew-deadline=DUR,\n"
+      "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n");
 }
 
 /* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
@@ -125,6 +139,8 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
 {
   memset(o, 0, sizeof(o[0]));
   o->bundles = kuala_calloc((size_t)argc + 1, sizeof(char *));
+  o->watch = -1;
+  o->configmaps = -1;
   /* Tests point these at 127.0.0.1:0 so parallel runs never collide. */
   o->ops.metrics_addr = getenv("KUALA_METRICS_BIND_ADDRESS");
   o->ops.probe_addr = getenv("KUALA_HEALTH_PROBE_BIND_ADDRESS");
@@ -132,6 +148,18 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
   for (int i = 1; i < argc && !bad; i++) {
     const char *a = argv[i];
     double d = 0;
+    int fb = kuala__flag_bool(argv, i, "--watch", &o->watch);
+    if (fb == 0) {
+      fb = kuala__flag_bool(argv, i, "--bundle-configmaps", &o->configmaps);
+    }
+    if (fb) {
+      bad = fb < 0;
+      continue;
+    }
+    if (str_flag(argc, argv, &i, "--bundle-namespace", &o->bundle_ns, &bad) ||
+        num_flag(argc, argv, &i, "--reload-grace-period", &o->grace_s, &bad)) {
+      continue;
+    }
     if (kuala__flag_is_help(a)) {
       kuala__cli_run_usage(stdout);
       return 1;
@@ -280,6 +308,18 @@ static void engine_ready(void *data, const kuala_engine_stats_t *st)
   if (st->bundles_loaded == 0 && app->o.nbundles > 0) {
     app->status = 1;
   }
+  if (app->dev && app->engine) {
+    /* kuala dev: every bundle's samples/, once the CRDs are Established. */
+    const char *const *dirs;
+    size_t n = kuala_engine_bundle_dirs(app->engine, &dirs);
+    size_t files = 0;
+    for (size_t i = 0; i < n; i++) {
+      files += kuala__dev_apply_samples(app->engine, dirs[i]);
+    }
+    if (files > 0) {
+      fprintf(stderr, "kuala dev: applied the samples/ of the bundles (%zu files)\n", files);
+    }
+  }
   if (app->ops) {
     kuala__ops_engine_ready(app->ops);
   }
@@ -293,6 +333,10 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   eo.bundles = (const char *const *)app->o.bundles;
   eo.nbundles = app->o.nbundles;
   eo.runtime = app->o.rt;
+  eo.watch = app->o.watch > 0;
+  eo.configmaps = app->o.configmaps > 0 || (app->o.configmaps < 0 && app->o.nbundles == 0);
+  eo.bundle_namespace = app->o.bundle_ns;
+  eo.grace_ms = (uint64_t)(app->o.grace_s * 1000);
   int rc = kuala_engine_new(&app->engine, &app->loop, &eo);
   if (rc) {
     return rc;
@@ -356,8 +400,8 @@ int kuala__cli_run(int argc, char **argv)
     kuala_free(app.o.bundles);
     return pa > 0 ? 0 : 2;
   }
-  if (app.o.nbundles == 0) {
-    fprintf(stderr, "kuala run: name at least one bundle directory\n");
+  if (app.o.nbundles == 0 && app.o.configmaps == 0) {
+    fprintf(stderr, "kuala run: name a bundle directory, or allow --bundle-configmaps\n");
     kuala__cli_run_usage(stderr);
     kuala_free(app.o.bundles);
     return 2;
@@ -453,6 +497,14 @@ int kuala__cli_dev(int argc, char **argv)
   }
   if (app.o.nbundles == 0) {
     default_bundles(&app.o);
+    if (app.o.nbundles == 0) {
+      fprintf(stderr,
+              "kuala dev: no bundle found (no controllers/*/main.lua here, none named); "
+              "watching ConfigMaps labelled kuala.dev/bundle instead\n");
+    }
+  }
+  if (app.o.watch < 0) {
+    app.o.watch = 1; /* dev reloads on save */
   }
   app_init(&app);
   int rc = kuala__devcluster_start(&app.dev, &app.loop, NULL, NULL, dev_ready, dev_exit, &app);

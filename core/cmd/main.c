@@ -11,6 +11,7 @@
 #include "kuala/error.h"
 #include "kuala/log.h"
 #include "kuala/version.h"
+#include "cmd_bundle.h"
 #include "cmd_crd.h"
 
 static void usage(FILE *f)
@@ -22,6 +23,7 @@ static void usage(FILE *f)
           "  run DIR...         run controller bundles against a cluster (kubeconfig)\n"
           "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
+          "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
           "  version            print the version\n"
           "  help               this text\n"
           "\n"
@@ -76,6 +78,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "dev") == 0) {
     return kuala__cli_dev(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "bundle") == 0) {
+    return kuala__cli_bundle(argc - i, argv + i);
   }
   if (strcmp(argv[i], "crd") == 0) {
     return kuala__cli_crd(argc - i, argv + i);

@@ -22,6 +22,7 @@
 #include "kuala/error.h"
 #include "kuala/json.h"
 #include "kuala/log.h"
+#include "kuala/permissions.h"
 #include "kuala/selector.h"
 #include "base/map.h"
 
@@ -42,6 +43,7 @@ typedef struct call_s {
   kuala_call_done_cb done;
   void *data;
   kuala_client_req_t *req;
+  char *impersonate; /* Impersonate-User or NULL */
   int resolving;
   int canceled;
 } call_t;
@@ -74,6 +76,7 @@ struct kuala_manager_s {
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
   int held; /* kuala_manager_hold: leader-election gate */
+  char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
   kuala_manager_closed_cb closed_cb;
   void *closed_data;
@@ -146,12 +149,32 @@ static int store_for(kuala_manager_t *m, const char *api_version, const char *ki
   return 0;
 }
 
+/* Cache reads list and watch the whole type: the bundle must be allowed both. */
+static int cache_allowed(const kuala_cache_query_t *q)
+{
+  if (q->permissions == NULL) {
+    return 0;
+  }
+  char msg[1024];
+  int rc = kuala_permissions_check(q->permissions, KUALA_VERB_LIST | KUALA_VERB_WATCH,
+                                   q->api_version, q->kind, NULL, NULL, 1, msg, sizeof msg);
+  if (rc) {
+    KUALA_LOG(KUALA_LOG_WARN, "permission denied", "bundle",
+              kuala_permissions_bundle(q->permissions), "error", msg);
+  }
+  return rc;
+}
+
 static int be_cache_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
 {
   kuala_manager_t *m = self;
   kuala_store_t *s;
   int namespaced;
-  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
   if (rc) {
     return rc;
   }
@@ -182,7 +205,11 @@ static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_e
   kuala_manager_t *m = self;
   kuala_store_t *s;
   int namespaced;
-  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
   if (rc) {
     return rc;
   }
@@ -227,6 +254,7 @@ static void call_free(call_t *call)
   kuala_free(call->patch_type);
   kuala_free(call->field_manager);
   kuala_free(call->body);
+  kuala_free(call->impersonate);
   kuala_free(call);
   maybe_free(m);
 }
@@ -280,6 +308,7 @@ static int call_issue(call_t *call, const kuala_client_resource_t *r)
   kuala_client_opts_t opts;
   kuala_client_opts_init(&opts);
   opts.field_manager = call->field_manager;
+  opts.impersonate_user = call->impersonate;
   const char *body = call->body ? call->body : "";
   size_t len = call->body ? call->body_len : 0;
   kuala_patch_type_t pt;
@@ -341,6 +370,41 @@ static void call_resolved(void *data, int err, const kuala_client_resource_t *re
   }
 }
 
+/* Check a bundle's call against its permissions; when refused, answer it
+ * now (done runs with KUALA_EFORBIDDEN and a Forbidden Status, nothing is
+ * sent) and return 1. */
+static int call_refused(const kuala_call_t *c, kuala_call_done_cb done, void *data)
+{
+  static const unsigned bit[] = {0,
+                                 KUALA_VERB_GET,
+                                 KUALA_VERB_CREATE,
+                                 KUALA_VERB_UPDATE,
+                                 KUALA_VERB_PATCH,
+                                 KUALA_VERB_PATCH, /* server-side apply is a patch */
+                                 KUALA_VERB_DELETE};
+  unsigned verb = (unsigned)c->verb < sizeof bit / sizeof bit[0] ? bit[c->verb] : 0;
+  char msg[1024];
+  if (kuala_permissions_check(c->permissions, verb, c->api_version, c->kind, c->subresource,
+                              c->verb == KUALA_CALL_CREATE ? NULL : c->name, 0, msg,
+                              sizeof msg) == 0) {
+    return 0;
+  }
+  KUALA_LOG(KUALA_LOG_WARN, "permission denied", "bundle", kuala_permissions_bundle(c->permissions),
+            "error", msg);
+  json_object *st = json_object_new_object();
+  kuala_json_set_str(st, "kind", "Status");
+  kuala_json_set_str(st, "apiVersion", "v1");
+  kuala_json_set_str(st, "status", "Failure");
+  kuala_json_set_str(st, "message", msg);
+  kuala_json_set_str(st, "reason", "Forbidden");
+  json_object_object_add(st, "code", json_object_new_int(403));
+  size_t len;
+  const char *json = kuala_json_compact(st, &len);
+  done(data, KUALA_EFORBIDDEN, json, len);
+  json_object_put(st);
+  return 1;
+}
+
 static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb done, void *data,
                          void **handle)
 {
@@ -350,6 +414,10 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
   }
   if (c->api_version == NULL || c->kind == NULL || done == NULL) {
     return KUALA_EINVAL;
+  }
+  if (c->permissions && call_refused(c, done, data)) {
+    *handle = NULL;
+    return 0; /* done already ran with KUALA_EFORBIDDEN */
   }
   call_t *call = kuala_calloc(1, sizeof(*call));
   call->m = m;
@@ -366,6 +434,12 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
   call->force = c->force;
   call->done = done;
   call->data = data;
+  if (m->impersonate_ns && c->permissions) {
+    char who[512];
+    snprintf(who, sizeof who, "system:serviceaccount:%s:kuala-%s", m->impersonate_ns,
+             kuala_permissions_bundle(c->permissions));
+    call->impersonate = kuala_strdup(who);
+  }
   call->next = m->calls;
   if (m->calls) {
     m->calls->prev = call;
@@ -672,6 +746,12 @@ const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m)
   return &m->backend;
 }
 
+void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
+{
+  kuala_free(m->impersonate_ns);
+  m->impersonate_ns = ns && *ns ? kuala_strdup(ns) : NULL;
+}
+
 static void maybe_free(kuala_manager_t *m)
 {
   if (!m->closing || m->calls || m->live_ctls > 0) {
@@ -679,6 +759,7 @@ static void maybe_free(kuala_manager_t *m)
   }
   kuala__map_free(&m->caches);
   kuala_free(m->ctls);
+  kuala_free(m->impersonate_ns);
   kuala_manager_closed_cb cb = m->closed_cb;
   void *data = m->closed_data;
   kuala_free(m);

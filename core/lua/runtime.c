@@ -37,6 +37,8 @@
 #include "kuala/alloc.h"
 #include "kuala/error.h"
 #include "kuala/log.h"
+#include "kuala/host.h"
+#include "kuala/permissions.h"
 #include "lrt.h"
 #include "lrt_cpu.h"
 
@@ -69,6 +71,7 @@ typedef struct op_s {
   int in_start; /* the backend is still inside call_start */
   int done;     /* answered inside call_start */
   int err;
+  kuala_host_call_t *host; /* a host module call (kuala/host.h), not an API call */
 } op_t;
 
 struct task_s {
@@ -109,6 +112,8 @@ struct kuala_bundle_s {
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
   kuala_bundle_t *prev, *next;
+  /* Implied + declared permissions (permissions.c), set at load. */
+  kuala_permissions_t *perms;
 };
 
 struct kuala_runtime_s {
@@ -120,6 +125,7 @@ struct kuala_runtime_s {
   char *sdk_dir;
   kuala__lua_cpu_t *cpu;
   kuala_bundle_t *bundles;
+  struct hmod_s *hmods; /* host modules (kuala/host.h) */
 };
 
 static kuala_bundle_t *bundle_of(lua_State *L)
@@ -268,6 +274,7 @@ static int l_core_call(lua_State *L)
   call.patch_type = opt_str(L, 8);
   call.field_manager = opt_str(L, 9);
   call.force = lua_toboolean(L, 10);
+  call.permissions = b->perms;
   if (call.verb < KUALA_CALL_GET || call.verb > KUALA_CALL_DELETE) {
     return luaL_argerror(L, 1, "unknown verb");
   }
@@ -351,6 +358,7 @@ static int l_core_cache_get(lua_State *L)
   kuala_bundle_t *b = bundle_of(L);
   kuala_cache_query_t q;
   push_query(L, &q);
+  q.permissions = b->perms;
   if (!q.name)
     return luaL_error(L, "get needs a name");
   const char *json = NULL;
@@ -401,6 +409,7 @@ static int l_core_cache_list(lua_State *L)
   kuala_bundle_t *b = bundle_of(L);
   kuala_cache_query_t q;
   push_query(L, &q);
+  q.permissions = b->perms;
   /* The accumulator lives in a userdata so a Lua error cannot leak it. */
   list_acc_t *a = lua_newuserdata(L, sizeof *a);
   memset(a, 0, sizeof *a);
@@ -542,6 +551,258 @@ static void push_core(lua_State *L)
   lua_setfield(L, -2, "ETIMEDOUT");
 }
 
+/* ---- host modules (kuala/host.h) ------------------------------------------ */
+
+typedef struct hmod_s {
+  char *name;
+  kuala_host_fn_t *fns; /* names copied */
+  size_t nfns;
+  void *data;
+  char **bundles; /* NULL = every bundle; else NULL-terminated */
+  struct hmod_s *next;
+} hmod_t;
+
+/* A host call outlives whatever waits for it: the host owns it until it
+ * finishes it. `op` is NULL once nobody waits (deadline, bundle closed). */
+struct kuala_host_call_s {
+  op_t *op;
+};
+
+/* Nobody waits for the host call of `op` any more: free the op; the call
+ * stays with the host, which frees it when it finishes it. */
+static void host_abandon(op_t *op)
+{
+  op->host->op = NULL;
+  op->host = NULL;
+  kuala_free(op);
+}
+
+static void host_finish(kuala_host_call_t *call, int err, const char *text, size_t len)
+{
+  op_t *op = call->op;
+  kuala_free(call);
+  if (op == NULL) {
+    return;
+  }
+  op->host = NULL;
+  op_done(op, err, text, len);
+}
+
+void kuala_host_call_done(kuala_host_call_t *call, const char *json, size_t len)
+{
+  host_finish(call, 0, json, json ? len : 0);
+}
+
+void kuala_host_call_fail(kuala_host_call_t *call, int err, const char *message)
+{
+  if (err >= 0) {
+    err = KUALA_EIO;
+  }
+  host_finish(call, err, message, message ? strlen(message) : 0);
+}
+
+static int valid_module_name(const char *s);
+
+static int is_identifier(const char *s)
+{
+  if (!s || !*s || (*s >= '0' && *s <= '9')) {
+    return 0;
+  }
+  for (; *s; s++) {
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '_')) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int kuala_runtime_add_host_module(kuala_runtime_t *rt, const kuala_host_module_t *m)
+{
+  if (!rt || !m || !m->name || !valid_module_name(m->name) ||
+      (strncmp(m->name, "kuala", 5) == 0 && (m->name[5] == 0 || m->name[5] == '.')) ||
+      (m->nfns && !m->fns)) {
+    return KUALA_EINVAL;
+  }
+  for (size_t i = 0; i < m->nfns; i++) {
+    if (!is_identifier(m->fns[i].name) || !m->fns[i].fn) {
+      return KUALA_EINVAL;
+    }
+  }
+  for (hmod_t *h = rt->hmods; h; h = h->next) {
+    if (strcmp(h->name, m->name) == 0) {
+      return KUALA_EEXISTS;
+    }
+  }
+  hmod_t *h = kuala_calloc(1, sizeof *h);
+  h->name = kuala_strdup(m->name);
+  h->nfns = m->nfns;
+  h->fns = kuala_calloc(m->nfns + 1, sizeof *h->fns);
+  for (size_t i = 0; i < m->nfns; i++) {
+    h->fns[i] = m->fns[i];
+    h->fns[i].name = kuala_strdup(m->fns[i].name);
+  }
+  h->data = m->data;
+  if (m->bundles) {
+    size_t n = 0;
+    while (m->bundles[n]) {
+      n++;
+    }
+    h->bundles = kuala_calloc(n + 1, sizeof *h->bundles);
+    for (size_t i = 0; i < n; i++) {
+      h->bundles[i] = kuala_strdup(m->bundles[i]);
+    }
+  }
+  h->next = rt->hmods;
+  rt->hmods = h;
+  return 0;
+}
+
+static void host_modules_free(kuala_runtime_t *rt)
+{
+  while (rt->hmods) {
+    hmod_t *h = rt->hmods;
+    rt->hmods = h->next;
+    for (size_t i = 0; i < h->nfns; i++) {
+      kuala_free((char *)h->fns[i].name);
+    }
+    for (size_t i = 0; h->bundles && h->bundles[i]; i++) {
+      kuala_free(h->bundles[i]);
+    }
+    kuala_free(h->bundles);
+    kuala_free(h->fns);
+    kuala_free(h->name);
+    kuala_free(h);
+  }
+}
+
+/* The module `name` as bundle `bundle` may see it, or NULL. */
+static const hmod_t *host_module_find(const kuala_runtime_t *rt, const char *name,
+                                      const char *bundle)
+{
+  for (const hmod_t *h = rt->hmods; h; h = h->next) {
+    if (strcmp(h->name, name) != 0) {
+      continue;
+    }
+    if (!h->bundles) {
+      return h;
+    }
+    for (size_t i = 0; h->bundles[i]; i++) {
+      if (strcmp(h->bundles[i], bundle) == 0) {
+        return h;
+      }
+    }
+    return NULL;
+  }
+  return NULL;
+}
+
+/* upvalues: light userdata hmod_t *, function index.
+ * (...) -> code, text|nil, like core._call; yields for an async answer. */
+static int l_host_raw(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const hmod_t *h = lua_touserdata(L, lua_upvalueindex(1));
+  const kuala_host_fn_t *f = &h->fns[lua_tointeger(L, lua_upvalueindex(2))];
+  task_t *t = NULL;
+  if (f->async) {
+    char what[200];
+    snprintf(what, sizeof what, "%s.%s (an asynchronous host function)", h->name, f->name);
+    t = current_task(L, b, what);
+    if (t->expired) {
+      lua_pushinteger(L, KUALA_ETIMEDOUT);
+      lua_pushnil(L);
+      return 2;
+    }
+  }
+  /* The arguments as one JSON array; nil becomes null. */
+  int n = lua_gettop(L);
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    if (lua_isnil(L, i)) {
+      lua_pushlightuserdata(L, NULL);
+    } else {
+      lua_pushvalue(L, i);
+    }
+    lua_rawseti(L, -2, i);
+  }
+  if (n == 0) {
+    lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+  }
+  char why[160];
+  if (kuala__lua_json_encode(L, n + 1, &b->scratch, why, sizeof why)) {
+    return luaL_error(L, "%s.%s: cannot encode the arguments: %s", h->name, f->name, why);
+  }
+  kuala_host_call_t *call = kuala_calloc(1, sizeof *call);
+  op_t *op = kuala_calloc(1, sizeof *op);
+  op->b = b;
+  op->host = call;
+  op->in_start = 1;
+  call->op = op;
+  f->fn(h->data, call, b->name, b->scratch.data, b->scratch.len);
+  op->in_start = 0;
+  if (op->done) { /* answered at once */
+    int err = op->err;
+    kuala_free(op);
+    lua_pushinteger(L, err);
+    if (b->answer.len || err) {
+      lua_pushlstring(L, b->answer.data ? b->answer.data : "", b->answer.len);
+    } else {
+      lua_pushnil(L);
+    }
+    return 2;
+  }
+  if (!f->async) {
+    host_abandon(op);
+    return luaL_error(L,
+                      "host function %s.%s did not answer before returning (it is declared "
+                      "synchronous)",
+                      h->name, f->name);
+  }
+  op->task = t;
+  t->op = op;
+  lua_pushlightuserdata(L, &key_api_mark);
+  return lua_yield(L, 1);
+}
+
+/* Wraps a raw host function: value | nil, "ENAME", message. */
+static const char host_wrapper[] =
+    "local raw, errname, decode, label = ...\n"
+    "return function(...)\n"
+    "  local code, text = raw(...)\n"
+    "  if code ~= 0 then return nil, errname(code), text end\n"
+    "  if text == nil then return nil end\n"
+    "  local v, why = decode(text)\n"
+    "  if v == nil and why then\n"
+    "    return nil, 'EBADMSG', label .. ' answered invalid JSON: ' .. why\n"
+    "  end\n"
+    "  return v\n"
+    "end\n";
+
+static int l_core_errname(lua_State *L);
+static int l_core_json_decode(lua_State *L);
+
+/* Push the module table of host module h. */
+static void push_host_module(lua_State *L, const hmod_t *h)
+{
+  lua_createtable(L, 0, (int)h->nfns);
+  for (size_t i = 0; i < h->nfns; i++) {
+    if (luaL_loadbuffer(L, host_wrapper, sizeof host_wrapper - 1, "=host")) {
+      lua_error(L);
+    }
+    lua_pushlightuserdata(L, (void *)h);
+    lua_pushinteger(L, (lua_Integer)i);
+    lua_pushcclosure(L, l_host_raw, 2);
+    lua_pushcfunction(L, l_core_errname);
+    lua_pushcfunction(L, l_core_json_decode);
+    lua_pushfstring(L, "%s.%s", h->name, h->fns[i].name);
+    lua_call(L, 4, 1);
+    lua_setfield(L, -2, h->fns[i].name);
+  }
+}
+
 /* ---- require ------------------------------------------------------------ */
 
 static int valid_module_name(const char *s)
@@ -669,6 +930,13 @@ static int l_require(lua_State *L)
   if (strcmp(name, "kuala.core") == 0) {
     lua_pushlightuserdata(L, &key_core);
     lua_rawget(L, LUA_REGISTRYINDEX);
+    return 1;
+  }
+  const hmod_t *hm = host_module_find(b->rt, name, b->name);
+  if (hm) {
+    push_host_module(L, hm);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 2, name);
     return 1;
   }
   int missing;
@@ -976,6 +1244,7 @@ static void bundle_free(kuala_bundle_t *b)
   kuala_free(b->controllers);
   kuala_buf_free(&b->scratch);
   kuala_buf_free(&b->answer);
+  kuala_permissions_free(b->perms);
   kuala_free(b->name);
   kuala_free(b);
 }
@@ -1001,6 +1270,8 @@ static int run_entry(lua_State *L)
   lua_call(L, 0, 1);
   return 1;
 }
+
+static int build_permissions(kuala_bundle_t *b, char **err);
 
 int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *name,
                       const kuala_bundle_file_t *files, size_t nfiles, const char *entry,
@@ -1091,6 +1362,8 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
     }
   }
   lua_pop(L, 1); /* the loader thread */
+  if (rc == 0)
+    rc = build_permissions(b, err);
   if (rc) {
     bundle_free(b);
     return rc;
@@ -1214,7 +1487,11 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
     op_t *op = t->op;
     t->op = NULL;
     op->task = NULL;
-    b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+    if (op->host) {
+      host_abandon(op);
+    } else {
+      b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+    }
   }
   luaL_unref(b->L, LUA_REGISTRYINDEX, t->co_ref);
   b->refs--;
@@ -1236,7 +1513,18 @@ static void deadline_fired(uv_timer_t *timer)
 {
   task_t *t = timer->data;
   t->expired = 1;
-  if (t->op) {
+  if (t->op && t->op->host) {
+    /* A host call cannot be cancelled: stop waiting for it (its answer
+     * will be dropped) and resume the coroutine with KUALA_ETIMEDOUT. */
+    op_t *op = t->op;
+    op->task = NULL;
+    t->op = NULL;
+    host_abandon(op);
+    lua_settop(t->co, 0);
+    lua_pushinteger(t->co, KUALA_ETIMEDOUT);
+    lua_pushnil(t->co);
+    task_resume(t, 2);
+  } else if (t->op) {
     /* The completion resumes the coroutine with KUALA_ETIMEDOUT. */
     t->b->rt->backend.call_cancel(t->b->rt->backend.self, t->op->handle);
   }
@@ -1479,6 +1767,42 @@ int kuala_bundle_controller_json(kuala_bundle_t *b, size_t i, char **out, size_t
   return call_sdk_string(b, "_controller_json", (long)i + 1, out, len);
 }
 
+int kuala_bundle_permissions_json(kuala_bundle_t *b, char **out, size_t *len)
+{
+  *out = NULL;
+  return call_sdk_string(b, "_permissions_json", -1, out, len);
+}
+
+const kuala_permissions_t *kuala_bundle_permissions(const kuala_bundle_t *b)
+{
+  return b->perms;
+}
+
+/* The permission set from the controllers and kuala.permissions (an SDK
+ * without _permissions_json declares nothing). */
+static int build_permissions(kuala_bundle_t *b, char **err)
+{
+  kuala_permissions_new(&b->perms, b->name);
+  char why[512] = "";
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < b->ncontrollers; i++) {
+    char *json = NULL;
+    size_t len = 0;
+    rc = kuala_bundle_controller_json(b, i, &json, &len);
+    if (rc == 0)
+      rc = kuala_permissions_add_controller(b->perms, json, len, why, sizeof why);
+    kuala_free(json);
+  }
+  char *json = NULL;
+  size_t len = 0;
+  if (rc == 0 && call_sdk_string(b, "_permissions_json", -1, &json, &len) == 0)
+    rc = kuala_permissions_add_declared(b->perms, json, len, why, sizeof why);
+  kuala_free(json);
+  if (rc && err)
+    *err = fail_msg("bundle %s: kuala.permissions: %s", b->name, why[0] ? why : kuala_strerror(rc));
+  return rc;
+}
+
 /* ---- map functions and predicates --------------------------------------- */
 
 typedef struct {
@@ -1639,6 +1963,7 @@ void kuala_runtime_free(kuala_runtime_t *rt)
   while (rt->bundles)
     kuala_bundle_close(rt->bundles);
   kuala__lua_cpu_free(rt->cpu);
+  host_modules_free(rt);
   kuala_free(rt->sdk_dir);
   kuala_free(rt);
 }

@@ -60,6 +60,12 @@ int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *cl
 /* The backend to hand to kuala_runtime_new (borrowed, valid while the
  * manager lives). */
 const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m);
+
+/* --impersonate-bundles: every API call of a bundle carries
+ * `Impersonate-User: system:serviceaccount:<ns>:kuala-<bundle>` so the
+ * cluster enforces that bundle's RBAC (cache informers keep the engine's own
+ * identity). NULL turns it off. The string is copied. */
+void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns);
 /* Declare a controller (copied). Resolution and start are asynchronous;
  * `cb` (may be NULL) reports the outcome. */
 int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl_t *decl,

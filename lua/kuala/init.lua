@@ -19,6 +19,7 @@ local _M = {
   _controllers = {},
   _by_name = {},
   _crds = {},
+  _permissions = {},
 }
 
 --- Declare a CustomResourceDefinition (see kuala.crd.build for the fields).
@@ -33,6 +34,57 @@ function _M.crd(spec)
   end
   _M._crds[#_M._crds + 1] = obj
   return obj
+end
+
+-- ---- permissions ---------------------------------------------------------
+
+local VERBS = { get = true, list = true, watch = true, create = true, update = true,
+                patch = true, delete = true, deletecollection = true, ["*"] = true }
+
+--- Declare API access beyond what the controllers imply (watched types may
+--- be read, owned types written, the primary's status and finalizers
+--- updated, Events recorded). Each entry is {type, verbs[, names]}:
+---   kuala.permissions { {"v1/Secret", "get,create"},
+---                       {"apps/v1/Deployment/scale", "update"},
+---                       {"v1/ConfigMap", "get", names = {"settings"}} }
+--- The engine refuses anything else (EFORBIDDEN) and `kuala rbac` turns the
+--- declarations into RBAC rules. See docs/permissions.md.
+---@param list table
+function _M.permissions(list)
+  if type(list) ~= "table" then
+    error("kuala.permissions needs a list of {\"group/version/Kind\", \"verbs\"}", 2)
+  end
+  for i, p in ipairs(list) do
+    if type(p) ~= "table" or type(p[1]) ~= "string" or type(p[2]) ~= "string" then
+      error("kuala.permissions entry " .. i ..
+            " must be {\"group/version/Kind[/subresource]\", \"verb,verb\"}", 2)
+    end
+    for v in p[2]:gmatch("[^,%s]+") do
+      if not VERBS[v] then
+        error("kuala.permissions entry " .. i .. ": unknown verb '" .. v .. "'", 2)
+      end
+    end
+    local names = p.names or p[3]
+    if type(names) == "string" then
+      local t = {}
+      for n in names:gmatch("[^,%s]+") do t[#t + 1] = n end
+      names = t
+    end
+    if names ~= nil and type(names) ~= "table" then
+      error("kuala.permissions entry " .. i .. ": names must be a list of strings", 2)
+    end
+    _M._permissions[#_M._permissions + 1] = {
+      type = p[1], verbs = p[2], names = names and json.array(names) or nil,
+    }
+  end
+end
+
+--- The kuala.permissions declarations as a JSON array (engine).
+---@return string
+function _M._permissions_json()
+  local s, err = json.encode(json.array(_M._permissions))
+  if not s then error(err, 0) end
+  return s
 end
 
 -- ---- predicates ----------------------------------------------------------

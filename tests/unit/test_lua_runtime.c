@@ -197,6 +197,35 @@ static void quiet_sink(void *data, kuala_log_level_t level, const char *line, si
   (void)data, (void)level, (void)line, (void)len;
 }
 
+/* Each test's loop, fake backend and runtime live here, not on the test's
+ * stack, so that the deferred teardown can still release them after a
+ * failed assertion has left the test (kuala_test.h). */
+static struct {
+  uv_loop_t loop;
+  fake_t fake;
+  kuala_runtime_t *rt;
+  int live;
+} fx;
+
+#define FIXTURE                     \
+  uv_loop_t *const loop = &fx.loop; \
+  fake_t *const f = &fx.fake;       \
+  kuala_runtime_t *rt = NULL
+
+static void fixture_release(void *arg)
+{
+  (void)arg;
+  if (!fx.live)
+    return;
+  fx.live = 0;
+  kuala_runtime_free(fx.rt);
+  fx.rt = NULL;
+  uv_run(&fx.loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&fx.loop);
+  kuala_log_set_sink(NULL, NULL);
+  ck_assert_int_eq(rc, 0);
+}
+
 static void setup(uv_loop_t *loop, fake_t *f, kuala_runtime_t **rt, kuala_runtime_opts_t *opts)
 {
   kuala_log_set_sink(quiet_sink, NULL);
@@ -205,24 +234,25 @@ static void setup(uv_loop_t *loop, fake_t *f, kuala_runtime_t **rt, kuala_runtim
   f->loop = loop;
   kuala_backend_t be = fake_backend(f);
   ck_assert_int_eq(kuala_runtime_new(rt, loop, &be, opts), 0);
+  fx.rt = *rt;
+  fx.live = 1;
+  kuala_test_defer(fixture_release, NULL);
 }
 
+/* The end of a passing test: release now (and check the loop closes). */
 static void teardown(uv_loop_t *loop, kuala_runtime_t *rt)
 {
-  kuala_runtime_free(rt);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(uv_loop_close(loop), 0);
-  kuala_log_set_sink(NULL, NULL);
+  ck_assert_ptr_eq(loop, &fx.loop);
+  ck_assert_ptr_eq(rt, fx.rt);
+  kuala_test_cleanup();
 }
 
 /* ---- scheduler ---------------------------------------------------------- */
 
 START_TEST(test_lua_runtime_noop_reconcile_completes_without_yield)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "noop", CONTROLLER("return { requeue_after = 5 }"), &err);
@@ -238,17 +268,15 @@ START_TEST(test_lua_runtime_noop_reconcile_completes_without_yield)
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
   ck_assert_int_eq(kuala_bundle_reconcile(b, "nope", "ns1", "web", on_done, &r), KUALA_ENOENT);
   ck_assert_int_eq(r.calls, 1);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_api_call_yields_and_resumes)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
-  f.mode = ANSWER_LATER;
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  f->mode = ANSWER_LATER;
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "apply",
@@ -268,26 +296,24 @@ START_TEST(test_lua_runtime_api_call_yields_and_resumes)
   ck_assert_int_eq(r.calls, 0); /* waiting on the apply */
   ck_assert_uint_eq(kuala_bundle_active(b), 1);
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 1);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(loop, UV_RUN_DEFAULT);
   ck_assert_msg(r.calls == 1 && r.err == 0, "reconcile: %d %s", r.err, r.message);
   ck_assert(r.requeue == 1.0);
-  ck_assert_int_eq(f.started, 2);
-  ck_assert_int_eq(f.last_verb, KUALA_CALL_PATCH);
-  ck_assert_str_eq(f.last_sub, "status");
-  ck_assert_str_eq(f.last_manager, "c");
+  ck_assert_int_eq(f->started, 2);
+  ck_assert_int_eq(f->last_verb, KUALA_CALL_PATCH);
+  ck_assert_str_eq(f->last_sub, "status");
+  ck_assert_str_eq(f->last_manager, "c");
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
   ck_assert_uint_eq(kuala_bundle_active(b), 0);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_apply_sets_owner_and_field_manager)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
-  f.mode = ANSWER_NOW;
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  f->mode = ANSWER_NOW;
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "owner",
@@ -298,10 +324,10 @@ START_TEST(test_lua_runtime_apply_sets_owner_and_field_manager)
   result_t r = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
   ck_assert_msg(r.calls == 1 && r.err == 0, "%s", r.message); /* fast path: no loop run */
-  ck_assert_int_eq(f.last_verb, KUALA_CALL_APPLY);
-  ck_assert_str_eq(f.last_manager, "c");
+  ck_assert_int_eq(f->last_verb, KUALA_CALL_APPLY);
+  ck_assert_str_eq(f->last_manager, "c");
   json_object *body = NULL;
-  ck_assert_int_eq(kuala_json_parse(&body, f.last_body, strlen(f.last_body), NULL, 0), 0);
+  ck_assert_int_eq(kuala_json_parse(&body, f->last_body, strlen(f->last_body), NULL, 0), 0);
   ck_assert_str_eq(kuala_json_path_str(body, "metadata.namespace"), "ns1");
   json_object *refs = kuala_json_path(body, "metadata.ownerReferences");
   ck_assert_ptr_nonnull(refs);
@@ -310,19 +336,17 @@ START_TEST(test_lua_runtime_apply_sets_owner_and_field_manager)
   ck_assert_str_eq(kuala_json_path_str(ref, "kind"), "App");
   ck_assert(json_object_get_boolean(kuala_json_path(ref, "controller")));
   json_object_put(body);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_deadline_cancels_pending_call)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
+  FIXTURE;
   kuala_runtime_opts_t opts = {0};
   opts.deadline_ms = 40;
-  setup(&loop, &f, &rt, &opts);
-  f.mode = ANSWER_NEVER;
+  setup(loop, f, &rt, &opts);
+  f->mode = ANSWER_NEVER;
   kuala_bundle_t *b;
   char *err = NULL;
   /* The script even catches the timeout and tries again: still a timeout. */
@@ -338,24 +362,22 @@ START_TEST(test_lua_runtime_deadline_cancels_pending_call)
   result_t r = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
   ck_assert_int_eq(r.calls, 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
   ck_assert_msg(strstr(r.message, "deadline of 40 ms") != NULL, "%s", r.message);
-  ck_assert_int_eq(f.started, 1); /* the second call never reached the backend */
-  ck_assert_int_eq(f.canceled, 1);
+  ck_assert_int_eq(f->started, 1); /* the second call never reached the backend */
+  ck_assert_int_eq(f->canceled, 1);
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_close_cancels_running_reconciles)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
-  f.mode = ANSWER_NEVER;
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  f->mode = ANSWER_NEVER;
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "pending",
@@ -375,18 +397,16 @@ START_TEST(test_lua_runtime_close_cancels_running_reconciles)
     ck_assert_int_eq(r[i].calls, 1);
     ck_assert_int_eq(r[i].err, KUALA_ECANCELED);
   }
-  ck_assert_int_eq(f.canceled, 3);
-  teardown(&loop, rt); /* uv_loop_close == 0: no handle left behind */
+  ck_assert_int_eq(f->canceled, 3);
+  teardown(loop, rt); /* uv_loop_close == 0: no handle left behind */
 }
 END_TEST
 
 START_TEST(test_lua_runtime_many_reconciles_leak_no_references)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
-  f.mode = ANSWER_LATER;
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  f->mode = ANSWER_LATER;
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "many",
@@ -400,7 +420,7 @@ START_TEST(test_lua_runtime_many_reconciles_leak_no_references)
     ck_assert_int_eq(
         kuala_bundle_reconcile(b, "c", "ns1", i % 10 == 0 ? "boom" : "web", on_done, &r[i]), 0);
   }
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(loop, UV_RUN_DEFAULT);
   int ok = 0, failed = 0;
   for (int i = 0; i < 200; i++) {
     ck_assert_int_eq(r[i].calls, 1);
@@ -412,10 +432,10 @@ START_TEST(test_lua_runtime_many_reconciles_leak_no_references)
   ck_assert_int_eq(ok, 180);
   ck_assert_int_eq(failed, 20);
   /* The merge patch kept the null. */
-  ck_assert_str_eq(f.last_body, "{\"spec\":{\"x\":null}}");
+  ck_assert_str_eq(f->last_body, "{\"spec\":{\"x\":null}}");
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
   ck_assert_uint_eq(kuala_bundle_active(b), 0);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -426,11 +446,9 @@ typedef struct {
 
 START_TEST(test_lua_runtime_api_calls_inside_user_coroutines)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
-  f.mode = ANSWER_LATER;
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  f->mode = ANSWER_LATER;
   kuala_bundle_t *b;
   char *err = NULL;
   /* A generator that waits on the API inside coroutine.wrap, a
@@ -463,15 +481,15 @@ START_TEST(test_lua_runtime_api_calls_inside_user_coroutines)
   result_t r = {0}, bare = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bare", on_done, &bare), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(loop, UV_RUN_DEFAULT);
   ck_assert_msg(r.calls == 1 && r.err == 0, "%d %s", r.err, r.message);
   ck_assert(r.requeue == 3.0);
-  ck_assert_int_eq(f.started, 4);
+  ck_assert_int_eq(f->started, 4);
   ck_assert_int_eq(bare.calls, 1);
   ck_assert_int_eq(bare.err, KUALA_EINVAL);
   ck_assert_msg(strstr(bare.message, "yielded outside an API call") != NULL, "%s", bare.message);
   ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -484,11 +502,9 @@ static void close_in_done(void *data, const kuala_reconcile_result_t *res)
 
 START_TEST(test_lua_runtime_reentry_and_close_from_callback)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
-  f.mode = ANSWER_NEVER;
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  f->mode = ANSWER_NEVER;
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "reenter",
@@ -498,11 +514,11 @@ START_TEST(test_lua_runtime_reentry_and_close_from_callback)
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
   /* A backend that starts a reconcile of the same bundle from inside
    * call_start (while its Lua runs) is refused. */
-  f.reenter = b;
+  f->reenter = b;
   close_ctx_t first = {{0}, b}, second = {{0}, b};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", close_in_done, &first), 0);
-  ck_assert_int_eq(f.reenter_rc, KUALA_EBUSY);
-  f.reenter = NULL;
+  ck_assert_int_eq(f->reenter_rc, KUALA_EBUSY);
+  f->reenter = NULL;
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", close_in_done, &second), 0);
   ck_assert_uint_eq(kuala_bundle_active(b), 2);
   /* The first cancellation callback closes the bundle again: no double free,
@@ -512,7 +528,7 @@ START_TEST(test_lua_runtime_reentry_and_close_from_callback)
   ck_assert_int_eq(second.r.calls, 1);
   ck_assert_int_eq(first.r.err, KUALA_ECANCELED);
   ck_assert_int_eq(second.r.err, KUALA_ECANCELED);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -520,12 +536,10 @@ END_TEST
 
 START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
+  FIXTURE;
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = 100;
-  setup(&loop, &f, &rt, &opts);
+  setup(loop, f, &rt, &opts);
   kuala_bundle_t *bad, *good;
   char *err = NULL;
   /* A compiled loop (JIT on) and a loop that swallows the error with pcall. */
@@ -558,18 +572,16 @@ START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
     ck_assert(h.requeue == 2.0);
   }
   ck_assert_int_eq(kuala__lua_bundle_refs(bad), 0);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_cpu_budget_stops_load)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
+  FIXTURE;
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = 50;
-  setup(&loop, &f, &rt, &opts);
+  setup(loop, f, &rt, &opts);
   kuala_bundle_t *b = NULL;
   char *err = NULL;
   int rc = load_one(&b, rt, "spin", "local n = 0\nrepeat n = n + 1 until false\n", &err);
@@ -577,24 +589,25 @@ START_TEST(test_lua_runtime_cpu_budget_stops_load)
   ck_assert_ptr_null(b);
   ck_assert_msg(strstr(err, "bundle spin") && strstr(err, "spin/main.lua:2"), "%s", err);
   kuala_free(err);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_memory_cap_fails_alone)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
+  FIXTURE;
   kuala_runtime_opts_t opts = {0};
   opts.memory_limit = 16u << 20;
-  setup(&loop, &f, &rt, &opts);
+  /* Only the cap may stop the bomb: its 64 KiB strings reach 16 MiB in about
+   * 256 allocations, far inside this budget on any build. */
+  opts.cpu_budget_ms = 10000;
+  setup(loop, f, &rt, &opts);
   kuala_bundle_t *b, *good;
   char *err = NULL;
   int rc = load_one(&b, rt, "bomb",
                     CONTROLLER("if req.name == 'small' then return end\n"
                                "local t = {}\n"
-                               "for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end"),
+                               "for i = 1, 1e9 do t[i] = string.rep('x', 65536) .. i end"),
                     &err);
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
   rc = load_one(&good, rt, "healthy", CONTROLLER("return"), &err);
@@ -614,24 +627,26 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   ck_assert_int_eq(r2.err, 0);
   ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
   ck_assert_int_eq(h.err, 0);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_limits_per_bundle)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL); /* defaults: 64 MiB, 1000 ms */
+  FIXTURE;
+  setup(loop, f, &rt, NULL); /* defaults: 64 MiB, 1000 ms */
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = load_one(&b, rt, "tight",
                     CONTROLLER("if req.name == 'spin' then while true do end end\n"
-                               "local t = {}\n"
-                               "for i = 1, 1e9 do t[i] = {} end"),
+                               "local big = string.rep('x', 64 * 1024 * 1024)\n"
+                               "return { requeue_after = #big }"),
                     &err);
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  /* Each limit is hit by work whose size does not depend on the build's
+   * speed: the spin allocates nothing (only the 50 ms budget can stop it),
+   * the bomb asks for 8 times the cap in one allocation (refused at once,
+   * whatever the budget). */
   kuala_bundle_limits_t lim = {8u << 20, 50, 0};
   ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
   result_t r = {0}, m = {0};
@@ -642,7 +657,7 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   ck_assert_int_eq(m.err, KUALA_ENOMEM);
   ck_assert_msg(strstr(m.message, "memory limit of 8388608 bytes") != NULL, "%s", m.message);
   ck_assert_int_eq(kuala_bundle_set_limits(b, NULL), KUALA_EINVAL);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -665,10 +680,8 @@ static void expect_load_error(kuala_runtime_t *rt, const char *name, const char 
 
 START_TEST(test_lua_runtime_sandbox_refuses_escapes)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
   expect_load_error(rt, "syntax", "local x = = 1\n", "syntax/main.lua:1:", "'='");
   expect_load_error(rt, "runtime", "local t = nil\n\nreturn t.x\n",
                     "runtime/main.lua:3:", "attempt to index");
@@ -714,7 +727,7 @@ START_TEST(test_lua_runtime_sandbox_refuses_escapes)
   files[1].len = strlen(files[1].src);
   rc = kuala_bundle_load(&b, rt, "modules", files, 2, NULL, &err);
   ck_assert_msg(rc == 0, "%s", err ? err : "?");
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -722,10 +735,8 @@ END_TEST
 
 START_TEST(test_lua_runtime_json_round_trip)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
   kuala_bundle_t *b;
   char *err = NULL;
   const char *src =
@@ -751,7 +762,7 @@ START_TEST(test_lua_runtime_json_round_trip)
       "assert(core.json_encode(2^53) == '9007199254740992')\n"
       "local nok, why = core.json_encode({1, 2, x = 3})\n"
       "assert(nok == nil and why:find('mixes'))\n"
-      "local deep = string.rep('[', 100) .. string.rep(']', 100)\n"
+      "local deep = string.rep('[', 10100) .. string.rep(']', 10100)\n"
       "local d, derr = core.json_decode(deep)\n"
       "assert(d == nil and derr, 'depth limit')\n"
       "local cyc = {}\ncyc.self = cyc\n"
@@ -763,16 +774,14 @@ START_TEST(test_lua_runtime_json_round_trip)
       "assert(bad == nil and berr:find('invalid JSON'))\n";
   int rc = load_one(&b, rt, "json", src, &err);
   ck_assert_msg(rc == 0, "%s", err ? err : "?");
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 START_TEST(test_lua_runtime_json_bad_input_is_an_error_not_a_crash)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
   kuala_bundle_t *b;
   char *err = NULL;
   /* Every truncation of a real object, random bytes, and odd values to
@@ -806,7 +815,7 @@ START_TEST(test_lua_runtime_json_bad_input_is_an_error_not_a_crash)
       "assert(not pcall(core.json_decode))\n";
   int rc = load_one(&b, rt, "badjson", src, &err);
   ck_assert_msg(rc == 0, "%s", err ? err : "?");
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -826,10 +835,8 @@ static void on_emit(void *data, const char *ns, const char *name)
 
 START_TEST(test_lua_runtime_controller_decl_map_and_predicates)
 {
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
-  setup(&loop, &f, &rt, NULL);
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
   kuala_bundle_t *b;
   char *err = NULL;
   const char *src =
@@ -887,7 +894,7 @@ START_TEST(test_lua_runtime_controller_decl_map_and_predicates)
   ck_assert_int_eq(kuala_bundle_map(b, "bad", 1, cm, strlen(cm), on_emit, &e2), KUALA_EINVAL);
   ck_assert_int_eq(e2.n, 0);
   ck_assert_int_eq(kuala_bundle_map(b, "nope", 1, cm, strlen(cm), on_emit, &e2), KUALA_ENOENT);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
@@ -900,12 +907,10 @@ START_TEST(test_lua_runtime_loads_dir_and_sdk_from_source)
   char sdk[1024], dir[1024];
   snprintf(sdk, sizeof sdk, "%s/lua", src);
   snprintf(dir, sizeof dir, "%s/controllers/webapp", src);
-  uv_loop_t loop;
-  fake_t f;
-  kuala_runtime_t *rt;
+  FIXTURE;
   kuala_runtime_opts_t opts = {0};
   opts.sdk_dir = sdk; /* the development switch: SDK read from lua/kuala/ */
-  setup(&loop, &f, &rt, &opts);
+  setup(loop, f, &rt, &opts);
   kuala_bundle_t *b;
   char *err = NULL;
   int rc = kuala_bundle_load_dir(&b, rt, dir, NULL, NULL, &err);
@@ -929,23 +934,23 @@ START_TEST(test_lua_runtime_loads_dir_and_sdk_from_source)
                    KUALA_ENOENT);
   ck_assert_ptr_nonnull(strstr(err, "/nonexistent/bundle"));
   kuala_free(err);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 
   /* A wrong SDK directory is reported, not papered over with the embedded copy. */
   opts.sdk_dir = "/nonexistent/sdk";
-  setup(&loop, &f, &rt, &opts);
+  setup(loop, f, &rt, &opts);
   rc = load_one(&b, rt, "nosdk", "local kuala = require('kuala')\n", &err);
   ck_assert_int_eq(rc, KUALA_EINVAL);
   ck_assert_msg(strstr(err, "module 'kuala' not found") != NULL, "%s", err);
   kuala_free(err);
-  teardown(&loop, rt);
+  teardown(loop, rt);
 }
 END_TEST
 
 int main(void)
 {
   Suite *s = suite_create("lua_runtime");
-  TCase *tc = tcase_create("lua_runtime");
+  TCase *tc = kuala_test_tcase("lua_runtime");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_lua_runtime_noop_reconcile_completes_without_yield);
   tcase_add_test(tc, test_lua_runtime_api_call_yields_and_resumes);
