@@ -124,7 +124,7 @@ static void setup(uv_loop_t *loop, kuala_runtime_t **rt, uint32_t budget_ms)
   kuala_log_set_sink(quiet_sink, NULL);
   finished = 0;
   ck_assert_int_eq(uv_loop_init(loop), 0);
-  kuala_backend_t be = {fake_get, fake_list, fake_start, fake_cancel, loop};
+  kuala_backend_t be = {fake_get, fake_list, fake_start, fake_cancel, loop, NULL, NULL, NULL};
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = budget_ms;
   ck_assert_int_eq(kuala_runtime_new(rt, loop, &be, &opts), 0);

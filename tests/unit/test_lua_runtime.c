@@ -658,7 +658,7 @@ START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
   for (int i = 0; i < 3; i++) {
     result_t r = {0}, h = {0};
     ck_assert_int_eq(kuala_bundle_reconcile(bad, "c", "ns1", names[i], on_done, &r), 0);
-    wait_done(&loop, &r);
+    wait_done(loop, &r);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
     ck_assert_msg(strstr(r.message, "bundle runaway") && strstr(r.message, "CPU budget of 100") &&
@@ -713,7 +713,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
   result_t r = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
-  wait_done(&loop, &r);
+  wait_done(loop, &r);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, KUALA_ENOMEM);
   ck_assert_msg(strstr(r.message, "bundle bomb") && strstr(r.message, "memory limit") &&
@@ -724,7 +724,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   /* The same VM recovers once the garbage is gone; the neighbour never noticed. */
   result_t r2 = {0}, h = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "small", on_done, &r2), 0);
-  wait_done(&loop, &r2);
+  wait_done(loop, &r2);
   ck_assert_int_eq(r2.err, 0);
   ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
   ck_assert_int_eq(h.err, 0);
@@ -752,7 +752,7 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
   result_t r = {0}, m = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "spin", on_done, &r), 0);
-  wait_done(&loop, &r);
+  wait_done(loop, &r);
   ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
   ck_assert_msg(strstr(r.message, "CPU budget of 50 ms") != NULL, "%s", r.message);
   /* Filling 8 MiB takes tens of ms of CPU on a loaded machine: give the
@@ -760,7 +760,7 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   kuala_bundle_limits_t roomy = {0, 1000, 0};
   ck_assert_int_eq(kuala_bundle_set_limits(b, &roomy), 0);
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
-  wait_done(&loop, &m);
+  wait_done(loop, &m);
   ck_assert_msg(m.err == KUALA_ENOMEM, "%d %s", m.err, m.message);
   ck_assert_msg(strstr(m.message, "memory limit of 8388608 bytes") != NULL, "%s", m.message);
   ck_assert_int_eq(kuala_bundle_set_limits(b, NULL), KUALA_EINVAL);
