@@ -44,6 +44,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
+mkdir -p "$build"
+build="$(cd "$build" && pwd)"
 
 cc="${KUALA_FUZZ_CC:-$(command -v clang || command -v clang-14 || true)}"
 if [ -z "$cc" ]; then
@@ -53,12 +55,12 @@ fi
 
 if [ "$do_build" = 1 ]; then
   cmake -S "$root" -B "$build" -DKUALA_FUZZ=ON -DKUALA_WERROR=OFF \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" >"$build.configure.log" 2>&1 ||
-    { cat "$build.configure.log" >&2; exit 1; }
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" >"$build/configure.log" 2>&1 ||
+    { cat "$build/configure.log" >&2; exit 1; }
   tgts=()
   for t in "${targets[@]}"; do tgts+=(--target "fuzz_$t"); done
-  nice cmake --build "$build" -j"${KUALA_FUZZ_BUILD_JOBS:-2}" "${tgts[@]}" >"$build.build.log" 2>&1 ||
-    { tail -50 "$build.build.log" >&2; exit 1; }
+  nice cmake --build "$build" -j"${KUALA_FUZZ_BUILD_JOBS:-2}" "${tgts[@]}" >"$build/build.log" 2>&1 ||
+    { tail -50 "$build/build.log" >&2; exit 1; }
   echo "fuzz: built ${targets[*]} in $build"
 fi
 [ "$do_run" = 1 ] || exit 0
@@ -82,12 +84,16 @@ for t in "${targets[@]}"; do
     fi
   fi
   work="$(mktemp -d)"
+  if [ "$jobs" -gt 1 ]; then cd "$art"; fi
   seeds=()
   [ -d "$here/corpus/$t" ] && seeds=("$here/corpus/$t")
+  par=()
+  # (libFuzzer's -jobs writes fuzz-N.log into the current directory.)
+  [ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs")
   dict=()
   [ -f "$here/$t.dict" ] && dict=(-dict="$here/$t.dict")
   if "$bin" -max_total_time="$time_s" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-    -print_final_stats=1 -jobs="$jobs" -workers="$jobs" -artifact_prefix="$art/" "${dict[@]}" \
+    -print_final_stats=1 "${par[@]}" -artifact_prefix="$art/" "${dict[@]}" \
     "$work" "${seeds[@]}" >"$art/run.log" 2>&1; then
     echo "fuzz: $t: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$art/run.log" |
       grep -o '[0-9]*$' || echo '?') runs in ${time_s}s, no crash"
