@@ -49,10 +49,18 @@ typedef struct {
 } kuala__lua_sdk_module_t;
 extern const kuala__lua_sdk_module_t kuala__lua_sdk[];
 
+/* Replace find, match, gmatch and gsub in the table at idx (the string
+ * library) with the budget-aware matcher of lpattern.c. */
+void kuala__lua_patterns_open(lua_State *L, int idx);
+
 /* Test helpers (internal). */
 /* Registry references the bundle holds for running reconciles. */
 int kuala__lua_bundle_refs(const kuala_bundle_t *b);
 /* 1 when the bundle VM has the JIT compiler on. */
 int kuala__lua_bundle_jit_on(kuala_bundle_t *b);
+/* 1 while the bundle is under pressure for hitting its CPU budget. */
+int kuala__lua_bundle_hot(kuala_bundle_t *b);
+/* Times a reconcile of the bundle was preempted at the end of its slice. */
+uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b);
 
 #endif /* KUALA_LUA_LRT_H */
