@@ -78,7 +78,7 @@ struct kuala_manager_s {
   size_t nctls, capctls;
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
-  int held; /* kuala_manager_hold: leader-election gate */
+  int held;             /* kuala_manager_hold: leader-election gate */
   char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
   kuala_manager_closed_cb closed_cb;
