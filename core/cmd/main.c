@@ -13,6 +13,7 @@
 #include "kuala/version.h"
 #include "cmd_bundle.h"
 #include "cmd_crd.h"
+#include "cmd_rbac.h"
 
 static void usage(FILE *f)
 {
@@ -24,6 +25,7 @@ static void usage(FILE *f)
           "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
           "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
+          "  rbac DIR...        print least-privilege RBAC for the bundles (YAML)\n"
           "  version            print the version\n"
           "  help               this text\n"
           "\n"
@@ -84,6 +86,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "crd") == 0) {
     return kuala__cli_crd(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "rbac") == 0) {
+    return kuala__cli_rbac(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     printf("kuala %s\n", KUALA_VERSION_STRING);

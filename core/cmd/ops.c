@@ -96,6 +96,8 @@ int kuala__ops_parse_addr(const char *addr, char *hostbuf, size_t hostlen, int *
 
 static int bundles_json(kuala_engine_t *e, char **out, size_t *len)
 {
+  *out = NULL;
+  *len = 0;
   return kuala_engine_bundles_json(e, out, len);
 }
 

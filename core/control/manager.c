@@ -24,6 +24,7 @@
 #include "kuala/log.h"
 #include "kuala/permissions.h"
 #include "kuala/selector.h"
+#include "kuala/workqueue.h"
 #include "base/map.h"
 
 typedef struct cache_s {
@@ -68,6 +69,18 @@ struct ctl_s {
   int caches_held; /* counted in cache_t.ctl_refs */
 };
 
+/* A reconcile waiting for a kind's cache: resolving the kind, then waiting
+ * for its informer to sync. Detached (m == NULL) when the manager closes or
+ * the wait is canceled; the pending resolve or informer callback frees it. */
+typedef struct wait_s {
+  kuala_manager_t *m;
+  struct wait_s *next, *prev;
+  char *api_version, *kind;
+  uint64_t timeout_ms;
+  kuala_call_done_cb done; /* NULL once answered */
+  void *data;
+} wait_t;
+
 struct kuala_manager_s {
   uv_loop_t *loop;
   kuala_client_t *client;
@@ -78,6 +91,7 @@ struct kuala_manager_s {
   size_t nctls, capctls;
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
+  wait_t *waits;
   int held;             /* kuala_manager_hold: leader-election gate */
   char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
@@ -234,6 +248,174 @@ static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_e
   rc = kuala_store_foreach(s, ns, sel, list_each, &e);
   kuala_selector_free(sel);
   return rc < 0 ? rc : 0;
+}
+
+/* --- waiting for a cache --------------------------------------------------- */
+
+static void wait_unlink(wait_t *w)
+{
+  kuala_manager_t *m = w->m;
+  if (m == NULL) {
+    return;
+  }
+  if (w->prev) {
+    w->prev->next = w->next;
+  } else {
+    m->waits = w->next;
+  }
+  if (w->next) {
+    w->next->prev = w->prev;
+  }
+  w->m = NULL;
+  w->next = w->prev = NULL;
+}
+
+/* Answer once; the struct stays until its pending callback frees it. */
+static void wait_answer(wait_t *w, int err)
+{
+  kuala_call_done_cb done = w->done;
+  w->done = NULL;
+  wait_unlink(w);
+  if (done) {
+    done(w->data, err, NULL, 0);
+  }
+}
+
+static void wait_free(wait_t *w)
+{
+  kuala_manager_t *m = w->m;
+  wait_unlink(w);
+  kuala_free(w->api_version);
+  kuala_free(w->kind);
+  kuala_free(w);
+  if (m) {
+    maybe_free(m);
+  }
+}
+
+static void wait_synced(void *data, int err)
+{
+  wait_t *w = data;
+  if (w->done) {
+    wait_answer(w, err);
+  }
+  wait_free(w);
+}
+
+/* Start the informer wait for a resolved kind; 0 or an error to answer. */
+static int wait_on_cache(wait_t *w, const kuala_client_resource_t *r)
+{
+  cache_t *c = cache_for(w->m, r, 1);
+  if (c == NULL) {
+    return w->m->closing ? KUALA_ESHUTDOWN : KUALA_EIO;
+  }
+  return kuala_informer_wait_synced(kuala_informer_reg_informer(c->reg), w->timeout_ms, wait_synced,
+                                    w);
+}
+
+static void wait_resolved(void *data, int err, const kuala_client_resource_t *res)
+{
+  wait_t *w = data;
+  if (w->done == NULL || w->m == NULL) { /* canceled or the manager closed */
+    if (w->done) {
+      wait_answer(w, KUALA_ECANCELED);
+    }
+    wait_free(w);
+    return;
+  }
+  if (err == 0) {
+    err = wait_on_cache(w, res);
+    if (err == 0) {
+      return; /* wait_synced answers and frees */
+    }
+  } else if (err == KUALA_ENOTFOUND) {
+    KUALA_LOG(KUALA_LOG_WARN, "a reconcile reads a kind the API server does not serve",
+              "apiVersion", w->api_version, "kind", w->kind);
+  }
+  wait_answer(w, err);
+  wait_free(w);
+}
+
+static int be_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t timeout_ms,
+                         kuala_call_done_cb done, void *data, void **handle)
+{
+  kuala_manager_t *m = self;
+  if (m->closing) {
+    return KUALA_ESHUTDOWN;
+  }
+  if (q == NULL || q->api_version == NULL || q->kind == NULL || done == NULL) {
+    return KUALA_EINVAL;
+  }
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  wait_t *w = kuala_calloc(1, sizeof(*w));
+  w->m = m;
+  w->api_version = kuala_strdup(q->api_version);
+  w->kind = kuala_strdup(q->kind);
+  w->timeout_ms = timeout_ms ? timeout_ms : 30000;
+  w->done = done;
+  w->data = data;
+  w->next = m->waits;
+  if (m->waits) {
+    m->waits->prev = w;
+  }
+  m->waits = w;
+  kuala_client_resource_t r;
+  if (kuala_client_resolve_cached(m->client, q->api_version, q->kind, &r) == 0) {
+    rc = wait_on_cache(w, &r);
+  } else {
+    rc = kuala_client_resolve(m->client, q->api_version, q->kind, wait_resolved, w);
+  }
+  if (rc) {
+    w->done = NULL;
+    wait_free(w);
+    return rc;
+  }
+  *handle = w;
+  return 0;
+}
+
+static void be_cache_wait_cancel(void *self, void *handle)
+{
+  (void)self;
+  wait_t *w = handle;
+  if (w->done) {
+    wait_answer(w, KUALA_ECANCELED);
+  }
+}
+
+/* --- enqueue from a reconcile ------------------------------------------------ */
+
+static int be_enqueue(void *self, const char *controller, const char *ns, const char *name,
+                      uint64_t after_ms)
+{
+  kuala_manager_t *m = self;
+  if (controller == NULL) {
+    return KUALA_EINVAL;
+  }
+  for (size_t i = 0; i < m->nctls; i++) {
+    ctl_t *ctl = m->ctls[i];
+    if (ctl->c == NULL || ctl->stopping || strcmp(ctl->name, controller) != 0) {
+      continue;
+    }
+    if (name == NULL) {
+      kuala_controller_enqueue_all(ctl->c);
+      return 0;
+    }
+    if (after_ms == 0) {
+      return kuala_controller_enqueue(ctl->c, ns, name);
+    }
+    char key[512];
+    int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
+                      : snprintf(key, sizeof(key), "%s", name);
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+      return KUALA_EINVAL;
+    }
+    return kuala_workqueue_add_after(kuala_controller_queue(ctl->c), key, after_ms);
+  }
+  return KUALA_ENOENT;
 }
 
 /* --- API calls ------------------------------------------------------------- */
@@ -774,6 +956,9 @@ int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *cl
   m->backend.call_start = be_call_start;
   m->backend.call_cancel = be_call_cancel;
   m->backend.self = m;
+  m->backend.cache_wait = be_cache_wait;
+  m->backend.cache_wait_cancel = be_cache_wait_cancel;
+  m->backend.enqueue = be_enqueue;
   *out = m;
   return 0;
 }
@@ -791,7 +976,7 @@ void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
 
 static void maybe_free(kuala_manager_t *m)
 {
-  if (!m->closing || m->calls || m->live_ctls > 0) {
+  if (!m->closing || m->calls || m->waits || m->live_ctls > 0) {
     return;
   }
   kuala__map_free(&m->caches);
@@ -832,6 +1017,11 @@ void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *d
   kuala__map_free(&m->caches);
   for (call_t *call = m->calls; call; call = call->next) {
     be_call_cancel(m, call);
+  }
+  /* Waits answer ECANCELED now and detach; their pending resolve or
+   * informer callbacks free them without touching the manager. */
+  while (m->waits) {
+    wait_answer(m->waits, KUALA_ECANCELED);
   }
   maybe_free(m);
 }
