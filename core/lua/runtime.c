@@ -653,6 +653,19 @@ static int l_core_traceback(lua_State *L)
   return 1;
 }
 
+/* core.bundle_files() -> {[name] = source}: the bundle's own files (for
+ * kuala._type_warnings). */
+static int l_core_bundle_files(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  lua_createtable(L, 0, (int)b->nfiles);
+  for (size_t i = 0; i < b->nfiles; i++) {
+    lua_pushlstring(L, b->files[i].src, b->files[i].len);
+    lua_setfield(L, -2, b->files[i].name);
+  }
+  return 1;
+}
+
 /* core.in_reconcile() -> boolean: whether a reconcile coroutine runs (reads
  * may wait), as opposed to module top level, predicates and map functions. */
 static int l_core_in_reconcile(lua_State *L)
@@ -729,6 +742,7 @@ static void push_core(lua_State *L)
                                  {"cache_start", l_core_cache_start},
                                  {"in_reconcile", l_core_in_reconcile},
                                  {"traceback", l_core_traceback},
+                                 {"bundle_files", l_core_bundle_files},
                                  {"enqueue", l_core_enqueue},
                                  {"random_bytes", l_core_random_bytes},
                                  {NULL, NULL}};
@@ -2028,6 +2042,11 @@ int kuala_bundle_crds(kuala_bundle_t *b, int yaml, char **out, size_t *len)
 {
   *out = NULL;
   return call_sdk_string(b, yaml ? "_crds_yaml" : "_crds_json", -1, out, len);
+}
+
+int kuala_bundle_type_warnings(kuala_bundle_t *b, char **out, size_t *len)
+{
+  return call_sdk_string(b, "_type_warnings", -1, out, len);
 }
 
 int kuala_bundle_crds_json(kuala_bundle_t *b, char **out, size_t *len)
