@@ -534,11 +534,13 @@ function _M.reset()
 end
 
 --- Reset, then run bundle `dir`'s entry module (default "main") with the
---- bundle's own modules on the path. Returns the kuala module.
----@param dir string
+--- bundle's own modules on the path. Returns the kuala module. `dir`
+--- defaults to $KUALA_BUNDLE_DIR (set by `kuala test`), else ".".
+---@param dir string|nil
 ---@param entry string|nil
 ---@return table kuala
 function _M.load(dir, entry)
+  dir = dir or os.getenv("KUALA_BUNDLE_DIR") or "."
   _M.reset()
   local saved = package.path
   package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
