@@ -29,6 +29,7 @@ typedef struct {
   const char *kubeconfig;
   const char *context;
   double exit_after; /* seconds; 0 = run until a signal */
+  int impersonate;   /* --impersonate-bundles */
   kuala_runtime_opts_t rt;
   kuala__ops_opts_t ops; /* metrics, probes, leader election (ops.h) */
   char **bundles;
@@ -80,7 +81,10 @@ void kuala__cli_run_usage(FILE *f)
       "  --leader-election-id=NAME  Lease name (default kuala)\n"
       "  --leader-election-namespace=NS  Lease namespace (default: the pod's, else default)\n"
       "  --leader-election-lease-duration=DUR, --leader-election-renew-deadline=DUR,\n"
-      "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n");
+      "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n"
+      "  --impersonate-bundles  each bundle's calls impersonate its ServiceAccount\n"
+      "                         system:serviceaccount:NS:kuala-BUNDLE (NS: $POD_NAMESPACE\n"
+      "                         or the kubeconfig's namespace); see docs/permissions.md\n");
 }
 
 /* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
@@ -192,6 +196,8 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
       o->rt.deadline_ms = (uint32_t)d;
     } else if (num_flag(argc, argv, &i, "--exit-after", &o->exit_after, &bad)) {
       continue;
+    } else if ((d = kuala__flag_bool(argv, i, "--impersonate-bundles", &o->impersonate)) != 0) {
+      bad = d < 0;
     } else if (a[0] == '-') {
       fprintf(stderr, "kuala %s: unknown flag %s\n", argv[0], a);
       kuala__cli_run_usage(stderr);
@@ -210,6 +216,16 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
   if (!bad && (kuala__ops_parse_addr(o->ops.metrics_addr, host, sizeof(host), &port) ||
                kuala__ops_parse_addr(o->ops.probe_addr, host, sizeof(host), &port))) {
     fprintf(stderr, "kuala %s: a bind address is host:port, :port or 0\n", argv[0]);
+    bad = 1;
+  }
+  double lease = o->ops.lease_s > 0 ? o->ops.lease_s : 15;
+  double renew = o->ops.renew_s > 0 ? o->ops.renew_s : 10;
+  double retry = o->ops.retry_s > 0 ? o->ops.retry_s : 2;
+  if (!bad && !(retry < renew && renew < lease)) {
+    fprintf(stderr,
+            "kuala %s: leader election needs retry period (%gs) < renew deadline (%gs) < "
+            "lease duration (%gs)\n",
+            argv[0], retry, renew, lease);
     bad = 1;
   }
   return bad ? -1 : 0;
@@ -327,6 +343,10 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   eo.configmaps = app->o.configmaps > 0 || (app->o.configmaps < 0 && app->o.nbundles == 0);
   eo.bundle_namespace = app->o.bundle_ns;
   eo.grace_ms = (uint64_t)(app->o.grace_s * 1000);
+  const char *pod_ns = getenv("POD_NAMESPACE");
+  if (app->o.impersonate) {
+    eo.impersonate_ns = pod_ns && *pod_ns ? pod_ns : cfg->ns && *cfg->ns ? cfg->ns : "default";
+  }
   int rc = kuala_engine_new(&app->engine, &app->loop, &eo);
   if (rc) {
     return rc;

@@ -13,6 +13,7 @@
 #include "kuala/version.h"
 #include "cmd_bundle.h"
 #include "cmd_crd.h"
+#include "cmd_rbac.h"
 #include "cmd_test.h"
 
 static void usage(FILE *f)
@@ -25,6 +26,7 @@ static void usage(FILE *f)
           "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
           "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
+          "  rbac DIR...        print least-privilege RBAC for the bundles (YAML)\n"
           "  test [DIR]         run the bundle's busted specs with the kuala SDK on the path\n"
           "  version            print the version\n"
           "  help               this text\n"
@@ -86,6 +88,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "crd") == 0) {
     return kuala__cli_crd(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "rbac") == 0) {
+    return kuala__cli_rbac(argc - i, argv + i);
   }
   if (strcmp(argv[i], "test") == 0) {
     return kuala__cli_test(argc - i, argv + i);

@@ -30,6 +30,8 @@
 typedef struct cache_s {
   char *key; /* "group/version/resource" */
   kuala_informer_reg_t *reg;
+  size_t ctl_refs; /* watches of running controllers on this resource */
+  int ctl_made;    /* created for a controller (released with the last one) */
 } cache_t;
 
 typedef struct ctl_s ctl_t;
@@ -64,6 +66,7 @@ struct ctl_s {
   void *cb_data;
   kuala_controller_t *c;
   int stopping;
+  int caches_held; /* counted in cache_t.ctl_refs */
 };
 
 /* A reconcile waiting for a kind's cache: resolving the kind, then waiting
@@ -698,6 +701,8 @@ static void ctl_forget(kuala_manager_t *m, ctl_t *ctl)
   }
 }
 
+static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl);
+
 static void ctl_start(ctl_t *ctl)
 {
   kuala_manager_t *m = ctl->m;
@@ -715,7 +720,15 @@ static void ctl_start(ctl_t *ctl)
     specs[i].generation_changed = d->generation_changed;
     specs[i].predicate = d->predicate;
     specs[i].predicate_data = d->predicate_data;
-    cache_for(m, r, 1); /* reads of watched kinds share the informer */
+    /* Reads of watched kinds share the informer. */
+    cache_t *cache = cache_for(m, r, 0);
+    int fresh = cache == NULL;
+    cache = cache ? cache : cache_for(m, r, 1);
+    if (cache) {
+      cache->ctl_made |= fresh;
+      cache->ctl_refs++;
+      ctl->caches_held = 1;
+    }
   }
   kuala_controller_opts_t o = {
       ctl->name, ctl->res[0].group, ctl->res[0].kind, specs, ctl->nwatches, ctl->concurrency, NULL,
@@ -732,6 +745,7 @@ static void ctl_start(ctl_t *ctl)
   }
   kuala_free(specs);
   if (rc) {
+    ctl_release_caches(m, ctl);
     KUALA_LOG(KUALA_LOG_ERROR, "controller failed to start", "controller", ctl->name, "error",
               kuala_strerror(rc));
     ctl_forget(m, ctl);
@@ -848,6 +862,28 @@ int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl
   return 0;
 }
 
+/* A removed controller's watched resources: a cache registration made for
+ * controllers goes with the last of them, so a removed bundle releases its
+ * informers (a controller started on the same resource before this one
+ * stops keeps it: a reload relists nothing). */
+static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl)
+{
+  if (!ctl->caches_held || m->closing) {
+    return;
+  }
+  ctl->caches_held = 0;
+  for (size_t i = 0; i < ctl->nwatches; i++) {
+    cache_t *c = cache_for(m, &ctl->res[i], 0);
+    if (c == NULL || c->ctl_refs == 0 || --c->ctl_refs > 0 || !c->ctl_made) {
+      continue;
+    }
+    kuala__map_del(&m->caches, c->key, strlen(c->key));
+    kuala_informer_reg_remove(c->reg);
+    kuala_free(c->key);
+    kuala_free(c);
+  }
+}
+
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
 {
   for (size_t i = 0; i < m->nctls; i++) {
@@ -855,6 +891,7 @@ void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
     if (ctl->c == c && !ctl->stopping) {
       ctl->stopping = 1;
       ctl_forget(m, ctl);
+      ctl_release_caches(m, ctl);
       kuala_controller_stop(c, ctl_closed, ctl);
       return;
     }

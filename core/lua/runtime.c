@@ -49,6 +49,7 @@ static char key_core;     /* registry: the kuala.core table */
 static char key_jit;      /* registry: the jit library (not visible to bundles) */
 static char key_loading;  /* sentinel value while a module loads */
 static char key_api_mark; /* yielded by an API call that waits */
+static char key_sdk_env;  /* registry: the environment of SDK modules */
 
 #define DEFAULT_MEMORY (64u << 20)
 #define DEFAULT_CPU_MS 1000
@@ -56,6 +57,11 @@ static char key_api_mark; /* yielded by an API call that waits */
 #define MAX_FILE_BYTES (4u << 20)
 #define MAX_BUNDLE_BYTES (32u << 20)
 #define MAX_DIR_DEPTH 8
+/* Preemption (see docs/lua-runtime.md, "Time slices"). */
+#define SLICE_NS 3000000LL /* CPU time a reconcile runs before it yields the loop */
+#define HOT_FIRST_MS 2000  /* first cool-down of a bundle that hit its budget */
+#define HOT_MAX_MS 60000   /* longest cool-down */
+#define LOW_QUEUE_EVERY 4  /* a hot bundle's slice runs at least every 4th turn */
 
 typedef struct task_s task_t;
 
@@ -85,9 +91,15 @@ struct task_s {
   uint64_t started_ms; /* uv_now at start */
   int64_t cpu_used_ns; /* CPU spent in Lua so far */
   int expired;         /* the deadline passed */
+  int started;         /* its coroutine ran at least once */
+  int queue;           /* run queue it waits in: 0 none, 1 normal, 2 low */
   kuala_reconcile_done_cb done;
   void *data;
   task_t *prev, *next;
+  task_t *rq_prev, *rq_next; /* run queue links */
+  int nargs;                 /* arguments of the entry function */
+  char *ctl, *ns, *name;     /* the request (a failure is reported with them) */
+  int report;                /* a failure report (kuala._reconcile_failed) */
 };
 
 struct kuala_bundle_s {
@@ -115,6 +127,10 @@ struct kuala_bundle_s {
   int mem_seen;        /* core.traceback saw a memory error in this run */
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
+  uint64_t hot_until;  /* uv_now until which the bundle is under pressure */
+  uint32_t hot_ms;     /* its current cool-down (doubles per budget hit) */
+  uint64_t budget_hits;
+  uint64_t slices; /* times a reconcile of it was preempted */
   kuala_bundle_t *prev, *next;
   /* Implied + declared permissions (permissions.c), set at load. */
   kuala_permissions_t *perms;
@@ -130,6 +146,13 @@ struct kuala_runtime_s {
   kuala__lua_cpu_t *cpu;
   kuala_bundle_t *bundles;
   struct hmod_s *hmods; /* host modules (kuala/host.h) */
+  /* Reconciles ready to run: preempted ones and those of hot bundles. The
+   * idle handle runs one slice per loop iteration while any is queued. */
+  struct {
+    task_t *head, *tail;
+  } rq[2];
+  unsigned turn;
+  uv_idle_t *idle; /* created at the first need, closed by kuala_runtime_free */
 };
 
 static kuala_bundle_t *bundle_of(lua_State *L)
@@ -210,8 +233,10 @@ static void where(lua_State *co, char *out, size_t outlen)
  * have no bundle line). */
 static int sdk_frame(const lua_Debug *ar)
 {
+  /* "kuala/x.lua": the SDK; "kuala.coroutine", "kuala.xpcall", ...: the
+   * sandbox's own Lua wrappers. */
   return ar->currentline <= 0 || strncmp(ar->short_src, "kuala/", 6) == 0 ||
-         strcmp(ar->short_src, "kuala.coroutine") == 0;
+         strncmp(ar->short_src, "kuala.", 6) == 0;
 }
 
 /* "bundle/file.lua:12" of the innermost bundle frame of `co` (SDK frames
@@ -220,7 +245,7 @@ static void bundle_where(lua_State *co, char *out, size_t outlen)
 {
   lua_Debug ar;
   out[0] = 0;
-  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+  for (int level = 0; level < 200 && lua_getstack(co, level, &ar); level++) {
     if (lua_getinfo(co, "Sl", &ar) && !sdk_frame(&ar)) {
       snprintf(out, outlen, "%s:%d", ar.short_src, ar.currentline);
       return;
@@ -235,7 +260,9 @@ static void bundle_traceback(lua_State *co, char *out, size_t outlen)
   lua_Debug ar;
   size_t used = strlen(out);
   int folded = 0, lines = 0, any = 0;
-  for (int level = 0; lua_getstack(co, level, &ar) && used + 1 < outlen; level++) {
+  /* Bounded (200 levels): it runs as an error handler, where no hook can
+   * stop it. */
+  for (int level = 0; level < 200 && lua_getstack(co, level, &ar) && used + 1 < outlen; level++) {
     if (!lua_getinfo(co, "Sln", &ar))
       continue;
     if (sdk_frame(&ar)) {
@@ -287,6 +314,7 @@ static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
 }
 
 static void task_resume(task_t *t, int nargs);
+static void report_failure(kuala_bundle_t *b, task_t *failed, const char *msg);
 
 static void op_cancel(kuala_bundle_t *b, op_t *op)
 {
@@ -470,6 +498,8 @@ static int list_each(void *data, const char *json, size_t len)
 static int acc_gc(lua_State *L)
 {
   list_acc_t *a = lua_touserdata(L, 1);
+  if (!a)
+    return 0;
   kuala_free(a->json);
   kuala_free(a->len);
   a->json = NULL;
@@ -488,9 +518,11 @@ static int l_core_cache_list(lua_State *L)
   /* The accumulator lives in a userdata so a Lua error cannot leak it. */
   list_acc_t *a = lua_newuserdata(L, sizeof *a);
   memset(a, 0, sizeof *a);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, acc_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
   int rc = b->rt->backend.cache_list(b->rt->backend.self, &q, list_each, a);
   if (rc) {
@@ -1133,11 +1165,25 @@ static int load_bundle_module(lua_State *L, kuala_bundle_t *b, const char *name)
   return 1;
 }
 
-static int l_require(lua_State *L)
+/* Modules only the SDK's own modules may require: they hand out the raw
+ * primitives (_call, cache_get, ...) that the SDK wraps with its checks. */
+static int is_internal(const char *name)
+{
+  return strcmp(name, "kuala.core") == 0 || strcmp(name, "kuala.engine") == 0;
+}
+
+static int require_impl(lua_State *L, int privileged)
 {
   kuala_bundle_t *b = bundle_of(L);
   const char *name = luaL_checkstring(L, 1);
   lua_settop(L, 1);
+  /* Before the cache: an SDK module may have loaded it already. */
+  if (!privileged && is_internal(name)) {
+    return luaL_error(L,
+                      "module '%s' is internal to the kuala SDK and cannot be required by "
+                      "bundle code (use require('kuala') and the ctx methods)",
+                      name);
+  }
   lua_pushlightuserdata(L, &key_loaded);
   lua_rawget(L, LUA_REGISTRYINDEX); /* 2: loaded */
   lua_getfield(L, 2, name);
@@ -1166,6 +1212,12 @@ static int l_require(lua_State *L)
   int missing;
   if (strncmp(name, "kuala", 5) == 0 && (name[5] == 0 || name[5] == '.')) {
     missing = load_sdk(L, b, name);
+    if (!missing) {
+      /* SDK code runs with a `require` that reaches the internal modules. */
+      lua_pushlightuserdata(L, &key_sdk_env);
+      lua_rawget(L, LUA_REGISTRYINDEX);
+      lua_setfenv(L, -2);
+    }
   } else {
     missing = load_bundle_module(L, b, name);
   }
@@ -1187,6 +1239,16 @@ static int l_require(lua_State *L)
   lua_pushvalue(L, -1);
   lua_setfield(L, 2, name);
   return 1;
+}
+
+static int l_require(lua_State *L)
+{
+  return require_impl(L, 0);
+}
+
+static int l_sdk_require(lua_State *L)
+{
+  return require_impl(L, 1);
 }
 
 /* ---- sandbox ------------------------------------------------------------ */
@@ -1358,6 +1420,9 @@ static int build_sandbox(lua_State *L)
   static const char *const dump[] = {"dump", NULL};
   set_removed(L, lua_gettop(L), "string.", dump,
               "bytecode can break out of the VM and cannot be loaded back in the sandbox");
+  /* Pattern functions whose cost the CPU budget bounds (lpattern.c). The
+   * string metatable's __index is this table, so s:find() gets them too. */
+  kuala__lua_patterns_open(L, -1);
   lua_pop(L, 1);
 
   /* math.random: a different sequence in every VM and on every start. */
@@ -1403,6 +1468,21 @@ static int build_sandbox(lua_State *L)
   lua_pushlightuserdata(L, &key_loaded);
   lua_createtable(L, 0, 16);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  /* The SDK modules' environment: the globals, plus a require that may
+   * load the internal modules (see is_internal). */
+  lua_pushlightuserdata(L, &key_sdk_env);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_sdk_require);
+  lua_setfield(L, -2, "require");
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, g);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, g);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, &key_core);
   push_core(L);
   lua_pushstring(L, b->name);
@@ -1443,10 +1523,37 @@ static int build_sandbox(lua_State *L)
   lua_setfield(L, co_lib, "resume");
   lua_pop(L, 1);
 
-  /* Lock the globals. */
-  lua_createtable(L, 0, 1);
+  /* xpcall that runs the handler after the protected call has unwound.
+   * LuaJIT runs a real xpcall handler at the point of the error, inside the
+   * error machinery, where no hook fires: a handler that loops would never
+   * be stopped (and one called for "CPU budget exceeded" would get a fresh
+   * budget). Without the debug library a handler cannot inspect the failed
+   * stack anyway, so running it afterwards changes nothing a bundle can
+   * see; an error inside the handler gives "error in error handling" as
+   * LuaJIT does. */
+  static const char xpcall_src[] =
+      "local pcall = ...\n"
+      "local function handled(ok, ...)\n"
+      "  if ok then return (...) end\n"
+      "  return 'error in error handling'\n"
+      "end\n"
+      "local function finish(h, ok, ...)\n"
+      "  if ok then return true, ... end\n"
+      "  return false, handled(pcall(h, (...)))\n"
+      "end\n"
+      "return function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
+  if (luaL_loadbuffer(L, xpcall_src, sizeof xpcall_src - 1, "=kuala.xpcall"))
+    lua_error(L);
+  lua_getfield(L, g, "pcall");
+  lua_call(L, 1, 1);
+  lua_setfield(L, g, "xpcall");
+
+  /* Lock the globals (and the lock: __metatable). */
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, l_global_newindex);
   lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, g);
   return 0;
 }
@@ -1461,7 +1568,8 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
   where(co, loc, sizeof loc);
   bundle_where(co, mine, sizeof mine);
   int code;
-  const char *top = lua_tostring(co, -1);
+  /* A run the hook suspended (LUA_YIELD) has no error message on its stack. */
+  const char *top = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
   /* The memory cap wins when both limits hit (the reconcile's own error
    * handling may run into the CPU budget after the memory error). */
   int mem = status == LUA_ERRMEM || b->mem_tripped || b->mem_seen ||
@@ -1479,7 +1587,7 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
       *cut = 0;
     if (!mine[0] && b->fail_at[0])
       snprintf(mine, sizeof mine, "%s", b->fail_at);
-    if (strncmp(at, "kuala/", 6) == 0 && mine[0]) {
+    if ((strncmp(at, "kuala/", 6) == 0 || strncmp(at, "kuala.", 6) == 0) && mine[0]) {
       char sdk[280];
       snprintf(sdk, sizeof sdk, "%.270s", at);
       snprintf(at, sizeof at, "%s (inside the SDK at %s)", mine, sdk);
@@ -1498,7 +1606,7 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
       code = KUALA_ETIMEDOUT;
     }
   } else {
-    const char *msg = lua_tostring(co, -1);
+    const char *msg = top;
     snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
              msg ? msg : "(error object is not a string)");
     code = KUALA_EINVAL;
@@ -1627,7 +1735,7 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
   lua_State *co = lua_newthread(L);
   lua_pushcfunction(co, run_entry);
   lua_pushstring(co, entry);
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000, 0);
   int st = lua_resume(co, 1);
   int tripped = 0;
   kuala__lua_cpu_leave(rt->cpu, co, &tripped);
@@ -1765,6 +1873,53 @@ static void timer_closed(uv_handle_t *h)
   kuala_free(h);
 }
 
+/* ---- run queue ---------------------------------------------------------- */
+
+static void rq_remove(kuala_runtime_t *rt, task_t *t)
+{
+  if (!t->queue)
+    return;
+  int q = t->queue - 1;
+  if (t->rq_prev)
+    t->rq_prev->rq_next = t->rq_next;
+  else
+    rt->rq[q].head = t->rq_next;
+  if (t->rq_next)
+    t->rq_next->rq_prev = t->rq_prev;
+  else
+    rt->rq[q].tail = t->rq_prev;
+  t->rq_prev = t->rq_next = NULL;
+  t->queue = 0;
+}
+
+static int bundle_hot(kuala_bundle_t *b)
+{
+  return b->hot_until && uv_now(b->rt->loop) < b->hot_until;
+}
+
+static void rq_idle(uv_idle_t *h);
+
+/* Put t at the back of the line: the normal queue, or the low one while its
+ * bundle is under pressure. */
+static void rq_push(kuala_runtime_t *rt, task_t *t)
+{
+  int q = bundle_hot(t->b) ? 1 : 0;
+  t->queue = q + 1;
+  t->rq_next = NULL;
+  t->rq_prev = rt->rq[q].tail;
+  if (rt->rq[q].tail)
+    rt->rq[q].tail->rq_next = t;
+  else
+    rt->rq[q].head = t;
+  rt->rq[q].tail = t;
+  if (!rt->idle) {
+    rt->idle = kuala_malloc(sizeof *rt->idle);
+    uv_idle_init(rt->loop, rt->idle);
+    rt->idle->data = rt;
+  }
+  uv_idle_start(rt->idle, rq_idle);
+}
+
 static void task_finish(task_t *t, int err, const char *message, double requeue_after)
 {
   kuala_bundle_t *b = t->b;
@@ -1783,6 +1938,7 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
       op_cancel(b, op);
     }
   }
+  rq_remove(b->rt, t);
   luaL_unref(b->L, LUA_REGISTRYINDEX, t->co_ref);
   b->refs--;
   if (t->prev)
@@ -1795,6 +1951,9 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
   kuala_reconcile_result_t res = {err, message, requeue_after};
   kuala_reconcile_done_cb done = t->done;
   void *data = t->data;
+  kuala_free(t->ctl);
+  kuala_free(t->ns);
+  kuala_free(t->name);
   kuala_free(t);
   done(data, &res); /* last: it may close the bundle */
 }
@@ -1820,6 +1979,30 @@ static void deadline_fired(uv_timer_t *timer)
   }
 }
 
+static void start_deadline(task_t *t)
+{
+  kuala_bundle_t *b = t->b;
+  if (t->timer)
+    return;
+  uint64_t elapsed = uv_now(b->rt->loop) - t->started_ms;
+  uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
+  t->timer = kuala_malloc(sizeof *t->timer);
+  uv_timer_init(b->rt->loop, t->timer);
+  t->timer->data = t;
+  uv_timer_start(t->timer, deadline_fired, left, 0);
+}
+
+/* The bundle's reconcile hit its CPU budget: put it under pressure for a
+ * cool-down that doubles with every hit. */
+static void bundle_heat(kuala_bundle_t *b)
+{
+  b->budget_hits++;
+  b->hot_ms = b->hot_ms ? b->hot_ms * 2 : HOT_FIRST_MS;
+  if (b->hot_ms > HOT_MAX_MS)
+    b->hot_ms = HOT_MAX_MS;
+  b->hot_until = uv_now(b->rt->loop) + b->hot_ms;
+}
+
 static void task_resume(task_t *t, int nargs)
 {
   kuala_bundle_t *b = t->b;
@@ -1827,39 +2010,51 @@ static void task_resume(task_t *t, int nargs)
   int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
-  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget);
+  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, SLICE_NS);
   b->current = t;
   b->in_lua++;
+  t->started = 1;
   int st = lua_resume(t->co, nargs);
   b->in_lua--;
   b->current = NULL;
-  int tripped = 0;
-  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &tripped) - t0;
+  int why = 0;
+  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &why) - t0;
+  int tripped = (why & KUALA__CPU_TRIPPED) != 0;
   char msg[1024];
   if (st == LUA_YIELD && t->op && !tripped) {
-    if (!t->timer) {
-      uint64_t elapsed = uv_now(rt->loop) - t->started_ms;
-      uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
-      t->timer = kuala_malloc(sizeof *t->timer);
-      uv_timer_init(rt->loop, t->timer);
-      t->timer->data = t;
-      uv_timer_start(t->timer, deadline_fired, left, 0);
-    }
+    start_deadline(t);
     return;
   }
-  if (st == LUA_YIELD) {
+  if (st == LUA_YIELD && (why & KUALA__CPU_SLICED) && !tripped) {
+    /* Preempted: to the back of the line, so the loop serves the others. */
+    b->slices++;
+    start_deadline(t);
+    rq_push(rt, t);
+    return;
+  }
+  if (tripped)
+    bundle_heat(b);
+  else if (b->hot_ms)
+    b->hot_ms /= 2;
+  if (st == LUA_YIELD && !tripped) {
     snprintf(msg, sizeof msg,
              "bundle %s: reconcile yielded outside an API call (coroutine.yield in a "
              "reconcile is not allowed)",
              b->name);
     task_finish(t, KUALA_EINVAL, msg, 0);
   } else if (st != 0 || tripped) {
+    /* A reconcile suspended past its budget (st == LUA_YIELD) is never
+     * resumed: none of its code runs again, error handlers included. */
     int code = describe_failure(b, t->co, st, tripped, "reconcile", msg, sizeof msg);
     if (t->expired && !tripped) {
       code = KUALA_ETIMEDOUT;
       snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
                b->deadline_ms);
     }
+    /* A script error: a Warning Event on the primary (rate-limited by the
+     * SDK). Not for limit hits: a VM past its budget runs no more code. */
+    if (code == KUALA_EINVAL && !t->report)
+      report_failure(b, t, msg);
     task_finish(t, code, msg, 0);
   } else if (t->expired) {
     snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
@@ -1870,6 +2065,98 @@ static void task_resume(task_t *t, int nargs)
     lua_settop(t->co, 0);
     task_finish(t, 0, NULL, requeue > 0 ? requeue : 0);
   }
+}
+
+/* One slice per loop iteration: the normal queue first, the low one when
+ * the normal is empty and at least every LOW_QUEUE_EVERY-th turn. */
+static void rq_idle(uv_idle_t *h)
+{
+  kuala_runtime_t *rt = h->data;
+  int q = rt->rq[0].head ? 0 : 1;
+  if (rt->rq[1].head && ++rt->turn % LOW_QUEUE_EVERY == 0)
+    q = 1;
+  task_t *t = rt->rq[q].head;
+  if (t == NULL) {
+    uv_idle_stop(h);
+    return;
+  }
+  rq_remove(rt, t);
+  if (!rt->rq[0].head && !rt->rq[1].head)
+    uv_idle_stop(h);
+  if (t->expired) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", t->b->name,
+             t->b->deadline_ms);
+    task_finish(t, KUALA_ETIMEDOUT, msg, 0);
+    return;
+  }
+  task_resume(t, t->started ? 0 : t->nargs);
+}
+
+/* Start a task running kuala.<fn>(controller, ns, name[, msg]). */
+static int task_start(kuala_bundle_t *b, const char *fn, const char *controller, const char *ns,
+                      const char *name, const char *msg, kuala_reconcile_done_cb done, void *data)
+{
+  task_t *t = kuala_calloc(1, sizeof *t);
+  t->b = b;
+  t->done = done;
+  t->data = data;
+  t->started_ms = uv_now(b->rt->loop);
+  t->ctl = kuala_strdup(controller);
+  t->ns = ns && *ns ? kuala_strdup(ns) : NULL;
+  t->name = kuala_strdup(name);
+  t->report = msg != NULL;
+  t->nargs = msg ? 4 : 3;
+  lua_State *L = b->L;
+  /* The pushes below run with the cap lifted: they are small, and an
+   * unprotected allocation failure here would abort. */
+  b->enforce = 0;
+  t->co = lua_newthread(L);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b->refs++;
+  lua_pushlightuserdata(t->co, &key_loaded);
+  lua_rawget(t->co, LUA_REGISTRYINDEX);
+  lua_getfield(t->co, -1, "kuala");
+  lua_getfield(t->co, -1, fn);
+  lua_replace(t->co, 1);
+  lua_settop(t->co, 1);
+  lua_pushstring(t->co, controller);
+  if (ns && *ns) {
+    lua_pushstring(t->co, ns);
+  } else {
+    lua_pushnil(t->co);
+  }
+  lua_pushstring(t->co, name);
+  if (msg)
+    lua_pushstring(t->co, msg);
+  b->enforce = 1;
+  t->next = b->tasks;
+  if (b->tasks)
+    b->tasks->prev = t;
+  b->tasks = t;
+  b->active++;
+  if (bundle_hot(b)) {
+    /* Under pressure: wait in the low queue instead of running now. */
+    rq_push(b->rt, t);
+    return 0;
+  }
+  task_resume(t, t->nargs);
+  return 0;
+}
+
+static void report_done(void *data, const kuala_reconcile_result_t *res)
+{
+  (void)data, (void)res;
+}
+
+/* Run kuala._reconcile_failed for a failed reconcile: the SDK records a
+ * rate-limited Warning Event on the primary. Fire and forget. */
+static void report_failure(kuala_bundle_t *b, task_t *failed, const char *msg)
+{
+  if (b->closing || b->in_lua || failed->ctl == NULL)
+    return;
+  (void)task_start(b, "_reconcile_failed", failed->ctl, failed->ns, failed->name, msg, report_done,
+                   NULL);
 }
 
 int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char *ns,
@@ -1888,39 +2175,7 @@ int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char
   }
   if (i == b->ncontrollers)
     return KUALA_ENOENT;
-  task_t *t = kuala_calloc(1, sizeof *t);
-  t->b = b;
-  t->done = done;
-  t->data = data;
-  t->started_ms = uv_now(b->rt->loop);
-  lua_State *L = b->L;
-  /* The pushes below run with the cap lifted: they are small, and an
-   * unprotected allocation failure here would abort. */
-  b->enforce = 0;
-  t->co = lua_newthread(L);
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  b->refs++;
-  lua_pushlightuserdata(t->co, &key_loaded);
-  lua_rawget(t->co, LUA_REGISTRYINDEX);
-  lua_getfield(t->co, -1, "kuala");
-  lua_getfield(t->co, -1, "_reconcile");
-  lua_replace(t->co, 1);
-  lua_settop(t->co, 1);
-  lua_pushstring(t->co, controller);
-  if (ns && *ns) {
-    lua_pushstring(t->co, ns);
-  } else {
-    lua_pushnil(t->co);
-  }
-  lua_pushstring(t->co, name);
-  b->enforce = 1;
-  t->next = b->tasks;
-  if (b->tasks)
-    b->tasks->prev = t;
-  b->tasks = t;
-  b->active++;
-  task_resume(t, 3);
-  return 0;
+  return task_start(b, "_reconcile", controller, ns, name, NULL, done, data);
 }
 
 size_t kuala_bundle_active(const kuala_bundle_t *b)
@@ -1997,6 +2252,16 @@ int kuala__lua_bundle_jit_on(kuala_bundle_t *b)
   return on;
 }
 
+int kuala__lua_bundle_hot(kuala_bundle_t *b)
+{
+  return bundle_hot(b);
+}
+
+uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b)
+{
+  return b->slices;
+}
+
 /* Call kuala.<fn>([arg]), expecting a string, under the CPU budget; arg is
  * passed when >= 0. */
 static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **out, size_t *len)
@@ -2014,7 +2279,7 @@ static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **o
   if (arg >= 0)
     lua_pushinteger(co, arg);
   kuala_runtime_t *rt = b->rt;
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000, 0);
   b->in_lua++;
   int st = lua_resume(co, arg >= 0 ? 1 : 0);
   b->in_lua--;
@@ -2186,7 +2451,7 @@ static int vm_run(kuala_bundle_t *b, lua_CFunction fn, vmcall_t *c, const char *
     return KUALA_EBUSY;
   kuala_runtime_t *rt = b->rt;
   lua_State *L = b->L;
-  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000, 0);
   b->in_lua++;
   int st = lua_cpcall(L, fn, c);
   b->in_lua--;
@@ -2251,12 +2516,19 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   return 0;
 }
 
+static void idle_closed(uv_handle_t *h)
+{
+  kuala_free(h);
+}
+
 void kuala_runtime_free(kuala_runtime_t *rt)
 {
   if (!rt)
     return;
   while (rt->bundles)
     kuala_bundle_close(rt->bundles);
+  if (rt->idle)
+    uv_close((uv_handle_t *)rt->idle, idle_closed);
   kuala__lua_cpu_free(rt->cpu);
   host_modules_free(rt);
   kuala_free(rt->sdk_dir);

@@ -66,10 +66,6 @@ function _M:start_cache(api_version, kind)
   core.cache_start({ api_version = api_version, kind = kind })
 end
 
-function _M:traceback(e)
-  return core.traceback(e)
-end
-
 function _M:now()
   return core.now()
 end

@@ -72,6 +72,12 @@ function _M.permissions(list)
       error("kuala.permissions entry " .. i ..
             " must be {\"group/version/Kind[/subresource]\", \"verb,verb\"}", 2)
     end
+    if not (p[1]:match("^[%w.-]+/[A-Z][%w]*$") or p[1]:match("^[%w.-]+/[A-Z][%w]*/[%w]+$")
+            or p[1]:match("^[%w.-]+/[%w.-]+/[A-Z][%w]*$")
+            or p[1]:match("^[%w.-]+/[%w.-]+/[A-Z][%w]*/[%w]+$")) then
+      error("kuala.permissions entry " .. i .. ": type must look like \"v1/Secret\" or " ..
+            "\"apps/v1/Deployment/scale\", got " .. p[1], 2)
+    end
     for v in p[2]:gmatch("[^,%s]+") do
       if not VERBS[v] then
         error("kuala.permissions entry " .. i .. ": unknown verb '" .. v .. "'", 2)
@@ -430,6 +436,18 @@ function _M._reconcile(name, ns, objname)
   local c = _M._by_name[name]
   if not c then error("no controller '" .. tostring(name) .. "'", 0) end
   return ctxlib.run(c, require("kuala.engine"), ns, objname)
+end
+
+--- After a failed reconcile (called by C in its own coroutine): the
+--- rate-limited Warning Event on the primary.
+---@param name string
+---@param ns string|nil
+---@param objname string
+---@param msg string
+function _M._reconcile_failed(name, ns, objname, msg)
+  local c = _M._by_name[name]
+  if not c then return end
+  ctxlib.report_failure(c, require("kuala.engine"), ns, objname, msg)
 end
 
 --- Type strings not known offline, as a JSON array of {file, line, type,

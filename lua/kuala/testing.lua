@@ -416,7 +416,7 @@ local function backend_of(cluster)
       end
       return true
     end,
-    traceback = function(_, e)
+    traceback = function(e)
       if debug and debug.traceback and type(e) == "string" then return debug.traceback(e, 2) end
       return e
     end,
@@ -510,8 +510,12 @@ function Cluster:reconcile(name, req)
   local kuala = require("kuala")
   local c = kuala._by_name[name]
   if not c then error("no controller '" .. tostring(name) .. "' (did you testing.load it?)", 2) end
-  local ok, r = pcall(ctxlib.run, c, backend_of(self), req.namespace, req.name)
-  if not ok then return nil, r end
+  local be = backend_of(self)
+  local ok, r = xpcall(ctxlib.run, be.traceback, c, be, req.namespace, req.name)
+  if not ok then
+    ctxlib.report_failure(c, be, req.namespace, req.name, r)
+    return nil, r
+  end
   if r > 0 then schedule(self, name, req, r) end
   return { requeue_after = r }
 end
@@ -531,6 +535,7 @@ end
 function _M.reset()
   local kuala = require("kuala")
   kuala._controllers, kuala._by_name, kuala._crds = {}, {}, {}
+  kuala._permissions = {}
 end
 
 --- Reset, then run bundle `dir`'s entry module (default "main") with the

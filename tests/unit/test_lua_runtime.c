@@ -270,6 +270,14 @@ static void on_done(void *data, const kuala_reconcile_result_t *res)
   snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
 }
 
+/* A reconcile that runs longer than one time slice is preempted and
+ * finishes on a later loop iteration: run the loop until it has. */
+static void wait_done(uv_loop_t *loop, result_t *r)
+{
+  while (r->calls == 0)
+    uv_run(loop, UV_RUN_ONCE);
+}
+
 static int load_one(kuala_bundle_t **b, kuala_runtime_t *rt, const char *name, const char *src,
                     char **err)
 {
@@ -650,6 +658,7 @@ START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
   for (int i = 0; i < 3; i++) {
     result_t r = {0}, h = {0};
     ck_assert_int_eq(kuala_bundle_reconcile(bad, "c", "ns1", names[i], on_done, &r), 0);
+    wait_done(loop, &r);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
     ck_assert_msg(strstr(r.message, "bundle runaway") && strstr(r.message, "CPU budget of 100") &&
@@ -704,6 +713,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
   result_t r = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  wait_done(loop, &r);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, KUALA_ENOMEM);
   ck_assert_msg(strstr(r.message, "bundle bomb") && strstr(r.message, "memory limit") &&
@@ -714,6 +724,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   /* The same VM recovers once the garbage is gone; the neighbour never noticed. */
   result_t r2 = {0}, h = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "small", on_done, &r2), 0);
+  wait_done(loop, &r2);
   ck_assert_int_eq(r2.err, 0);
   ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
   ck_assert_int_eq(h.err, 0);
@@ -741,6 +752,7 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
   result_t r = {0}, m = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "spin", on_done, &r), 0);
+  wait_done(loop, &r);
   ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
   ck_assert_msg(strstr(r.message, "CPU budget of 50 ms") != NULL, "%s", r.message);
   /* Filling 8 MiB takes tens of ms of CPU on a loaded machine: give the
@@ -748,6 +760,7 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   kuala_bundle_limits_t roomy = {0, 1000, 0};
   ck_assert_int_eq(kuala_bundle_set_limits(b, &roomy), 0);
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
+  wait_done(loop, &m);
   ck_assert_msg(m.err == KUALA_ENOMEM, "%d %s", m.err, m.message);
   ck_assert_msg(strstr(m.message, "memory limit of 8388608 bytes") != NULL, "%s", m.message);
   ck_assert_int_eq(kuala_bundle_set_limits(b, NULL), KUALA_EINVAL);
@@ -793,10 +806,12 @@ START_TEST(test_lua_runtime_sandbox_refuses_escapes)
   expect_load_error(rt, "bytecode", "local f, e = load('\\27LJ\\2 fake')\nassert(f, e)\n",
                     "bytecode/main.lua:2:", "binary chunks");
   expect_load_error(rt, "dump", "string.dump(print)\n", "dump/main.lua:1:", "dump");
+  /* (An API call at module top level raised "cannot be called here";
+   * bundle code can no longer reach kuala.engine to try.) */
   expect_load_error(rt, "yield",
                     "local kuala = require('kuala')\nrequire('kuala.engine'):call({ verb = "
                     "'CREATE', api_version = 'v1', kind = 'ConfigMap' })\n",
-                    "cannot be called here", "module top level");
+                    "yield/main.lua:2:", "internal to the kuala SDK");
   expect_load_error(rt, "exit", "os.exit(1)\n", "exit/main.lua:1:", "exit");
   /* What is allowed does work. */
   kuala_bundle_t *b;
@@ -834,7 +849,8 @@ START_TEST(test_lua_runtime_json_round_trip)
   kuala_bundle_t *b;
   char *err = NULL;
   const char *src =
-      "local core = require('kuala.core')\n"
+      "local j = require('kuala.json')\n"
+      "local core = { json_decode = j.decode, json_encode = j.encode, null = j.null }\n"
       "local json = require('kuala.json')\n"
       "local doc = '{\"a\":null,\"e\":{},\"l\":[],\"n\":[1,2.5,-3],\"big\":9007199254740993,"
       "\"neg\":-9223372036854775807,\"s\":\"\\\\u00e9\\\\n\",\"t\":true,\"o\":{\"x\":{}}}'\n"
@@ -859,14 +875,83 @@ START_TEST(test_lua_runtime_json_round_trip)
       "local deep = string.rep('[', 10100) .. string.rep(']', 10100)\n"
       "local d, derr = core.json_decode(deep)\n"
       "assert(d == nil and derr, 'depth limit')\n"
+      /* What the API server accepts (10000 levels) round-trips. */
+      "local ok = string.rep('{\"a\":', 9999) .. '[1]' .. string.rep('}', 9999)\n"
+      "local od = assert(core.json_decode(ok))\n"
+      "assert(assert(core.json_encode(od)) == ok)\n"
       "local cyc = {}\ncyc.self = cyc\n"
       "local c, cerr = core.json_encode(cyc)\n"
-      "assert(c == nil and cerr:find('deeper than 64'))\n"
+      "assert(c == nil and cerr:find('deeper than 10000'), cerr)\n"
       "assert(core.json_encode(0/0) == nil)\n"
       "assert(core.json_encode(function() end) == nil)\n"
       "local bad, berr = core.json_decode('{\"a\":')\n"
       "assert(bad == nil and berr:find('invalid JSON'))\n";
   int rc = load_one(&b, rt, "json", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(loop, rt);
+}
+END_TEST
+
+/* Issue 14 item 1: the boxed integer's metatable could be reached and its
+ * __tostring called with nil (a NULL dereference in C). Item 8: integers
+ * past 2^63-1 (and past 2^64) were clamped when written back. */
+START_TEST(test_lua_runtime_json_boxed_integers_are_exact_and_protected)
+{
+  FIXTURE;
+  (void)f;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local json = require('kuala.json')\n"
+      "local v = assert(json.decode('{\"n\":9223372036854775807,\"u\":12345678901234567890,'\n"
+      "  .. '\"h\":-99999999999999999999999,\"s\":9007199254740993,\"f\":0.1,\"d\":[1.5e300]}'))\n"
+      "local b = v.n\n"
+      "assert(getmetatable(b) == 'kuala.integer')\n"
+      "assert(not pcall(function() return getmetatable(b).__tostring(nil) end))\n"
+      "assert(not pcall(setmetatable, b, nil))\n"
+      "assert(tostring(v.u) == '12345678901234567890')\n"
+      "assert(tostring(v.h) == '-99999999999999999999999')\n"
+      "assert(tostring(v.s) == '9007199254740993')\n"
+      "local back = assert(json.encode(v))\n"
+      "assert(back:find('\"u\":12345678901234567890', 1, true), back)\n"
+      "assert(back:find('\"h\":-99999999999999999999999', 1, true), back)\n"
+      "assert(back:find('\"n\":9223372036854775807', 1, true), back)\n"
+      "assert(back:find('\"f\":0.1', 1, true), back)\n"
+      "assert(back:find('1.5e+300', 1, true), back)\n"
+      "assert(json.decode(back).u == v.u and v.u ~= v.n)\n"
+      /* The markers still compare equal, and their metatables are locked. */
+      "local e = json.decode('{\"a\":[],\"o\":{}}')\n"
+      "assert(getmetatable(e.a) == json.array_mt and getmetatable(e.o) == json.object_mt)\n"
+      "assert(not pcall(setmetatable, e.a, nil))\n"
+      "assert(json.encode(json.copy(e)) == json.encode(e))\n"
+      "assert(getmetatable(_G) == 'locked')\n";
+  int rc = load_one(&b, rt, "boxes", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(loop, rt);
+}
+END_TEST
+
+/* Issue 14 item 9: kuala.core (and kuala.engine on top of it) handed the
+ * raw primitives to bundle code; only the SDK's own modules may have them. */
+START_TEST(test_lua_runtime_internal_modules_are_not_reachable)
+{
+  FIXTURE;
+  (void)f;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local kuala = require('kuala')\n" /* loads kuala.engine and kuala.core inside */
+      "for _, name in ipairs({'kuala.core', 'kuala.engine'}) do\n"
+      "  local ok, why = pcall(require, name)\n"
+      "  assert(not ok and why:find('internal'), name .. ': ' .. tostring(why))\n"
+      "end\n"
+      "assert(require('kuala.json').decode('[1]')[1] == 1)\n"
+      "assert(debug == nil and kuala)\n"
+      "local ok, why = pcall(getfenv, 1)\n" /* removed, and says so */
+      "assert(not ok and why:find('removed by the kuala sandbox'), why)\n";
+  int rc = load_one(&b, rt, "internal", src, &err);
   ck_assert_msg(rc == 0, "%s", err ? err : "?");
   teardown(loop, rt);
 }
@@ -881,7 +966,8 @@ START_TEST(test_lua_runtime_json_bad_input_is_an_error_not_a_crash)
   /* Every truncation of a real object, random bytes, and odd values to
    * encode: each gives nil + a message. */
   const char *src =
-      "local core = require('kuala.core')\n"
+      "local j = require('kuala.json')\n"
+      "local core = { json_decode = j.decode, json_encode = j.encode, null = j.null }\n"
       "local kuala = require('kuala')\n"
       "local s = assert(core.json_encode({ apiVersion = 'v1', kind = 'ConfigMap',\n"
       "  metadata = { name = 'x', labels = { a = 'b' } }, data = { k = 'v\\n\\0' },\n"
@@ -1140,11 +1226,17 @@ START_TEST(test_lua_sdk_errors_name_the_bundle_line)
   ck_assert_msg(strstr(r.message, "tb/main.lua:12:") != NULL, "%s", r.message);
   ck_assert_msg(strstr(r.message, "kuala SDK frame") != NULL, "%s", r.message);
   ck_assert_msg(strstr(r.message, "\tkuala/") == NULL, "%s", r.message);
+  /* The failure left a Warning Event on the primary (the cached App). */
+  for (int i = 0; i < 100 && strstr(f->last_body, "ReconcileError") == NULL; i++)
+    uv_run(loop, UV_RUN_NOWAIT);
+  ck_assert_msg(strstr(f->last_body, "\"reason\":\"ReconcileError\"") != NULL, "%s", f->last_body);
+  ck_assert_msg(strstr(f->last_body, "bad input web") != NULL, "%s", f->last_body);
   /* A memory hit while the SDK allocates names the bundle's line. */
   kuala_bundle_limits_t lim = {8u << 20, 2000, 0};
   ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
   result_t m = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
+  run_loop_until(loop, &m); /* long reconciles are time-sliced */
   ck_assert_msg(m.err == KUALA_ENOMEM, "%d %s", m.err, m.message);
   ck_assert_msg(strstr(m.message, "exceeded at tb/main.lua:10") != NULL, "%s", m.message);
   teardown(loop, rt);
@@ -1259,6 +1351,8 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
   tcase_add_test(tc, test_lua_runtime_json_round_trip);
   tcase_add_test(tc, test_lua_runtime_json_bad_input_is_an_error_not_a_crash);
+  tcase_add_test(tc, test_lua_runtime_json_boxed_integers_are_exact_and_protected);
+  tcase_add_test(tc, test_lua_runtime_internal_modules_are_not_reachable);
   tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
   tcase_add_test(tc, test_lua_runtime_loads_dir_and_sdk_from_source);
   tcase_add_test(tc, test_lua_sdk_first_read_waits_for_cache);
