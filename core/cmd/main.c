@@ -14,6 +14,7 @@
 #include "cmd_bundle.h"
 #include "cmd_crd.h"
 #include "cmd_rbac.h"
+#include "cmd_test.h"
 
 static void usage(FILE *f)
 {
@@ -26,6 +27,7 @@ static void usage(FILE *f)
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
           "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
           "  rbac DIR...        print least-privilege RBAC for the bundles (YAML)\n"
+          "  test [DIR]         run the bundle's busted specs with the kuala SDK on the path\n"
           "  version            print the version\n"
           "  help               this text\n"
           "\n"
@@ -89,6 +91,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "rbac") == 0) {
     return kuala__cli_rbac(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "test") == 0) {
+    return kuala__cli_test(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     printf("kuala %s\n", KUALA_VERSION_STRING);
