@@ -45,7 +45,8 @@ EOF
 emu() {
   "$bin/apiserver/kuala-apiserver" --port 0 --tls --kubeconfig-out "$tmp/$1.kubeconfig" \
     --token-auth-file "$tmp/tokens.csv" \
-    --authorization-mode=RBAC --deployment-ready-delay 100 >"$tmp/$1.out" 2>"$tmp/$1.err" &
+    --authorization-mode=RBAC --deployment-ready-delay 100 --admin-port 0 \
+    >"$tmp/$1.out" 2>"$tmp/$1.err" &
   pids+=($!)
   for _ in $(seq 100); do grep -q "^listening on" "$tmp/$1.out" 2>/dev/null && break; sleep 0.1; done
   URL=$(sed -n 's/^listening on \(.*\)$/\1/p' "$tmp/$1.out")
@@ -58,7 +59,16 @@ emu() {
   kc create namespace $NS >/dev/null 2>&1 || true
 }
 kc() { kubectl --kubeconfig "$tmp/admin.kubeconfig" "$@"; }
-forbidden_count() { grep -c "^kuala-apiserver: 403 " "$tmp/$1.err" || true; }
+# forbidden_count NAME: 403s the emulator gave, from its admin counter, which
+# must agree with its log lines.
+forbidden_count() {
+  local admin counted logged
+  admin=$(sed -n 's/^admin listening on \(.*\)$/\1/p' "$tmp/$1.out")
+  counted=$(curl -sf "$admin/faults" | grep -o '"forbidden":[0-9]*' | cut -d: -f2)
+  logged=$(grep -c "^kuala-apiserver: 403 " "$tmp/$1.err" || true)
+  [ "$counted" = "$logged" ] || fail "emulator $1: admin counts $counted 403s, log has $logged"
+  echo "$counted"
+}
 
 # run NAME ARGS...: start `kuala run` as the engine's ServiceAccount.
 run() {
