@@ -111,6 +111,30 @@ static int is_initial_events_end(json_object *obj)
          json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), "true") == 0;
 }
 
+/* A Status saying "Too large resource version" (cause
+ * ResourceVersionTooLarge; older servers only say it in the message). */
+static int is_rv_too_large(json_object *st)
+{
+  json_object *d, *causes, *m;
+  if (!st) {
+    return 0;
+  }
+  if (json_object_object_get_ex(st, "details", &d) &&
+      json_object_object_get_ex(d, "causes", &causes) &&
+      json_object_is_type(causes, json_type_array)) {
+    for (size_t i = 0; i < json_object_array_length(causes); i++) {
+      json_object *r;
+      if (json_object_object_get_ex(json_object_array_get_idx(causes, i), "reason", &r) &&
+          json_object_is_type(r, json_type_string) &&
+          strcmp(json_object_get_string(r), "ResourceVersionTooLarge") == 0) {
+        return 1;
+      }
+    }
+  }
+  return json_object_object_get_ex(st, "message", &m) && json_object_is_type(m, json_type_string) &&
+         strstr(json_object_get_string(m), "Too large resource version") != NULL;
+}
+
 /* A list, watch or decode failure: always counted by the caller, logged at
  * warn at most once per WARN_EVERY_MS per informer (with how many were
  * suppressed before it), so a server streaming garbage cannot flood the
@@ -405,6 +429,14 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
     case KUALA_LW_ERROR:
       inf->st.events_error++;
       if (ev->err == KUALA_EGONE) {
+        inf->relist_after_watch = 1;
+      } else if (is_rv_too_large(ev->object)) {
+        /* Our RV is ahead of the server's: it restarted with an empty or
+         * older store. Resuming can never work; relist (client-go does). */
+        KUALA_LOG(KUALA_LOG_WARN,
+                  "informer: resource version newer than the server's (restarted?), relisting",
+                  "resource", inf->key.resource, "resourceVersion",
+                  inf->last_rv ? inf->last_rv : "");
         inf->relist_after_watch = 1;
       } else {
         inf->watch_err = ev->err ? ev->err : KUALA_EAPI;

@@ -1058,6 +1058,82 @@ static size_t on_write(char *p, size_t size, size_t n, void *userp)
   return len;
 }
 
+/* 1 when the header line p[0..n) carries credentials. */
+static int secret_header(const char *p, size_t n)
+{
+  static const char *const names[] = {
+      "authorization:", "proxy-authorization:", "cookie:", "set-cookie:", NULL};
+  for (const char *const *h = names; *h; h++) {
+    size_t l = strlen(*h);
+    if (n >= l && strncasecmp(p, *h, l) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void kuala__client_debug_redact(kuala_buf_t *out, char prefix, const char *p, size_t n)
+{
+  /* Header blocks come whole: one line at a time, the values of
+   * credential headers replaced (the scheme word is kept, so "Bearer" vs
+   * "Basic" still shows). */
+  while (n > 0) {
+    const char *nl = memchr(p, '\n', n);
+    size_t len = nl ? (size_t)(nl - p) + 1 : n;
+    kuala_buf_putc(out, prefix);
+    kuala_buf_putc(out, ' ');
+    if (secret_header(p, len)) {
+      const char *colon = memchr(p, ':', len);
+      size_t keep = (size_t)(colon - p) + 1;
+      size_t v = keep;
+      while (v < len && p[v] == ' ') {
+        v++;
+      }
+      size_t w = v;
+      while (w < len && p[w] != ' ' && p[w] != '\r' && p[w] != '\n') {
+        w++;
+      }
+      /* "Authorization: Bearer <redacted>"; a bare value is all secret. */
+      size_t scheme_end = w < len && p[w] == ' ' ? w : keep;
+      kuala_buf_append(out, p, scheme_end);
+      kuala_buf_puts(out, " <redacted>\n");
+    } else {
+      kuala_buf_append(out, p, len);
+      if (!nl) {
+        kuala_buf_putc(out, '\n');
+      }
+    }
+    p += len;
+    n -= len;
+  }
+}
+
+static int debug_trace(CURL *e, curl_infotype type, char *p, size_t n, void *data)
+{
+  (void)e, (void)data;
+  char prefix;
+  switch (type) {
+    case CURLINFO_TEXT:
+      prefix = '*';
+      break;
+    case CURLINFO_HEADER_IN:
+      prefix = '<';
+      break;
+    case CURLINFO_HEADER_OUT:
+      prefix = '>';
+      break;
+    default:
+      return 0; /* bodies and TLS records stay out of the trace */
+  }
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  kuala__client_debug_redact(&b, prefix, p, n);
+  if (b.len) {
+    fwrite(b.data, 1, b.len, stderr);
+  }
+  kuala_buf_free(&b);
+  return 0;
+}
+
 static void setup_easy(kuala_client_req_t *req)
 {
   kuala_client_t *c = req->c;
@@ -1091,7 +1167,10 @@ static void setup_easy(kuala_client_req_t *req)
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2_possible ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (c->curl_verbose) {
-    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* KUALA_CLIENT_DEBUG=1: wire trace */
+    /* KUALA_CLIENT_DEBUG=1: wire trace, credentials redacted. */
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, debug_trace);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
   }
   if (req->kind != REQ_KIND_WATCH) {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);

@@ -218,6 +218,16 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
     fprintf(stderr, "kuala %s: a bind address is host:port, :port or 0\n", argv[0]);
     bad = 1;
   }
+  double lease = o->ops.lease_s > 0 ? o->ops.lease_s : 15;
+  double renew = o->ops.renew_s > 0 ? o->ops.renew_s : 10;
+  double retry = o->ops.retry_s > 0 ? o->ops.retry_s : 2;
+  if (!bad && !(retry < renew && renew < lease)) {
+    fprintf(stderr,
+            "kuala %s: leader election needs retry period (%gs) < renew deadline (%gs) < "
+            "lease duration (%gs)\n",
+            argv[0], retry, renew, lease);
+    bad = 1;
+  }
   return bad ? -1 : 0;
 }
 

@@ -50,7 +50,7 @@ int kuala__cli_crd(int argc, char **argv)
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0)
     return 1;
-  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL};
+  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL, NULL, NULL, NULL};
   kuala_runtime_t *rt = NULL;
   int status = 0;
   int rc = kuala_runtime_new(&rt, &loop, &be, NULL);

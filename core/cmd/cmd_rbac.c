@@ -382,7 +382,7 @@ int kuala__cli_rbac(int argc, char **argv)
     kuala_free(dirs);
     return 1;
   }
-  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL};
+  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL, NULL, NULL, NULL};
   kuala_runtime_t *rt = NULL;
   int status = 0;
   int rc = kuala_runtime_new(&rt, &loop, &be, NULL);

@@ -96,11 +96,9 @@ int kuala__ops_parse_addr(const char *addr, char *hostbuf, size_t hostlen, int *
 
 static int bundles_json(kuala_engine_t *e, char **out, size_t *len)
 {
-  /* Wired to kuala_engine_bundles_json() once the engine provides it. */
-  (void)e;
   *out = NULL;
   *len = 0;
-  return KUALA_ENOSYS;
+  return kuala_engine_bundles_json(e, out, len);
 }
 
 static void metrics_handle(void *data, kuala__httpd_req_t *req)

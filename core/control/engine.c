@@ -1788,3 +1788,49 @@ kuala_runtime_t *kuala_engine_runtime(kuala_engine_t *e)
 {
   return e->runtime;
 }
+
+/* --- bundles from memory (embedding) -------------------------------------- */
+
+int kuala_engine_bundle_set(kuala_engine_t *e, const char *name, const kuala_bundle_file_t *files,
+                            size_t nfiles)
+{
+  if (!e || !name || !*name || (nfiles && !files)) {
+    return KUALA_EINVAL;
+  }
+  if (e->stopping) {
+    return KUALA_ESHUTDOWN;
+  }
+  slot_t *s = slot_find(e, name);
+  if (s && strncmp(s->source, "memory:", 7) != 0) {
+    return KUALA_EEXISTS; /* a directory or ConfigMap bundle of that name */
+  }
+  kuala__bfiles_t fs = {0};
+  for (size_t i = 0; i < nfiles; i++) {
+    if (!files[i].name || (files[i].len && !files[i].src)) {
+      kuala__bfiles_free(&fs);
+      return KUALA_EINVAL;
+    }
+    kuala__bfiles_add(&fs, files[i].name, files[i].src, files[i].len);
+  }
+  if (s == NULL) {
+    char source[300];
+    snprintf(source, sizeof(source), "memory:%s", name);
+    s = slot_new(e, name, source);
+  }
+  slot_offer(s, &fs);
+  kuala__bfiles_free(&fs);
+  return 0;
+}
+
+int kuala_engine_bundle_remove(kuala_engine_t *e, const char *name)
+{
+  slot_t *s = e && name ? slot_find(e, name) : NULL;
+  if (s == NULL || s->removed) {
+    return KUALA_ENOENT;
+  }
+  if (strncmp(s->source, "memory:", 7) != 0) {
+    return KUALA_EINVAL; /* its directory or ConfigMap owns it */
+  }
+  slot_remove(s);
+  return 0;
+}

@@ -24,11 +24,14 @@
 #include "kuala/log.h"
 #include "kuala/permissions.h"
 #include "kuala/selector.h"
+#include "kuala/workqueue.h"
 #include "base/map.h"
 
 typedef struct cache_s {
   char *key; /* "group/version/resource" */
   kuala_informer_reg_t *reg;
+  size_t ctl_refs; /* watches of running controllers on this resource */
+  int ctl_made;    /* created for a controller (released with the last one) */
 } cache_t;
 
 typedef struct ctl_s ctl_t;
@@ -63,7 +66,20 @@ struct ctl_s {
   void *cb_data;
   kuala_controller_t *c;
   int stopping;
+  int caches_held; /* counted in cache_t.ctl_refs */
 };
+
+/* A reconcile waiting for a kind's cache: resolving the kind, then waiting
+ * for its informer to sync. Detached (m == NULL) when the manager closes or
+ * the wait is canceled; the pending resolve or informer callback frees it. */
+typedef struct wait_s {
+  kuala_manager_t *m;
+  struct wait_s *next, *prev;
+  char *api_version, *kind;
+  uint64_t timeout_ms;
+  kuala_call_done_cb done; /* NULL once answered */
+  void *data;
+} wait_t;
 
 struct kuala_manager_s {
   uv_loop_t *loop;
@@ -75,6 +91,7 @@ struct kuala_manager_s {
   size_t nctls, capctls;
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
+  wait_t *waits;
   int held;             /* kuala_manager_hold: leader-election gate */
   char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
@@ -231,6 +248,174 @@ static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_e
   rc = kuala_store_foreach(s, ns, sel, list_each, &e);
   kuala_selector_free(sel);
   return rc < 0 ? rc : 0;
+}
+
+/* --- waiting for a cache --------------------------------------------------- */
+
+static void wait_unlink(wait_t *w)
+{
+  kuala_manager_t *m = w->m;
+  if (m == NULL) {
+    return;
+  }
+  if (w->prev) {
+    w->prev->next = w->next;
+  } else {
+    m->waits = w->next;
+  }
+  if (w->next) {
+    w->next->prev = w->prev;
+  }
+  w->m = NULL;
+  w->next = w->prev = NULL;
+}
+
+/* Answer once; the struct stays until its pending callback frees it. */
+static void wait_answer(wait_t *w, int err)
+{
+  kuala_call_done_cb done = w->done;
+  w->done = NULL;
+  wait_unlink(w);
+  if (done) {
+    done(w->data, err, NULL, 0);
+  }
+}
+
+static void wait_free(wait_t *w)
+{
+  kuala_manager_t *m = w->m;
+  wait_unlink(w);
+  kuala_free(w->api_version);
+  kuala_free(w->kind);
+  kuala_free(w);
+  if (m) {
+    maybe_free(m);
+  }
+}
+
+static void wait_synced(void *data, int err)
+{
+  wait_t *w = data;
+  if (w->done) {
+    wait_answer(w, err);
+  }
+  wait_free(w);
+}
+
+/* Start the informer wait for a resolved kind; 0 or an error to answer. */
+static int wait_on_cache(wait_t *w, const kuala_client_resource_t *r)
+{
+  cache_t *c = cache_for(w->m, r, 1);
+  if (c == NULL) {
+    return w->m->closing ? KUALA_ESHUTDOWN : KUALA_EIO;
+  }
+  return kuala_informer_wait_synced(kuala_informer_reg_informer(c->reg), w->timeout_ms, wait_synced,
+                                    w);
+}
+
+static void wait_resolved(void *data, int err, const kuala_client_resource_t *res)
+{
+  wait_t *w = data;
+  if (w->done == NULL || w->m == NULL) { /* canceled or the manager closed */
+    if (w->done) {
+      wait_answer(w, KUALA_ECANCELED);
+    }
+    wait_free(w);
+    return;
+  }
+  if (err == 0) {
+    err = wait_on_cache(w, res);
+    if (err == 0) {
+      return; /* wait_synced answers and frees */
+    }
+  } else if (err == KUALA_ENOTFOUND) {
+    KUALA_LOG(KUALA_LOG_WARN, "a reconcile reads a kind the API server does not serve",
+              "apiVersion", w->api_version, "kind", w->kind);
+  }
+  wait_answer(w, err);
+  wait_free(w);
+}
+
+static int be_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t timeout_ms,
+                         kuala_call_done_cb done, void *data, void **handle)
+{
+  kuala_manager_t *m = self;
+  if (m->closing) {
+    return KUALA_ESHUTDOWN;
+  }
+  if (q == NULL || q->api_version == NULL || q->kind == NULL || done == NULL) {
+    return KUALA_EINVAL;
+  }
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  wait_t *w = kuala_calloc(1, sizeof(*w));
+  w->m = m;
+  w->api_version = kuala_strdup(q->api_version);
+  w->kind = kuala_strdup(q->kind);
+  w->timeout_ms = timeout_ms ? timeout_ms : 30000;
+  w->done = done;
+  w->data = data;
+  w->next = m->waits;
+  if (m->waits) {
+    m->waits->prev = w;
+  }
+  m->waits = w;
+  kuala_client_resource_t r;
+  if (kuala_client_resolve_cached(m->client, q->api_version, q->kind, &r) == 0) {
+    rc = wait_on_cache(w, &r);
+  } else {
+    rc = kuala_client_resolve(m->client, q->api_version, q->kind, wait_resolved, w);
+  }
+  if (rc) {
+    w->done = NULL;
+    wait_free(w);
+    return rc;
+  }
+  *handle = w;
+  return 0;
+}
+
+static void be_cache_wait_cancel(void *self, void *handle)
+{
+  (void)self;
+  wait_t *w = handle;
+  if (w->done) {
+    wait_answer(w, KUALA_ECANCELED);
+  }
+}
+
+/* --- enqueue from a reconcile ------------------------------------------------ */
+
+static int be_enqueue(void *self, const char *controller, const char *ns, const char *name,
+                      uint64_t after_ms)
+{
+  kuala_manager_t *m = self;
+  if (controller == NULL) {
+    return KUALA_EINVAL;
+  }
+  for (size_t i = 0; i < m->nctls; i++) {
+    ctl_t *ctl = m->ctls[i];
+    if (ctl->c == NULL || ctl->stopping || strcmp(ctl->name, controller) != 0) {
+      continue;
+    }
+    if (name == NULL) {
+      kuala_controller_enqueue_all(ctl->c);
+      return 0;
+    }
+    if (after_ms == 0) {
+      return kuala_controller_enqueue(ctl->c, ns, name);
+    }
+    char key[512];
+    int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
+                      : snprintf(key, sizeof(key), "%s", name);
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+      return KUALA_EINVAL;
+    }
+    return kuala_workqueue_add_after(kuala_controller_queue(ctl->c), key, after_ms);
+  }
+  return KUALA_ENOENT;
 }
 
 /* --- API calls ------------------------------------------------------------- */
@@ -516,6 +701,8 @@ static void ctl_forget(kuala_manager_t *m, ctl_t *ctl)
   }
 }
 
+static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl);
+
 static void ctl_start(ctl_t *ctl)
 {
   kuala_manager_t *m = ctl->m;
@@ -533,7 +720,15 @@ static void ctl_start(ctl_t *ctl)
     specs[i].generation_changed = d->generation_changed;
     specs[i].predicate = d->predicate;
     specs[i].predicate_data = d->predicate_data;
-    cache_for(m, r, 1); /* reads of watched kinds share the informer */
+    /* Reads of watched kinds share the informer. */
+    cache_t *cache = cache_for(m, r, 0);
+    int fresh = cache == NULL;
+    cache = cache ? cache : cache_for(m, r, 1);
+    if (cache) {
+      cache->ctl_made |= fresh;
+      cache->ctl_refs++;
+      ctl->caches_held = 1;
+    }
   }
   kuala_controller_opts_t o = {
       ctl->name, ctl->res[0].group, ctl->res[0].kind, specs, ctl->nwatches, ctl->concurrency, NULL,
@@ -550,6 +745,7 @@ static void ctl_start(ctl_t *ctl)
   }
   kuala_free(specs);
   if (rc) {
+    ctl_release_caches(m, ctl);
     KUALA_LOG(KUALA_LOG_ERROR, "controller failed to start", "controller", ctl->name, "error",
               kuala_strerror(rc));
     ctl_forget(m, ctl);
@@ -666,6 +862,28 @@ int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl
   return 0;
 }
 
+/* A removed controller's watched resources: a cache registration made for
+ * controllers goes with the last of them, so a removed bundle releases its
+ * informers (a controller started on the same resource before this one
+ * stops keeps it: a reload relists nothing). */
+static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl)
+{
+  if (!ctl->caches_held || m->closing) {
+    return;
+  }
+  ctl->caches_held = 0;
+  for (size_t i = 0; i < ctl->nwatches; i++) {
+    cache_t *c = cache_for(m, &ctl->res[i], 0);
+    if (c == NULL || c->ctl_refs == 0 || --c->ctl_refs > 0 || !c->ctl_made) {
+      continue;
+    }
+    kuala__map_del(&m->caches, c->key, strlen(c->key));
+    kuala_informer_reg_remove(c->reg);
+    kuala_free(c->key);
+    kuala_free(c);
+  }
+}
+
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
 {
   for (size_t i = 0; i < m->nctls; i++) {
@@ -673,6 +891,7 @@ void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
     if (ctl->c == c && !ctl->stopping) {
       ctl->stopping = 1;
       ctl_forget(m, ctl);
+      ctl_release_caches(m, ctl);
       kuala_controller_stop(c, ctl_closed, ctl);
       return;
     }
@@ -737,6 +956,9 @@ int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *cl
   m->backend.call_start = be_call_start;
   m->backend.call_cancel = be_call_cancel;
   m->backend.self = m;
+  m->backend.cache_wait = be_cache_wait;
+  m->backend.cache_wait_cancel = be_cache_wait_cancel;
+  m->backend.enqueue = be_enqueue;
   *out = m;
   return 0;
 }
@@ -754,7 +976,7 @@ void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
 
 static void maybe_free(kuala_manager_t *m)
 {
-  if (!m->closing || m->calls || m->live_ctls > 0) {
+  if (!m->closing || m->calls || m->waits || m->live_ctls > 0) {
     return;
   }
   kuala__map_free(&m->caches);
@@ -795,6 +1017,11 @@ void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *d
   kuala__map_free(&m->caches);
   for (call_t *call = m->calls; call; call = call->next) {
     be_call_cancel(m, call);
+  }
+  /* Waits answer ECANCELED now and detach; their pending resolve or
+   * informer callbacks free them without touching the manager. */
+  while (m->waits) {
+    wait_answer(m->waits, KUALA_ECANCELED);
   }
   maybe_free(m);
 }

@@ -139,6 +139,57 @@ typedef struct {
   int has_queue;
 } ctl_snap_t;
 
+/* Two controllers may share a name for a moment (a bundle reload runs the
+ * new version beside the old one until the old drains): their series are
+ * summed, since the format forbids duplicate label sets. */
+static void merge(ctl_snap_t *into, const ctl_snap_t *from)
+{
+  kuala_controller_stats_t *a = &into->cs;
+  const kuala_controller_stats_t *b = &from->cs;
+  a->success += b->success;
+  a->error += b->error;
+  a->requeue += b->requeue;
+  a->requeue_after += b->requeue_after;
+  a->limit_cpu += b->limit_cpu;
+  a->limit_memory += b->limit_memory;
+  a->limit_deadline += b->limit_deadline;
+  a->active += b->active;
+  a->time_sum += b->time_sum;
+  a->time_count += b->time_count;
+  for (int i = 0; i < KUALA_RECONCILE_BUCKETS; i++) {
+    a->time_buckets[i] += b->time_buckets[i];
+  }
+  if (b->concurrency > a->concurrency) {
+    a->concurrency = b->concurrency;
+  }
+  if (!from->has_queue) {
+    return;
+  }
+  if (!into->has_queue) {
+    into->qs = from->qs;
+    into->qname = from->qname;
+    into->has_queue = 1;
+    return;
+  }
+  kuala_workqueue_stats_t *q = &into->qs;
+  const kuala_workqueue_stats_t *r = &from->qs;
+  q->adds += r->adds;
+  q->retries += r->retries;
+  q->depth += r->depth;
+  q->queue_latency_sum += r->queue_latency_sum;
+  q->queue_latency_count += r->queue_latency_count;
+  q->work_duration_sum += r->work_duration_sum;
+  q->work_duration_count += r->work_duration_count;
+  for (int i = 0; i < KUALA_WORKQUEUE_BUCKETS; i++) {
+    q->queue_latency_buckets[i] += r->queue_latency_buckets[i];
+    q->work_duration_buckets[i] += r->work_duration_buckets[i];
+  }
+  q->unfinished_work += r->unfinished_work;
+  if (r->longest_running > q->longest_running) {
+    q->longest_running = r->longest_running;
+  }
+}
+
 static size_t snap_controllers(kuala_manager_t *m, ctl_snap_t **out)
 {
   size_t n = m ? kuala_manager_controller_count(m) : 0;
@@ -149,15 +200,25 @@ static size_t snap_controllers(kuala_manager_t *m, ctl_snap_t **out)
     if (c == NULL) {
       continue;
     }
-    s[k].c = c;
-    kuala_controller_stats(c, &s[k].cs);
+    ctl_snap_t cur;
+    memset(&cur, 0, sizeof(cur));
+    cur.c = c;
+    kuala_controller_stats(c, &cur.cs);
     kuala_workqueue_t *q = kuala_controller_queue(c);
     if (q) {
-      kuala_workqueue_stats(q, &s[k].qs);
-      s[k].qname = kuala_workqueue_name(q);
-      s[k].has_queue = 1;
+      kuala_workqueue_stats(q, &cur.qs);
+      cur.qname = kuala_workqueue_name(q);
+      cur.has_queue = 1;
     }
-    k++;
+    size_t j = 0;
+    while (j < k && strcmp(kuala_controller_name(s[j].c), kuala_controller_name(c)) != 0) {
+      j++;
+    }
+    if (j < k) {
+      merge(&s[j], &cur);
+    } else {
+      s[k++] = cur;
+    }
   }
   *out = s;
   return k;

@@ -100,4 +100,20 @@ struct kuala_manager_s *kuala_engine_manager(kuala_engine_t *e);
 struct kuala_informers_s *kuala_engine_informers(kuala_engine_t *e);
 kuala_runtime_t *kuala_engine_runtime(kuala_engine_t *e);
 
+/* Embedding: add or replace the bundle `name` from in-memory files
+ * (copied; `name` of each file is its path in the bundle, "main.lua",
+ * "lib/util.lua"). This is the hot-reload path the directory and ConfigMap
+ * sources use: the new version loads in a fresh VM beside the running one
+ * and replaces it only once it loaded cleanly (its CRDs Established); the
+ * same content is no change; a failed version leaves the running one and
+ * shows in kuala_engine_bundles_json (source "memory:NAME"). Callable
+ * after kuala_engine_new, before or after kuala_engine_start; a bundle set
+ * before start counts towards the ready callback. KUALA_EEXISTS when a
+ * directory or ConfigMap bundle has that name. */
+int kuala_engine_bundle_set(kuala_engine_t *e, const char *name, const kuala_bundle_file_t *files,
+                            size_t nfiles);
+/* Stop an in-memory bundle's controllers (its CRDs and custom resources
+ * stay). KUALA_ENOENT when no such bundle runs. */
+int kuala_engine_bundle_remove(kuala_engine_t *e, const char *name);
+
 #endif /* KUALA_ENGINE_H */

@@ -1,8 +1,9 @@
 /*
  * The manager: one API client, one shared informer registry, the controllers
  * that use them, and the backend (kuala/runtime.h) that gives Lua bundles
- * cache reads and API calls. controller-runtime's Manager, minus leader
- * election and the metrics server (later issues).
+ * cache reads and API calls. controller-runtime's Manager; leader election
+ * (kuala/leader.h) only holds or releases its controllers
+ * (kuala_manager_hold), and metrics (kuala/metrics.h) read it.
  *
  * Controllers are declared by apiVersion + kind; the manager resolves each
  * to a resource through discovery (kuala_client_resolve, which refreshes on

@@ -93,6 +93,23 @@ typedef struct {
    * later) with KUALA_ECANCELED unless the answer was already on its way. */
   void (*call_cancel)(void *self, void *handle);
   void *self;
+  /* Optional (NULL: reads of a kind that is not cached answer KUALA_EAGAIN).
+   * Wait until the cache for q's kind has synced, starting its informer if
+   * needed: 0 and *handle on success, then `done` runs exactly once, later
+   * from the loop, with 0 (synced: read again), KUALA_ENOTFOUND (the API
+   * server does not serve that apiVersion/kind, after a discovery refresh),
+   * KUALA_ETIMEDOUT (not synced within timeout_ms), KUALA_ECANCELED or
+   * another KUALA_E*. A negative KUALA_E* return: `done` never runs. */
+  int (*cache_wait)(void *self, const kuala_cache_query_t *q, uint64_t timeout_ms,
+                    kuala_call_done_cb done, void *data, void **handle);
+  /* Cancel a wait whose `done` has not run: `done` runs with KUALA_ECANCELED
+   * (now or later). */
+  void (*cache_wait_cancel)(void *self, void *handle);
+  /* Optional: add a request to a controller's work queue after `after_ms`
+   * (0 = now); name NULL = every primary object in the cache. 0,
+   * KUALA_ENOENT (no running controller of that name) or KUALA_E*. */
+  int (*enqueue)(void *self, const char *controller, const char *ns, const char *name,
+                 uint64_t after_ms);
 } kuala_backend_t;
 
 /* ---- runtime ------------------------------------------------------------ */

@@ -113,6 +113,16 @@ expect 'controller_runtime_max_concurrent_reconciles{controller="tally"}' 1
 expect 'kuala_informer_objects{group="ops.kuala.dev",namespace="",resource="tallies",selector="",version="v1"}' 6
 expect 'kuala_informer_synced{group="ops.kuala.dev",namespace="",resource="tallies",selector="",version="v1"}' 1
 expect 'kuala_lua_limit_hits_total{controller="tally",limit="cpu"}' 0
+expect 'kuala_bundle_loads_total{bundle="tally"}' 1
+expect 'kuala_bundle_load_errors_total{bundle="tally"}' 0
+grep -q '^kuala_bundle_info{bundle="tally",.*state="running"} 1$' "$tmp/metrics" \
+  || fail "no kuala_bundle_info for the running tally bundle"
+mem=$(value 'kuala_bundle_memory_bytes{bundle="tally"}')
+[ "${mem:-0}" -gt 0 ] || fail "kuala_bundle_memory_bytes is '$mem'"
+curl -sf "http://$metrics/bundles" >"$tmp/bundles.json" || fail "GET /bundles failed"
+[ "$(jq -r '.[0].name + " " + .[0].state + " " + (.[0].loads|tostring)' "$tmp/bundles.json")" = "tally running 1" ] \
+  || fail "/bundles: $(cat "$tmp/bundles.json")"
+echo "ok: /bundles and kuala_bundle_* describe the running bundle"
 # The requeue_after key is parked, not queued: the adds are the 6 creates
 # plus the failing key's retries (each retry is an add).
 retries=$(value 'workqueue_retries_total{name="tally",controller="tally"}')
@@ -127,7 +137,8 @@ for fam in controller_runtime_reconcile_total controller_runtime_reconcile_error
   rest_client_requests_total process_cpu_seconds_total process_resident_memory_bytes \
   process_open_fds process_max_fds process_start_time_seconds process_virtual_memory_bytes \
   kuala_informer_objects kuala_informer_cache_bytes kuala_informer_relists_total \
-  kuala_lua_limit_hits_total; do
+  kuala_lua_limit_hits_total kuala_bundle_info kuala_bundle_loads_total \
+  kuala_bundle_load_errors_total kuala_bundle_memory_bytes; do
   grep -q "^# TYPE $fam " "$tmp/metrics" || fail "no family $fam in /metrics"
 done
 echo "ok: every documented family is present"

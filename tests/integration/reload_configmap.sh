@@ -135,6 +135,10 @@ kubectl get probe p1 -n default >/dev/null || fail "the custom resource was dele
 write_bundle v5
 ship
 wait_for "v5 after re-adding the bundle" status_is v5/4
+# Removal released the bundle's informers: coming back lists again.
+lists_readd=$(grep -E "bundle (running|reloaded) bundle=probe" "$tmp/kuala.log" | tail -1 | sed -n 's/.*list_requests=\([0-9]*\).*/\1/p')
+[ "$lists_readd" -gt "$lists_after" ] \
+  || fail "no new list after re-adding a removed bundle ($lists_after -> $lists_readd): informers kept"
 
 kill -TERM $kuala_pid
 rc=0

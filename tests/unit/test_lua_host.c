@@ -145,7 +145,7 @@ static void fx_init(fx_t *fx, uint32_t deadline_ms)
   memset(fx, 0, sizeof *fx);
   kuala_log_set_sink(quiet_sink, NULL);
   ck_assert_int_eq(uv_loop_init(&fx->loop), 0);
-  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL};
+  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL, NULL, NULL, NULL};
   kuala_runtime_opts_t o = {0, 0, deadline_ms, NULL};
   ck_assert_int_eq(kuala_runtime_new(&fx->rt, &fx->loop, &be, &o), 0);
   fx->host.loop = &fx->loop;
