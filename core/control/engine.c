@@ -79,6 +79,7 @@ struct kuala_engine_s {
   size_t nbundles;
   crd_wait_t *waits; /* CRD waits not yet closed */
   int manager_closed;
+  uv_timer_t *grace; /* the graceful part of a stop is running */
   kuala_engine_ready_cb ready;
   void *ready_data;
   int ready_sent;
@@ -107,10 +108,31 @@ static void check_ready(kuala_engine_t *e)
   }
 }
 
+/* The `bundle` log key is always the bundle's name (the base name of its
+ * directory until it has loaded, as the runtime names it); `dir` is the
+ * path. */
+static const char *bundle_log_name(const bundle_t *bd)
+{
+  if (bd->b) {
+    return kuala_bundle_name(bd->b);
+  }
+  const char *end = bd->dir + strlen(bd->dir);
+  while (end > bd->dir + 1 && end[-1] == '/') {
+    end--;
+  }
+  const char *base = end;
+  while (base > bd->dir && base[-1] != '/') {
+    base--;
+  }
+  static char name[256];
+  snprintf(name, sizeof(name), "%.*s", (int)(end - base), base);
+  return name;
+}
+
 static void bundle_fail(bundle_t *bd, const char *what, const char *detail)
 {
-  kuala_log_kv_t ctx[] = {{"bundle", bd->dir}};
-  kuala_log(KUALA_LOG_ERROR, ctx, 1, what, "error", detail, NULL);
+  kuala_log_kv_t ctx[] = {{"bundle", bundle_log_name(bd)}};
+  kuala_log(KUALA_LOG_ERROR, ctx, 1, what, "dir", bd->dir, "error", detail, NULL);
   if (!bd->failed) {
     bd->failed = 1;
     bd->e->st.bundles_failed++;
@@ -160,7 +182,7 @@ static void bctl_map(void *data, const kuala_obj_t *obj, kuala_emit_fn emit, voi
   int rc = kuala_bundle_map(ctl->bundle->b, ctl->name, w->index, obj->json, obj->json_len, emit,
                             emit_data);
   if (rc) {
-    kuala_log_kv_t ctx[] = {{"bundle", ctl->bundle->dir}, {"controller", ctl->name}};
+    kuala_log_kv_t ctx[] = {{"bundle", bundle_log_name(ctl->bundle)}, {"controller", ctl->name}};
     kuala_log(KUALA_LOG_ERROR, ctx, 2, "map function failed", "error", kuala_strerror(rc), NULL);
   }
 }
@@ -352,7 +374,7 @@ static void crd_got(void *data, int err, const char *json, size_t len)
     return;
   }
   if (err == 0 && json && is_established(json, len)) {
-    kuala_log_kv_t ctx[] = {{"bundle", bd->dir}, {"crd", w->name}};
+    kuala_log_kv_t ctx[] = {{"bundle", bundle_log_name(bd)}, {"crd", w->name}};
     kuala_log(KUALA_LOG_INFO, ctx, 2, "CRD established", NULL);
     e->st.crds_installed++;
     crd_wait_close(w);
@@ -607,10 +629,34 @@ static void reaper(uv_idle_t *h)
   }
 }
 
+/* The graceful part of a stop: the manager hands out no more keys while the
+ * running reconciles finish, up to opts.graceful_shutdown_ms; then (or as
+ * soon as they are all done) stop_now() cancels what still runs. The timer
+ * lives apart from the engine, which may be freed before it is closed. */
+static void grace_closed(uv_handle_t *h)
+{
+  kuala_free(h);
+}
+
+static void stop_now(kuala_engine_t *e);
+
+static void grace_fired(uv_timer_t *t)
+{
+  kuala_engine_t *e = t->data;
+  if (!e->manager_closed) {
+    KUALA_LOG(KUALA_LOG_WARN, "graceful shutdown timeout reached, cancelling running reconciles");
+  }
+  stop_now(e);
+}
+
 static void manager_closed(void *data)
 {
   kuala_engine_t *e = data;
   e->manager_closed = 1;
+  /* Not from inside the callback chain of the last reconcile: next turn. */
+  if (e->grace) {
+    uv_timer_start(e->grace, grace_fired, 0, 0);
+  }
 }
 
 void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data)
@@ -621,13 +667,27 @@ void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data
   e->stopping = 1;
   e->stopped = cb;
   e->stopped_data = data;
-  KUALA_LOG(KUALA_LOG_INFO, "engine stopping");
+  int64_t grace = e->opts.graceful_shutdown_ms ? e->opts.graceful_shutdown_ms : 30000;
+  char gs[32];
+  snprintf(gs, sizeof(gs), "%lldms", (long long)(grace > 0 ? grace : 0));
+  KUALA_LOG(KUALA_LOG_INFO, "engine stopping: no new reconciles, running ones may finish", "grace",
+            gs);
   for (crd_wait_t *w = e->waits; w; w = w->next) {
     if (!w->in_call) {
       crd_wait_close(w);
     }
   }
+  e->grace = kuala_calloc(1, sizeof(*e->grace));
+  uv_timer_init(e->loop, e->grace);
+  e->grace->data = e;
+  uv_timer_start(e->grace, grace_fired, grace > 0 ? (uint64_t)grace : 0, 0);
   kuala_manager_close(e->manager, manager_closed, e);
+}
+
+static void stop_now(kuala_engine_t *e)
+{
+  uv_close((uv_handle_t *)e->grace, grace_closed);
+  e->grace = NULL;
   kuala_runtime_free(e->runtime);
   kuala_informers_close(e->informers);
   kuala_client_close(e->client);

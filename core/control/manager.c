@@ -74,6 +74,7 @@ struct kuala_manager_s {
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
   int closing;
+  int released; /* closing, and the caches and calls are gone (release()) */
   kuala_manager_closed_cb closed_cb;
   void *closed_data;
 };
@@ -344,7 +345,7 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
                          void **handle)
 {
   kuala_manager_t *m = self;
-  if (m->closing) {
+  if (m->released) {
     return KUALA_ESHUTDOWN;
   }
   if (c->api_version == NULL || c->kind == NULL || done == NULL) {
@@ -651,9 +652,35 @@ const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m)
   return &m->backend;
 }
 
+/* The caches and the API calls stay usable while stopping controllers
+ * finish their running reconciles (a graceful stop); they go once the last
+ * controller is gone. */
+static void release(kuala_manager_t *m)
+{
+  m->released = 1;
+  size_t iter = 0;
+  void *v;
+  while (kuala__map_next(&m->caches, &iter, NULL, NULL, &v)) {
+    cache_t *c = v;
+    kuala_informer_reg_remove(c->reg);
+    kuala_free(c->key);
+    kuala_free(c);
+  }
+  kuala__map_free(&m->caches);
+  for (call_t *call = m->calls; call; call = call->next) {
+    be_call_cancel(m, call);
+  }
+}
+
 static void maybe_free(kuala_manager_t *m)
 {
-  if (!m->closing || m->calls || m->live_ctls > 0) {
+  if (!m->closing || m->live_ctls > 0) {
+    return;
+  }
+  if (!m->released) {
+    release(m);
+  }
+  if (m->calls) {
     return;
   }
   kuala__map_free(&m->caches);
@@ -681,18 +708,6 @@ void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *d
       ctl->stopping = 1;
       kuala_controller_stop(ctl->c, ctl_closed, ctl);
     }
-  }
-  size_t iter = 0;
-  void *v;
-  while (kuala__map_next(&m->caches, &iter, NULL, NULL, &v)) {
-    cache_t *c = v;
-    kuala_informer_reg_remove(c->reg);
-    kuala_free(c->key);
-    kuala_free(c);
-  }
-  kuala__map_free(&m->caches);
-  for (call_t *call = m->calls; call; call = call->next) {
-    be_call_cancel(m, call);
   }
   maybe_free(m);
 }
