@@ -444,3 +444,35 @@ void emu_deployment_touched(emu_t *e, const char *ns, const char *name)
   d->t.data = d;
   uv_timer_start(&d->t, on_deploy, (uint64_t)(e->deploy_delay_ms > 0 ? e->deploy_delay_ms : 0), 0);
 }
+
+/* After a restart (--data-dir), Deployments whose simulated status was
+ * pending when the process stopped (observedGeneration behind generation,
+ * or ready replicas not matching spec.replicas) get their timer again;
+ * otherwise their status would never catch up. */
+void emu_deployments_resume(emu_t *e)
+{
+  emu_rtype_t *rt = emu_rtype_find(e, "apps", "v1", "deployments");
+  if (!rt) {
+    return;
+  }
+  size_t n;
+  emu_obj_t **all = emu_store_sorted(rt->store, &n);
+  for (size_t i = 0; i < n; i++) {
+    emu_obj_t *o = all[i];
+    if (o->deleting) {
+      continue;
+    }
+    json_object *obj = emu_obj_parse(o);
+    json_object *gen = kuala_json_get(obj, "metadata", "generation", NULL);
+    json_object *seen = kuala_json_get(obj, "status", "observedGeneration", NULL);
+    json_object *rep = kuala_json_get(obj, "spec", "replicas", NULL);
+    json_object *ready = kuala_json_get(obj, "status", "readyReplicas", NULL);
+    int64_t want = rep ? json_object_get_int64(rep) : 1;
+    int64_t have = ready ? json_object_get_int64(ready) : 0;
+    if (!seen || (gen && json_object_get_int64(seen) < json_object_get_int64(gen)) ||
+        have != want) {
+      emu_deployment_touched(e, o->ns, o->name);
+    }
+    json_object_put(obj);
+  }
+}

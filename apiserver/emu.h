@@ -141,6 +141,7 @@ struct emu_s {
   uv_idle_t flush_idle; /* flushes buffered watch events (server.c) */
   int ctl_scheduled;
   int deploy_delay_ms;
+  size_t stream_high; /* large lists: keep writing while less is unsent */
   int bookmark_ms;
   emu_faults_t faults;
   kuala__httpd_req_t **held; /* paused requests */
@@ -220,6 +221,8 @@ void emu_controllers_kick(emu_t *e);
 void emu_controllers_init(emu_t *e);
 /* Schedule the simulated Deployment status. */
 void emu_deployment_touched(emu_t *e, const char *ns, const char *name);
+/* Re-arm the status simulation of Deployments left pending (after a load). */
+void emu_deployments_resume(emu_t *e);
 
 /* ---- shared helpers (server.c) ---- */
 void emu_now(char *buf, size_t len);       /* RFC 3339, seconds */

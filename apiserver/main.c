@@ -17,6 +17,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "emu.h"
 #include "kuala/alloc.h"
 #include "kuala/json.h"
@@ -29,6 +30,10 @@ static void usage(FILE *f)
       "  --port N                    listen on 127.0.0.1:N (0 = pick a free port)\n"
       "  --kubeconfig-out FILE       write a kubeconfig pointing at this server\n"
       "  --token TOKEN               require 'Authorization: Bearer TOKEN' (401 otherwise)\n"
+      "  --token-auth-file FILE      static tokens, kube-apiserver's CSV: "
+      "token,user,uid,\"g1,g2\"\n"
+      "  --authorization-mode MODE   AlwaysAllow (default) or RBAC (Roles, bindings, "
+      "impersonation)\n"
       "  --tls                       serve HTTPS with a generated self-signed certificate\n"
       "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
       "  --admin-port N              fault-injection admin endpoint on 127.0.0.1:N (0 = pick)\n"
@@ -36,6 +41,12 @@ static void usage(FILE *f)
       "  --deployment-ready-delay MS delay before a Deployment's simulated status (500)\n"
       "  --bookmark-interval MS      periodic watch bookmarks when asked for (default 60000)\n"
       "  --data-dir DIR              keep objects and the revision in DIR/kuala-apiserver.db\n"
+      "  --max-connections N         open connections; more get 503 and are closed (4096)\n"
+      "  --read-header-timeout MS    close a request whose headers stall (32000)\n"
+      "  --read-body-timeout MS      close a request whose body stalls (60000)\n"
+      "  --idle-timeout MS           close an idle keep-alive connection (90000)\n"
+      "  --max-pending BYTES         unsent bytes before a non-reading client is dropped\n"
+      "                              (64 MiB; lists stream below it; small values for tests)\n"
       "  --help                      this text\n",
       f);
 }
@@ -118,7 +129,9 @@ static void seed_namespaces(emu_t *e)
 int main(int argc, char **argv)
 {
   long port = 6443, admin_port = -1, history = 10000, deploy_delay = 500, bookmark = 60000;
+  long max_conns = 0, header_ms = 0, body_ms = 0, idle_ms = 0, max_pending = 0;
   const char *kubeconfig = NULL, *token = NULL, *cert = NULL, *key = NULL, *data_dir = NULL;
+  const char *token_file = NULL, *authz_mode = NULL;
   int tls = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -129,6 +142,12 @@ int main(int argc, char **argv)
       return 0;
     } else if (strcmp(a, "--tls") == 0) {
       tls = 1;
+      continue;
+    } else if (strncmp(a, "--authorization-mode=", 21) == 0) { /* kube-apiserver's spelling */
+      authz_mode = a + 21;
+      continue;
+    } else if (strncmp(a, "--token-auth-file=", 18) == 0) {
+      token_file = a + 18;
       continue;
     } else if (!v) {
       fprintf(stderr, "kuala-apiserver: %s needs a value (see --help)\n", a);
@@ -143,12 +162,26 @@ int main(int argc, char **argv)
       bad = parse_int(v, 0, 3600000, &deploy_delay);
     } else if (strcmp(a, "--bookmark-interval") == 0) {
       bad = parse_int(v, 0, 3600000, &bookmark);
+    } else if (strcmp(a, "--max-connections") == 0) {
+      bad = parse_int(v, 1, 1000000, &max_conns);
+    } else if (strcmp(a, "--read-header-timeout") == 0) {
+      bad = parse_int(v, 1, 3600000, &header_ms);
+    } else if (strcmp(a, "--read-body-timeout") == 0) {
+      bad = parse_int(v, 1, 3600000, &body_ms);
+    } else if (strcmp(a, "--idle-timeout") == 0) {
+      bad = parse_int(v, 1, 3600000, &idle_ms);
+    } else if (strcmp(a, "--max-pending") == 0) {
+      bad = parse_int(v, 4096, 1L << 34, &max_pending);
     } else if (strcmp(a, "--kubeconfig-out") == 0) {
       kubeconfig = v;
     } else if (strcmp(a, "--data-dir") == 0) {
       data_dir = v;
     } else if (strcmp(a, "--token") == 0) {
       token = v;
+    } else if (strcmp(a, "--token-auth-file") == 0) {
+      token_file = v;
+    } else if (strcmp(a, "--authorization-mode") == 0) {
+      authz_mode = v;
     } else if (strcmp(a, "--tls-cert") == 0) {
       cert = v;
       tls = 1;
@@ -173,6 +206,11 @@ int main(int argc, char **argv)
   emu_t *e = &emu;
   e->loop = uv_default_loop();
   e->token = token ? kuala_strdup(token) : NULL;
+  char auth_err[512];
+  if (emu_auth_configure(e, token_file, authz_mode, auth_err, sizeof auth_err) < 0) {
+    fprintf(stderr, "kuala-apiserver: %s\n", auth_err);
+    return 2;
+  }
   e->deploy_delay_ms = (int)deploy_delay;
   e->bookmark_ms = (int)bookmark;
   emu_store_init(e, (size_t)history);
@@ -190,6 +228,7 @@ int main(int argc, char **argv)
   }
   seed_namespaces(e);
   emu_controllers_kick(e);
+  emu_deployments_resume(e);
 
   SSL_CTX *ctx = NULL;
   char *ca_pem = NULL;
@@ -201,7 +240,18 @@ int main(int argc, char **argv)
     }
     e->tls = 1;
   }
-  kuala__httpd_opts_t o = {.port = (int)port, .tls = ctx, .handler = emu_handle, .data = e};
+  kuala__httpd_opts_t o = {.port = (int)port,
+                           .tls = ctx,
+                           .handler = emu_handle,
+                           .data = e,
+                           .max_conns = (size_t)max_conns,
+                           .header_timeout_ms = (unsigned)header_ms,
+                           .body_timeout_ms = (unsigned)body_ms,
+                           .idle_timeout_ms = (unsigned)idle_ms,
+                           .max_pending = (size_t)max_pending};
+  /* Large lists stream while less than this is unsent (under the cap). */
+  e->stream_high =
+      max_pending && (size_t)max_pending / 2 < (1u << 20) ? (size_t)max_pending / 2 : (1u << 20);
   int rc = kuala__httpd_start(&e->httpd, e->loop, &o);
   if (rc < 0) {
     fprintf(stderr, "kuala-apiserver: cannot listen on 127.0.0.1:%ld: %s\n", port, uv_strerror(rc));

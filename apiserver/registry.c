@@ -35,6 +35,14 @@ static const builtin_t builtins[] = {
     {"", "v1", "nodes", "node", "Node", 0, 1, 0, 1, EMU_FS_GENERIC, "no", NULL, NULL},
     {"", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", 1, 0, 0, 1, EMU_FS_GENERIC,
      "sa", NULL, NULL},
+    /* Stored, not enforced: quotas and limit ranges are what tenant
+     * operators write; PodDisruptionBudgets what deploy/ ships. */
+    {"", "v1", "resourcequotas", "resourcequota", "ResourceQuota", 1, 1, 0, 1, EMU_FS_GENERIC,
+     "quota", NULL, NULL},
+    {"", "v1", "limitranges", "limitrange", "LimitRange", 1, 0, 0, 1, EMU_FS_GENERIC, "limits",
+     NULL, NULL},
+    {"policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", 1, 1, 1,
+     1, EMU_FS_GENERIC, "pdb", NULL, NULL},
     {"apps", "v1", "deployments", "deployment", "Deployment", 1, 1, 1, 1, EMU_FS_GENERIC, "deploy",
      NULL, "all"},
     {"coordination.k8s.io", "v1", "leases", "lease", "Lease", 1, 0, 0, 1, EMU_FS_GENERIC, NULL,
@@ -49,6 +57,9 @@ static const builtin_t builtins[] = {
      EMU_FS_GENERIC, NULL, NULL, NULL},
     {"rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding",
      "ClusterRoleBinding", 0, 0, 0, 1, EMU_FS_GENERIC, NULL, NULL, NULL},
+    /* Answered by auth.c; listed so discovery shows the group. */
+    {"authorization.k8s.io", "v1", "selfsubjectaccessreviews", "", "SelfSubjectAccessReview", 0, 0,
+     0, 1, EMU_FS_GENERIC, NULL, NULL, NULL},
     {"apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
      "CustomResourceDefinition", 0, 1, 1, 0, EMU_FS_GENERIC, "crd", "crds", NULL},
 };

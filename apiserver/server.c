@@ -21,9 +21,11 @@
 #include <time.h>
 
 #include "emu.h"
+#include "auth.h"
 #include "emu_internal.h"
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
+#include "jsonx.h"
 #include "kuala/json.h"
 #ifdef KUALA_EMU_HAVE_OPENAPI
 #include "openapi.h"
@@ -124,7 +126,7 @@ emu_blob_t *emu_view(const emu_rtype_t *rt, emu_blob_t *b)
     return emu_blob_ref(b);
   }
   json_object *o = NULL;
-  if (kuala_json_parse(&o, b->data, b->len, NULL, 0) < 0) {
+  if (kuala__json_parse_stored(&o, b->data, b->len) < 0) {
     return emu_blob_ref(b);
   }
   emu_convert_out(rt, o);
@@ -212,7 +214,7 @@ typedef struct {
 static json_object *fs_parsed(fs_lookup_t *l)
 {
   if (!l->parsed && l->json) {
-    kuala_json_parse(&l->parsed, l->json, l->len, NULL, 0);
+    kuala__json_parse_stored(&l->parsed, l->json, l->len);
   }
   return l->parsed;
 }
@@ -664,7 +666,7 @@ static int maybe_partial_text(kuala__httpd_req_t *req, const char *text, size_t 
     return 0;
   }
   json_object *doc = NULL;
-  if (kuala_json_parse(&doc, text, len, NULL, 0) != 0) {
+  if (kuala__json_parse_stored(&doc, text, len) != 0) {
     return 0;
   }
   return maybe_partial(req, doc, code);
@@ -790,6 +792,90 @@ static void snap_take(emu_t *e, emu_store_t *store, uint64_t rv, emu_obj_t **all
   snaps = s;
 }
 
+/* ---- large lists: streamed with backpressure ----
+ *
+ * A list body bigger than LIST_STREAM_MIN is sent as a chunked response
+ * produced while the socket drains: the objects are pinned (blob
+ * references, the list's snapshot) and copied out LIST_STREAM_CHUNK at a
+ * time whenever the connection has less than the high-water mark
+ * pending. Memory stays bounded by the chunk size whatever the list size,
+ * and no list is cut off by the slow-client cap (max_pending). */
+#define LIST_STREAM_MIN (1u << 20)
+#define LIST_STREAM_CHUNK (256u << 10)
+
+typedef struct {
+  kuala__httpd_req_t *req;
+  emu_blob_t **views;
+  size_t n, next;
+  size_t high; /* write while less than this is pending */
+} list_stream_t;
+
+static void list_stream_free(list_stream_t *ls)
+{
+  for (size_t i = ls->next; i < ls->n; i++) {
+    emu_blob_unref(ls->views[i]);
+  }
+  kuala_free(ls->views);
+  kuala_free(ls);
+}
+
+static void list_stream_gone(void *data, kuala__httpd_req_t *req)
+{
+  (void)req;
+  list_stream_free(data);
+}
+
+static void list_stream_pump(void *data, kuala__httpd_req_t *req)
+{
+  list_stream_t *ls = data;
+  kuala_buf_t chunk = KUALA_BUF_INIT(0);
+  for (;;) {
+    while (ls->next < ls->n && chunk.len < LIST_STREAM_CHUNK) {
+      emu_blob_t *v = ls->views[ls->next];
+      if (ls->next) {
+        kuala_buf_putc(&chunk, ',');
+      }
+      kuala_buf_append(&chunk, v->data, v->len);
+      emu_blob_unref(v);
+      ls->next++;
+    }
+    if (ls->next == ls->n) {
+      kuala_buf_puts(&chunk, "]}");
+      kuala__httpd_stream_write(req, chunk.data, chunk.len);
+      kuala_buf_free(&chunk);
+      kuala__httpd_req_on_close(req, NULL, NULL);
+      kuala__httpd_stream_end(req);
+      list_stream_free(ls);
+      return;
+    }
+    if (kuala__httpd_stream_write(req, chunk.data, chunk.len) < 0) {
+      break; /* closed: the close callback frees ls */
+    }
+    kuala_buf_reset(&chunk);
+    if (kuala__httpd_pending(req) >= ls->high &&
+        kuala__httpd_on_drain(req, ls->high / 2, list_stream_pump, ls) == 0) {
+      break; /* resumed by the drain callback */
+    }
+  }
+  kuala_buf_free(&chunk);
+}
+
+/* Takes `head` (the list up to the items' '[') and the views. */
+static void list_stream(emu_t *e, kuala__httpd_req_t *req, kuala_buf_t *head, emu_blob_t **views,
+                        size_t n)
+{
+  list_stream_t *ls = kuala_calloc(1, sizeof *ls);
+  ls->req = req;
+  ls->views = views;
+  ls->n = n;
+  ls->high = e->stream_high ? e->stream_high : (1u << 20);
+  kuala__httpd_stream_start(req, 200, "application/json");
+  kuala__httpd_stream_write(req, head->data, head->len);
+  kuala_buf_free(head);
+  kuala__httpd_req_on_close(req, list_stream_gone, ls);
+  list_stream_pump(ls, req);
+}
+
 static void do_list(emu_t *e, emu_ctx_t *c)
 {
   kuala__httpd_req_t *req = c->req;
@@ -885,6 +971,15 @@ static void do_list(emu_t *e, emu_ctx_t *c)
                    "{\"kind\":\"%s\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":"
                    "\"%llu\"",
                    rt->list_kind, av, (unsigned long long)snap);
+  /* Plain JSON lists are streamed from blob references (see list_stream_t);
+   * Tables and metadata-only lists are converted as one document. */
+  int plain = 1;
+#ifdef KUALA_EMU_HAVE_OPENAPI
+  plain = !kuala__openapi_accepts_table(kuala__httpd_header(req, "Accept")) &&
+          !kuala__openapi_accepts_partial(kuala__httpd_header(req, "Accept"));
+#endif
+  emu_blob_t **views = NULL;
+  size_t nviews = 0, views_cap = 0, views_bytes = 0;
   kuala_buf_t items = KUALA_BUF_INIT(0);
   kuala_buf_puts(&items, "");
   long long count = 0;
@@ -903,10 +998,20 @@ static void do_list(emu_t *e, emu_ctx_t *c)
       }
       break;
     }
+    emu_blob_t *v = emu_view(rt, o->json);
+    if (plain) {
+      if (nviews == views_cap) {
+        views_cap = views_cap ? views_cap * 2 : 64;
+        views = kuala_realloc(views, views_cap * sizeof *views);
+      }
+      views[nviews++] = v;
+      views_bytes += v->len + 1;
+      count++;
+      continue;
+    }
     if (count++) {
       kuala_buf_putc(&items, ',');
     }
-    emu_blob_t *v = emu_view(rt, o->json);
     kuala_buf_append(&items, v->data, v->len);
     emu_blob_unref(v);
   }
@@ -924,13 +1029,25 @@ static void do_list(emu_t *e, emu_ctx_t *c)
     kuala_free(next_key);
   }
   kuala_buf_puts(&b, "},\"items\":[");
+  if (plain && views_bytes > LIST_STREAM_MIN) {
+    list_stream(e, req, &b, views, nviews);
+    goto done;
+  }
+  for (size_t k = 0; k < nviews; k++) {
+    if (k) {
+      kuala_buf_putc(&items, ',');
+    }
+    kuala_buf_append(&items, views[k]->data, views[k]->len);
+    emu_blob_unref(views[k]);
+  }
+  kuala_free(views);
   kuala_buf_append(&b, items.data, items.len);
   kuala_buf_puts(&b, "]}");
   kuala_buf_free(&items);
 #ifdef KUALA_EMU_HAVE_OPENAPI
   if (kuala__openapi_accepts_table(kuala__httpd_header(req, "Accept"))) {
     json_object *doc = NULL;
-    kuala_json_parse(&doc, b.data, b.len, NULL, 0);
+    kuala__json_parse_stored(&doc, b.data, b.len);
     kuala_buf_free(&b);
     maybe_table(req, rt, doc, 200);
     goto done;
@@ -976,7 +1093,7 @@ static void do_get(emu_t *e, emu_ctx_t *c)
 #ifdef KUALA_EMU_HAVE_OPENAPI
   if (kuala__openapi_accepts_table(kuala__httpd_header(c->req, "Accept"))) {
     json_object *doc = NULL;
-    kuala_json_parse(&doc, v->data, v->len, NULL, 0);
+    kuala__json_parse_stored(&doc, v->data, v->len);
     emu_blob_unref(v);
     maybe_table(c->req, c->rt, doc, 200);
     return;
@@ -1007,8 +1124,11 @@ struct emu_watch_s {
   uv_timer_t timeout;
   uv_timer_t bookmark;
   int closing_handles;
-  kuala_buf_t out;    /* events not yet written (flushed once per loop turn) */
-  int final_bookmark; /* 1: the deadline timer first sends a bookmark; 2: sent */
+  kuala_buf_t out;     /* events not yet written (flushed once per loop turn) */
+  int final_bookmark;  /* 1: the deadline timer first sends a bookmark; 2: sent */
+  int sie;             /* sendInitialEvents=true */
+  uint64_t want_rv;    /* the requested resourceVersion */
+  uint64_t wait_start; /* a future RV: when waiting for it began (loop ms) */
   emu_watch_t *prev, *next;
 };
 
@@ -1101,7 +1221,7 @@ static int watch_send(emu_watch_t *w, const char *type, const char *obj, size_t 
 #ifdef KUALA_EMU_HAVE_OPENAPI
   if (w->table && strcmp(type, "ERROR") != 0 && strcmp(type, "BOOKMARK") != 0) {
     json_object *doc = NULL;
-    kuala_json_parse(&doc, obj, len, NULL, 0);
+    kuala__json_parse_stored(&doc, obj, len);
     kuala_table_include_t inc = KUALA_TABLE_OBJ_METADATA;
     const char *io = kuala__httpd_query(w->req, "includeObject");
     if (io && strcmp(io, "Object") == 0) {
@@ -1126,7 +1246,7 @@ static int watch_send(emu_watch_t *w, const char *type, const char *obj, size_t 
   json_object *pom = NULL;
   if (w->partial && strcmp(type, "ERROR") != 0) {
     json_object *doc = NULL;
-    if (kuala_json_parse(&doc, obj, len, NULL, 0) == 0) {
+    if (kuala__json_parse_stored(&doc, obj, len) == 0) {
       pom = kuala__openapi_partial(doc);
       json_object_put(doc);
       obj = kuala_json_compact(pom, &len);
@@ -1161,6 +1281,20 @@ static void watch_bookmark(emu_watch_t *w, int initial_end)
                w->rt->kind, emu_api_version(w->rt, av, sizeof av), (unsigned long long)w->sent_rv,
                initial_end ? ",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}" : "");
   watch_send(w, "BOOKMARK", buf, (size_t)n);
+}
+
+/* Send `err` as an ERROR event (the Status in full: details, causes). */
+static void watch_error_status(kuala__httpd_req_t *req, const kuala_apierr_t *err)
+{
+  size_t len;
+  char *s = kuala__apierr_status_json(err, &len);
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  kuala_buf_puts(&b, "{\"type\":\"ERROR\",\"object\":");
+  kuala_buf_append(&b, s, len);
+  kuala_buf_puts(&b, "}\n");
+  kuala__httpd_stream_write(req, b.data, b.len);
+  kuala_buf_free(&b);
+  kuala_free(s);
 }
 
 static void watch_error(kuala__httpd_req_t *req, int code, const char *reason, const char *msg)
@@ -1221,7 +1355,7 @@ static void watch_deliver(emu_watch_t *w, emu_event_t *ev)
     if (use_old) {
       /* Leaving the selection: the old object stamped with the new revision. */
       json_object *o = NULL;
-      kuala_json_parse(&o, ev->old->data, ev->old->len, NULL, 0);
+      kuala__json_parse_stored(&o, ev->old->data, ev->old->len);
       char rv[24];
       snprintf(rv, sizeof rv, "%llu", (unsigned long long)ev->rv);
       kuala_json_set_str(kuala_json_ensure_obj(o, "metadata"), "resourceVersion", rv);
@@ -1295,6 +1429,31 @@ static void on_watch_bookmark(uv_timer_t *t)
   watch_bookmark(w, 0);
 }
 
+static void watch_begin(emu_watch_t *w);
+
+static void on_watch_wait_fresh(uv_timer_t *t)
+{
+  emu_watch_t *w = t->data;
+  emu_t *e = w->e;
+  if (!w->req || !w->rt) {
+    return;
+  }
+  if (e->rev >= w->want_rv) {
+    uv_timer_stop(&w->timeout);
+    watch_begin(w);
+    return;
+  }
+  if (uv_now(e->loop) - w->wait_start < 3000) {
+    return;
+  }
+  uv_timer_stop(&w->timeout);
+  kuala_apierr_t err = KUALA_APIERR_INIT;
+  too_large_rv(&err, w->want_rv, e->rev);
+  watch_error_status(w->req, &err);
+  kuala__apierr_clear(&err);
+  watch_end(w);
+}
+
 static void do_watch(emu_t *e, emu_ctx_t *c)
 {
   kuala__httpd_req_t *req = c->req;
@@ -1327,7 +1486,6 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
     return;
   }
   int sie = query_bool(req, "sendInitialEvents");
-  int initial = sie || rv == 0;
   emu_watch_t *w = kuala_calloc(1, sizeof *w);
   w->e = e;
   w->rt = c->rt;
@@ -1360,15 +1518,38 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
     watch_end(w);
     return;
   }
+  w->sie = sie;
+  w->want_rv = rv;
+  if (rv > e->rev) {
+    /* A revision this server has not reached (it restarted empty, or the
+     * client talked to another one): wait up to 3 s for it, as upstream's
+     * watch cache does, then answer the ERROR event upstream sends. */
+    w->from_rv = UINT64_MAX; /* no live events while waiting */
+    w->wait_start = uv_now(e->loop);
+    uv_timer_start(&w->timeout, on_watch_wait_fresh, 100, 100);
+    return;
+  }
+  watch_begin(w);
+}
+
+/* Replay (initial events or history) and arm the deadline and bookmarks. */
+static void watch_begin(emu_watch_t *w)
+{
+  emu_t *e = w->e;
+  kuala__httpd_req_t *req = w->req;
+  uint64_t rv = w->want_rv;
+  int sie = w->sie;
+  int initial = sie || rv == 0;
   if (initial) {
     size_t n;
-    emu_obj_t **all = emu_store_sorted(c->rt->store, &n);
+    emu_obj_t **all = emu_store_sorted(w->rt->store, &n);
     for (size_t i = 0; i < n && w->req; i++) {
       emu_obj_t *o = all[i];
       if (w->ns && strcmp(w->ns, o->ns) != 0) {
         continue;
       }
-      if (!emu_matches(c->rt, ls, fs, o->ns, o->name, o->labels, o->json->data, o->json->len)) {
+      if (!emu_matches(w->rt, w->ls, w->fs, o->ns, o->name, o->labels, o->json->data,
+                       o->json->len)) {
         continue;
       }
       watch_send_blob(w, "ADDED", o->json);
@@ -1383,7 +1564,7 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
       char msg[128];
       snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)", (unsigned long long)rv,
                (unsigned long long)(e->oldest_rv + 1));
-      watch_error(req, 410, "Expired", msg);
+      watch_error(w->req, 410, "Expired", msg);
       watch_end(w);
       return;
     }
@@ -1493,19 +1674,63 @@ static int route(emu_t *e, emu_ctx_t *c, char **seg, size_t n, kuala_apierr_t *e
   return 0;
 }
 
+/* With --token, anything but `Authorization: Bearer TOKEN` is 401; answers
+ * and returns 0 then. Runs before faults apply (an unauthenticated caller
+ * must not be able to hold or delay the server's work). */
+static int authenticated(emu_t *e, kuala__httpd_req_t *req)
+{
+  if (!e->token) {
+    return 1;
+  }
+  const char *auth = kuala__httpd_header(req, "Authorization");
+  if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, e->token) != 0) {
+    kuala_apierr_t err = KUALA_APIERR_INIT;
+    kuala__apierr_set(&err, 401, NULL, "Unauthorized");
+    emu_reply_err(req, &err);
+    return 0;
+  }
+  return 1;
+}
+
+/* A target that cannot name an object: a NUL byte anywhere (%00 would cut
+ * the C string and turn `configmaps/%00` into the collection), or a path
+ * segment that is "." or ".." or holds '%' or an encoded '/' (upstream's
+ * path.IsValidPathSegmentName). Answers 400 and returns 1. */
+static int bad_target(kuala__httpd_req_t *req, char **seg, size_t n)
+{
+  if (kuala__httpd_req_has_nul(req)) {
+    emu_reply_code(req, 400, "invalid request: the URL contains a NUL byte (%%00)");
+    return 1;
+  }
+  /* An encoded '/' inside a segment: decoding made it a separator. */
+  const char *url = kuala__httpd_url(req);
+  for (const char *p = url; *p && *p != '?'; p++) {
+    if (p[0] == '%' && p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) {
+      emu_reply_code(req, 400, "Name parameter invalid: may not contain '/'");
+      return 1;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *why = NULL;
+    if (strcmp(seg[i], ".") == 0) {
+      why = "may not be '.'";
+    } else if (strcmp(seg[i], "..") == 0) {
+      why = "may not be '..'";
+    } else if (strchr(seg[i], '%')) {
+      why = "may not contain '%'";
+    }
+    if (why) {
+      emu_reply_code(req, 400, "Name parameter invalid: \"%s\": %s", seg[i], why);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static void process(emu_t *e, kuala__httpd_req_t *req)
 {
   const char *path = kuala__httpd_path(req);
   const char *method = kuala__httpd_method(req);
-  if (e->token) {
-    const char *auth = kuala__httpd_header(req, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, e->token) != 0) {
-      kuala_apierr_t err = KUALA_APIERR_INIT;
-      kuala__apierr_set(&err, 401, NULL, "Unauthorized");
-      emu_reply_err(req, &err);
-      return;
-    }
-  }
   if (!accept_ok(kuala__httpd_header(req, "Accept"))) {
     emu_reply_code(req, 406,
                    "only the following media types are accepted: application/json, "
@@ -1525,6 +1750,10 @@ static void process(emu_t *e, kuala__httpd_req_t *req)
   char *buf = kuala_strdup(path);
   char *seg[16];
   size_t n = split_path(buf, seg, 16);
+  if (bad_target(req, seg, n)) {
+    kuala_free(buf);
+    return;
+  }
   if (strcmp(method, "GET") == 0 && serve_discovery(e, req, seg, n)) {
     kuala_free(buf);
     return;
@@ -1662,6 +1891,11 @@ void emu_handle(void *data, kuala__httpd_req_t *req)
 {
   emu_t *e = data;
   e->requests++;
+  /* Authentication and authorization (auth.c: --token, --token-auth-file,
+   * RBAC, impersonation, SelfSubjectAccessReview) come before any fault. */
+  if (emu_auth_filter(e, req)) {
+    return;
+  }
   gate(e, req);
 }
 
@@ -1712,6 +1946,9 @@ static void set_match(emu_t *e, kuala__httpd_req_t *req)
 void emu_handle_admin(void *data, kuala__httpd_req_t *req)
 {
   emu_t *e = data;
+  if (!authenticated(e, req)) {
+    return; /* with --token, the admin port wants the same token */
+  }
   const char *path = kuala__httpd_path(req);
   const char *method = kuala__httpd_method(req);
   int v;

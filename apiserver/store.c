@@ -20,6 +20,7 @@
 
 #include "emu.h"
 #include "kuala/alloc.h"
+#include "jsonx.h"
 #include "kuala/json.h"
 
 emu_blob_t *emu_blob_new(const char *s, size_t len)
@@ -149,7 +150,7 @@ emu_obj_t **emu_store_sorted(emu_store_t *s, size_t *n)
 json_object *emu_obj_parse(const emu_obj_t *o)
 {
   json_object *obj = NULL;
-  kuala_json_parse(&obj, o->json->data, o->json->len, NULL, 0);
+  kuala__json_parse_stored(&obj, o->json->data, o->json->len);
   return obj;
 }
 

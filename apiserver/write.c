@@ -18,6 +18,7 @@
 #include "emu.h"
 #include "emu_internal.h"
 #include "kuala/alloc.h"
+#include "jsonx.h"
 #include "kuala/json.h"
 #ifdef KUALA_EMU_HAVE_PATCH
 #include "patch.h"
@@ -945,6 +946,14 @@ static int write_obj(emu_t *e, emu_ctx_t *c, emu_obj_t *rec, json_object *old, j
                      const wopts_t *wo, json_object **result, int *code, kuala_apierr_t *err)
 {
   emu_rtype_t *rt = c->rt;
+  /* A patch can build an object deeper than any body may be; the slack
+   * is for managedFields, which mirror the fields a few levels down. */
+  if (kuala__json_depth(obj, KUALA_EMU_MAX_DEPTH + 17) > KUALA_EMU_MAX_DEPTH + 16) {
+    return kuala__apierr_set(err, 400, NULL,
+                             "%s in version \"%s\" cannot be handled as a %s: exceeded max depth "
+                             "(%d levels of nesting)",
+                             rt->kind, rt->version, rt->kind, KUALA_EMU_MAX_DEPTH);
+  }
   int rc = check_identity(c, obj, err);
   if (rc) {
     return rc;
@@ -1285,7 +1294,8 @@ static int decode_body(emu_ctx_t *c, json_object **out, kuala_apierr_t *err)
     return kuala__apierr_set(err, 415, NULL, "application/yaml bodies are not supported yet");
 #endif
   }
-  if (kuala_json_parse(out, body, len, why, sizeof why) < 0) {
+  if (kuala__json_check_body(body, len, KUALA_EMU_MAX_DEPTH, why, sizeof why) < 0 ||
+      kuala__json_parse(out, body, len, KUALA_EMU_MAX_DEPTH + 1, why, sizeof why) < 0) {
     return kuala__apierr_set(err, 400, NULL, "%s in version \"%s\" cannot be handled as a %s: %s",
                              c->rt->kind, c->rt->version, c->rt->kind, why);
   }
@@ -1343,7 +1353,7 @@ void emu_do_update(emu_t *e, emu_ctx_t *c)
     return;
   }
   emu_blob_t *view = emu_view(c->rt, rec->json);
-  kuala_json_parse(&old, view->data, view->len, NULL, 0);
+  kuala__json_parse_stored(&old, view->data, view->len);
   emu_blob_unref(view);
   if (write_obj(e, c, rec, old, obj, &wo, &result, &code, &err)) {
     emu_reply_err(c->req, &err);
@@ -1363,6 +1373,14 @@ void emu_do_patch(emu_t *e, emu_ctx_t *c)
   kuala_patch_type_t type;
   size_t len;
   const char *body = kuala__httpd_body(c->req, &len);
+  const char *pct = kuala__httpd_header(c->req, "Content-Type");
+  char why[256];
+  if (pct && strstr(pct, "json") &&
+      kuala__json_check_body(body, len, KUALA_EMU_MAX_DEPTH, why, sizeof why) < 0) {
+    kuala__apierr_set(&err, 400, NULL, "error decoding patch: %s", why);
+    emu_reply_err(c->req, &err);
+    return;
+  }
   if ((rc = kuala__patch_type(&type, kuala__httpd_header(c->req, "Content-Type"), c->rt->custom,
                               &err)) ||
       (rc = kuala__patch_decode(&patch, type, body, len, &err))) {
@@ -1383,7 +1401,7 @@ void emu_do_patch(emu_t *e, emu_ctx_t *c)
   emu_obj_t *rec = emu_store_get(c->rt->store, c->ns, c->name);
   if (rec) {
     emu_blob_t *view = emu_view(c->rt, rec->json);
-    kuala_json_parse(&old, view->data, view->len, NULL, 0);
+    kuala__json_parse_stored(&old, view->data, view->len);
     emu_blob_unref(view);
   }
   wopts_t wo = {0};

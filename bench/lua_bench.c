@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     n = 1000;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  kuala_backend_t be = {be_get, be_list, be_start, be_cancel, NULL};
+  kuala_backend_t be = {be_get, be_list, be_start, be_cancel, NULL, NULL, NULL, NULL};
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = 60000;
   kuala_runtime_t *rt;

@@ -13,7 +13,11 @@ PKGS=(
   clang-format python3 curl
   nghttp2-server
   jq
+  umoci skopeo
+  prometheus
 )
+# prometheus (with promtool): tests/integration/ops_metrics.sh scrapes kuala
+# with a real Prometheus on 127.0.0.1 and lints /metrics with promtool.
 # kubectl is a judge of the emulator in the test suite; it comes preinstalled
 # on these machines (1.32). Debian's kubernetes-client is 1.20 and lacks
 # --subresource, so we never install it; tests that need kubectl say so and

@@ -1,10 +1,17 @@
 /*
- * json.c: json-c helpers (see kuala/json.h). Stateless; every function
- * borrows its inputs.
+ * json.c: json-c helpers (see kuala/json.h). Stateless apart from one cached
+ * tokener per thread; every function borrows its inputs.
+ *
+ * Everything from the network goes through kuala_json_parse(), which first
+ * validates the text strictly against RFC 8259 (json-c's own strict mode
+ * still takes NaN, Infinity, "1." and raw control characters in strings)
+ * and only then builds the json-c tree. The validator is iterative and
+ * allocation-free, so depth is bounded by a constant, not by the C stack.
  */
 #include "kuala/json.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,13 +19,17 @@
 
 /* One tokener per thread, reset between documents: allocating a tokener
  * (and its depth stack) per call was a third of the cost of parsing a 1 KB
- * object. Parsing never re-enters itself, so one is enough. */
+ * object. Parsing never re-enters itself, so one is enough. After any
+ * error it is thrown away: json_tokener_reset() leaves parts of the state
+ * behind (a pending UTF-16 high surrogate, for one), which would corrupt
+ * the next, unrelated document. */
 static _Thread_local json_tokener *cached_tok;
 
 static json_tokener *tokener(void)
 {
   if (cached_tok == NULL) {
-    cached_tok = json_tokener_new_ex(KUALA_JSON_MAX_DEPTH);
+    /* +1: the validator has already enforced the depth limit. */
+    cached_tok = json_tokener_new_ex(KUALA_JSON_WIRE_DEPTH + 1);
     json_tokener_set_flags(cached_tok, JSON_TOKENER_STRICT);
   } else {
     json_tokener_reset(cached_tok);
@@ -26,42 +37,328 @@ static json_tokener *tokener(void)
   return cached_tok;
 }
 
+static void tokener_discard(void)
+{
+  json_tokener_free(cached_tok);
+  cached_tok = NULL;
+}
+
+/* ---- strict RFC 8259 validation ---- */
+
+/* Byte classes inside a string: 0 = plain, 1 = stop (quote, backslash or
+ * a control character, which RFC 8259 forbids unescaped). */
+static const unsigned char str_stop[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ['\\'] = 1};
+
+static int is_json_ws(char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_digit(char c)
+{
+  return c >= '0' && c <= '9';
+}
+
+static int is_hex(char c)
+{
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int bad(char *err, size_t errlen, const char *why, size_t at)
+{
+  if (err && errlen) {
+    snprintf(err, errlen, "%s at offset %zu", why, at);
+  }
+  return KUALA_EBADMSG;
+}
+
+/* s[*i] is the opening quote; on success *i is just past the closing one. */
+static int scan_string(const char *s, size_t n, size_t *i, char *err, size_t errlen)
+{
+  size_t j = *i + 1;
+  for (;;) {
+    while (j < n && !str_stop[(unsigned char)s[j]]) {
+      j++;
+    }
+    if (j >= n) {
+      return bad(err, errlen, "unterminated string", *i);
+    }
+    char c = s[j];
+    if (c == '"') {
+      *i = j + 1;
+      return 0;
+    }
+    if (c != '\\') {
+      return bad(err, errlen, "control character in string", j);
+    }
+    if (j + 1 >= n) {
+      return bad(err, errlen, "unterminated string", *i);
+    }
+    switch (s[j + 1]) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        j += 2;
+        break;
+      case 'u':
+        if (j + 5 >= n || !is_hex(s[j + 2]) || !is_hex(s[j + 3]) || !is_hex(s[j + 4]) ||
+            !is_hex(s[j + 5])) {
+          return bad(err, errlen, "invalid \\u escape", j);
+        }
+        j += 6;
+        break;
+      default:
+        return bad(err, errlen, "invalid escape in string", j);
+    }
+  }
+}
+
+static int scan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen)
+{
+  size_t j = *i;
+  if (s[j] == '-') {
+    j++;
+  }
+  if (j >= n || !is_digit(s[j])) {
+    return bad(err, errlen, "invalid number", *i);
+  }
+  if (s[j] == '0') {
+    j++;
+    if (j < n && is_digit(s[j])) {
+      return bad(err, errlen, "leading zero in number", *i);
+    }
+  } else {
+    while (j < n && is_digit(s[j])) {
+      j++;
+    }
+  }
+  if (j < n && s[j] == '.') {
+    j++;
+    if (j >= n || !is_digit(s[j])) {
+      return bad(err, errlen, "digit expected after decimal point", j);
+    }
+    while (j < n && is_digit(s[j])) {
+      j++;
+    }
+  }
+  if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+    j++;
+    if (j < n && (s[j] == '+' || s[j] == '-')) {
+      j++;
+    }
+    if (j >= n || !is_digit(s[j])) {
+      return bad(err, errlen, "digit expected in exponent", j);
+    }
+    while (j < n && is_digit(s[j])) {
+      j++;
+    }
+  }
+  *i = j;
+  return 0;
+}
+
+static int scan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen)
+{
+  static const char *const lits[] = {"true", "false", "null"};
+  for (size_t k = 0; k < 3; k++) {
+    size_t l = strlen(lits[k]);
+    if (lits[k][0] == s[*i]) {
+      if (n - *i < l || memcmp(s + *i, lits[k], l) != 0) {
+        break;
+      }
+      *i += l;
+      return 0;
+    }
+  }
+  return bad(err, errlen, "invalid literal (only true, false and null; lower case)", *i);
+}
+
+int kuala_json_validate(const char *s, size_t len, size_t max_depth, char *err, size_t errlen)
+{
+  /* One bit per open container (1 = object), so validation needs no
+   * recursion and no allocation whatever the input. */
+  uint64_t stack[(KUALA_JSON_WIRE_DEPTH + 63) / 64];
+  size_t depth = 0;
+  int rc;
+  if (max_depth > KUALA_JSON_WIRE_DEPTH) {
+    max_depth = KUALA_JSON_WIRE_DEPTH;
+  }
+  size_t i = 0;
+  while (i < len && is_json_ws(s[i])) {
+    i++;
+  }
+  for (;;) {
+    /* A value starts at s[i]. */
+    if (i >= len) {
+      return bad(err, errlen, "unexpected end of JSON input", i);
+    }
+    char c = s[i];
+    if (c == '{' || c == '[') {
+      if (depth >= max_depth) {
+        char why[64];
+        snprintf(why, sizeof why, "nesting deeper than %zu", max_depth);
+        return bad(err, errlen, why, i);
+      }
+      if (c == '{') {
+        stack[depth / 64] |= (uint64_t)1 << (depth % 64);
+      } else {
+        stack[depth / 64] &= ~((uint64_t)1 << (depth % 64));
+      }
+      depth++;
+      i++;
+      while (i < len && is_json_ws(s[i])) {
+        i++;
+      }
+      if (i < len && s[i] == (c == '{' ? '}' : ']')) {
+        depth--;
+        i++;
+        goto after_value;
+      }
+      if (c == '[') {
+        continue;
+      }
+      goto member;
+    } else if (c == '"') {
+      rc = scan_string(s, len, &i, err, errlen);
+    } else if (c == '-' || is_digit(c)) {
+      rc = scan_number(s, len, &i, err, errlen);
+    } else if (c == 't' || c == 'f' || c == 'n') {
+      rc = scan_literal(s, len, &i, err, errlen);
+    } else {
+      char why[48];
+      if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
+        snprintf(why, sizeof why, "unexpected character '%c'", c);
+      } else {
+        snprintf(why, sizeof why, "unexpected byte 0x%02x", (unsigned char)c);
+      }
+      return bad(err, errlen, why, i);
+    }
+    if (rc < 0) {
+      return rc;
+    }
+  after_value:
+    while (i < len && is_json_ws(s[i])) {
+      i++;
+    }
+    if (depth == 0) {
+      if (i < len) {
+        return bad(err, errlen, "data after the top-level value", i);
+      }
+      return 0;
+    }
+    if (i >= len) {
+      return bad(err, errlen, "unexpected end of JSON input", i);
+    }
+    int in_obj = (stack[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1;
+    if (s[i] == (in_obj ? '}' : ']')) {
+      depth--;
+      i++;
+      goto after_value;
+    }
+    if (s[i] != ',') {
+      return bad(err, errlen, in_obj ? "',' or '}' expected" : "',' or ']' expected", i);
+    }
+    i++;
+    while (i < len && is_json_ws(s[i])) {
+      i++;
+    }
+    if (!in_obj) {
+      continue;
+    }
+  member:
+    /* An object member: "key" ws ':' ws value. */
+    if (i >= len || s[i] != '"') {
+      return bad(err, errlen, i >= len ? "unexpected end of JSON input" : "string key expected", i);
+    }
+    if ((rc = scan_string(s, len, &i, err, errlen)) < 0) {
+      return rc;
+    }
+    while (i < len && is_json_ws(s[i])) {
+      i++;
+    }
+    if (i >= len || s[i] != ':') {
+      return bad(err, errlen, "':' expected after object key", i);
+    }
+    i++;
+    while (i < len && is_json_ws(s[i])) {
+      i++;
+    }
+  }
+}
+
+size_t kuala_json_member_count(const char *s, size_t len)
+{
+  /* The text is valid JSON: skip strings, count commas at depth 1. */
+  size_t i = 0, depth = 0, count = 0;
+  int empty = 1;
+  while (i < len && is_json_ws(s[i])) {
+    i++;
+  }
+  if (i >= len || s[i] != '{') {
+    return 0;
+  }
+  for (; i < len; i++) {
+    char c = s[i];
+    if (c == '"') {
+      scan_string(s, len, &i, NULL, 0);
+      i--;
+      if (depth == 1) {
+        empty = 0;
+      }
+    } else if (c == '{' || c == '[') {
+      depth++;
+      if (depth > 1) {
+        empty = 0;
+      }
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) {
+        break;
+      }
+    } else if (c == ',' && depth == 1) {
+      count++;
+    }
+  }
+  return empty ? 0 : count + 1;
+}
+
 int kuala_json_parse(json_object **out, const char *s, size_t len, char *err, size_t errlen)
 {
   *out = NULL;
+  int rc = kuala_json_validate(s, len, KUALA_JSON_WIRE_DEPTH, err, errlen);
+  if (rc < 0) {
+    return rc;
+  }
+  if (len > INT32_MAX) {
+    if (err) {
+      snprintf(err, errlen, "JSON document larger than 2 GiB");
+    }
+    return KUALA_E2BIG;
+  }
   json_tokener *tok = tokener();
   json_object *obj = json_tokener_parse_ex(tok, s, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
-  if (jerr == json_tokener_continue && len > 0) {
+  if (jerr == json_tokener_continue) {
     /* A bare number at the very end may still be incomplete for the
      * tokener; a trailing newline settles it. */
     obj = json_tokener_parse_ex(tok, "\n", 1);
     jerr = json_tokener_get_error(tok);
-    tok->char_offset = (int)len;
   }
-  size_t used = (size_t)tok->char_offset > len ? len : (size_t)tok->char_offset;
-  if (jerr == json_tokener_continue) {
+  if (jerr != json_tokener_success || obj == NULL) {
+    /* Valid text json-c still refuses (it should not happen): report it
+     * and start the next document with a fresh tokener. */
+    json_object_put(obj);
+    tokener_discard();
     if (err) {
-      snprintf(err, errlen, "unexpected end of JSON input");
+      snprintf(err, errlen, "%s", json_tokener_error_desc(jerr));
     }
     return KUALA_EBADMSG;
-  }
-  if (jerr != json_tokener_success) {
-    if (err) {
-      snprintf(err, errlen, "%s at offset %zu", json_tokener_error_desc(jerr), used);
-    }
-    return KUALA_EBADMSG;
-  }
-  /* Only whitespace may follow the document. */
-  for (size_t i = used; i < len; i++) {
-    char c = s[i];
-    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-      json_object_put(obj);
-      if (err) {
-        snprintf(err, errlen, "invalid character '%c' after top-level value", c);
-      }
-      return KUALA_EBADMSG;
-    }
   }
   *out = obj;
   return 0;

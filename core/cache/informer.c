@@ -79,6 +79,25 @@ size_t kuala_informers_count(const kuala_informers_t *f)
   return f->informers.len;
 }
 
+uint64_t kuala_informers_list_requests(const kuala_informers_t *f)
+{
+  return f->list_requests;
+}
+
+void kuala_informers_foreach(kuala_informers_t *f, kuala_informers_each_cb cb, void *data)
+{
+  size_t it = 0;
+  void *v;
+  while (!f->closing && kuala__map_next(&f->informers, &it, NULL, NULL, &v)) {
+    cb(data, v);
+  }
+}
+
+const kuala_informer_key_t *kuala_informer_key(const kuala_informer_t *inf)
+{
+  return &inf->key;
+}
+
 static void registry_maybe_free(kuala_informers_t *f)
 {
   if (f->closing && f->alive == 0) {

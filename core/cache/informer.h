@@ -65,6 +65,8 @@ struct kuala_informer_s {
   uint64_t watch_start_ms;
   uint64_t last_relist_ms; /* loop time of the last full list start */
   uint64_t watch_events;
+  uint64_t warn_next_ms; /* failure warnings: next loop time one may be logged */
+  uint64_t warn_dropped; /* failure warnings suppressed since the last one */
   kuala_backoff_t bo;
   uint64_t rng;
   uv_timer_t backoff_timer;
@@ -82,7 +84,8 @@ struct kuala_informers_s {
   kuala__map_t informers; /* keystr -> kuala_informer_t */
   size_t alive;           /* informers not yet freed (stopping ones too) */
   int closing;
-  void *owned_src; /* client binding state, freed with the registry */
+  void *owned_src;        /* client binding state, freed with the registry */
+  uint64_t list_requests; /* list pages asked for, every informer, ever */
 };
 
 /* reflector.c */

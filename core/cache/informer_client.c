@@ -63,7 +63,8 @@ static void list_done(void *data, int err, kuala_client_resp_t *resp)
   if (err == 0) {
     x->cb(x->data, 0, page, resp->body, resp->body_len);
   } else {
-    x->cb(x->data, err, NULL, NULL, 0);
+    const char *why = resp && resp->message ? resp->message : NULL;
+    x->cb(x->data, err, NULL, why, why ? strlen(why) : 0);
   }
   kuala_free(x);
 }
@@ -112,6 +113,7 @@ static void watch_event(void *data, const kuala_watch_event_t *ev)
   e.line = ev->line;
   e.len = ev->len;
   e.err = ev->err;
+  e.reason = ev->reason;
   x->on_event(x->data, &e);
 }
 

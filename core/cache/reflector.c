@@ -30,6 +30,7 @@
 #include "informer.h"
 #include "kuala/alloc.h"
 #include "kuala/error.h"
+#include "kuala/json.h"
 #include "kuala/log.h"
 #include "store.h"
 
@@ -115,6 +116,59 @@ static int is_initial_events_end(json_object *obj)
          json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), "true") == 0;
 }
 
+/* A Status saying "Too large resource version" (cause
+ * ResourceVersionTooLarge; older servers only say it in the message). */
+static int is_rv_too_large(json_object *st)
+{
+  json_object *d, *causes, *m;
+  if (!st) {
+    return 0;
+  }
+  if (json_object_object_get_ex(st, "details", &d) &&
+      json_object_object_get_ex(d, "causes", &causes) &&
+      json_object_is_type(causes, json_type_array)) {
+    for (size_t i = 0; i < json_object_array_length(causes); i++) {
+      json_object *r;
+      if (json_object_object_get_ex(json_object_array_get_idx(causes, i), "reason", &r) &&
+          json_object_is_type(r, json_type_string) &&
+          strcmp(json_object_get_string(r), "ResourceVersionTooLarge") == 0) {
+        return 1;
+      }
+    }
+  }
+  return json_object_object_get_ex(st, "message", &m) && json_object_is_type(m, json_type_string) &&
+         strstr(json_object_get_string(m), "Too large resource version") != NULL;
+}
+
+/* A list, watch or decode failure: always counted by the caller, logged at
+ * warn at most once per WARN_EVERY_MS per informer (with how many were
+ * suppressed before it), so a server streaming garbage cannot flood the
+ * log. */
+#define WARN_EVERY_MS 10000
+
+static void report(kuala_informer_t *inf, const char *what, int err, const char *reason)
+{
+  uint64_t now = uv_now(loop_of(inf));
+  if (inf->warn_next_ms && now < inf->warn_next_ms) {
+    inf->warn_dropped++;
+    return;
+  }
+  inf->warn_next_ms = now + WARN_EVERY_MS;
+  char dropped[32];
+  snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)inf->warn_dropped);
+  inf->warn_dropped = 0;
+  char why[256];
+  /* The reason may quote bytes from the network: keep it short. */
+  snprintf(why, sizeof why, "%s", reason ? reason : "");
+  for (char *p = why; *p; p++) {
+    if ((unsigned char)*p < 0x20) {
+      *p = ' ';
+    }
+  }
+  kuala_log(KUALA_LOG_WARN, NULL, 0, what, "resource", inf->key.resource, "error",
+            kuala_err_name(err), "reason", why, "suppressed", dropped, NULL);
+}
+
 static void start_list(kuala_informer_t *inf);
 static void list_page(kuala_informer_t *inf);
 static void start_watch(kuala_informer_t *inf);
@@ -178,17 +232,32 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
       /* The continue token expired: a fresh full list. */
       relist_soon(inf);
     } else {
+      inf->st.list_errors++;
+      report(inf, "informer: list failed", err, body);
       backoff(inf, 1, err);
     }
     return;
   }
   inf->st.list_pages++;
   json_object *items = NULL;
+  const char *bad = NULL;
   if (!page || !json_object_is_type(page, json_type_object)) {
+    bad = "the list is not a JSON object";
+  } else if (json_object_object_get_ex(page, "items", &items) && items &&
+             !json_object_is_type(items, json_type_array)) {
+    /* Missing or null items is an empty list (Go encodes a nil slice as
+     * null); anything else is not a List, not an empty synced one. */
+    bad = "the list's items is not an array";
+  } else if (body &&
+             kuala_json_member_count(body, len) != (size_t)json_object_object_length(page)) {
+    bad = "duplicate key in the list"; /* the text and the tree would disagree */
+  }
+  if (bad) {
+    inf->st.list_errors++;
+    report(inf, "informer: list failed", KUALA_EBADMSG, bad);
     backoff(inf, 1, KUALA_EBADMSG);
     return;
   }
-  json_object_object_get_ex(page, "items", &items);
   size_t n =
       items && json_object_is_type(items, json_type_array) ? json_object_array_length(items) : 0;
   /* Walk the items' text in step with the tree, one pass: each put
@@ -222,8 +291,7 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
     }
     if (rc < 0) {
       inf->st.decode_errors++;
-      KUALA_LOG(KUALA_LOG_WARN, "informer: object refused by the store", "resource",
-                inf->key.resource, "error", kuala_err_name(rc));
+      report(inf, "informer: listed object skipped", rc, "the store refused it");
     }
     if (inf->stopping) {
       return;
@@ -271,6 +339,7 @@ static void list_page(kuala_informer_t *inf)
     backoff(inf, 1, rc);
     return;
   }
+  inf->f->list_requests++;
   inf->list_pending = 1;
   inf->list_h = h;
 }
@@ -296,7 +365,10 @@ static void watchdog_fire(uv_timer_t *t)
     return;
   }
   inf->st.watchdog_stops++;
+  inf->st.watch_errors++;
   inf->watch_err = KUALA_ETIMEDOUT;
+  report(inf, "informer: watch outlived its timeout, stopping it", KUALA_ETIMEDOUT,
+         "no end from the server (a half-open connection?)");
   void *h = inf->watch_h;
   inf->watch_h = NULL;
   inf->f->src->stop_watch(inf->f->src_data, h);
@@ -362,12 +434,32 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
         }
       }
       break;
+    case KUALA_LW_INVALID:
+      inf->st.decode_errors++;
+      report(inf, "informer: watch line skipped", ev->err ? ev->err : KUALA_EBADMSG, ev->reason);
+      return;
     case KUALA_LW_ERROR:
       inf->st.events_error++;
       if (ev->err == KUALA_EGONE) {
         inf->relist_after_watch = 1;
+      } else if (is_rv_too_large(ev->object)) {
+        /* Our RV is ahead of the server's: it restarted with an empty or
+         * older store. Resuming can never work; relist (client-go does). */
+        KUALA_LOG(KUALA_LOG_WARN,
+                  "informer: resource version newer than the server's (restarted?), relisting",
+                  "resource", inf->key.resource, "resourceVersion",
+                  inf->last_rv ? inf->last_rv : "");
+        inf->relist_after_watch = 1;
       } else {
         inf->watch_err = ev->err ? ev->err : KUALA_EAPI;
+        inf->st.watch_errors++;
+        json_object *msg = NULL;
+        if (ev->object) {
+          json_object_object_get_ex(ev->object, "message", &msg);
+        }
+        report(
+            inf, "informer: watch ERROR event", inf->watch_err,
+            msg && json_object_is_type(msg, json_type_string) ? json_object_get_string(msg) : NULL);
       }
       /* The server closes after an ERROR; do not wait for it. */
       if (inf->watch_h) {
@@ -381,8 +473,7 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
   }
   if (rc < 0) {
     inf->st.decode_errors++;
-    KUALA_LOG(KUALA_LOG_WARN, "informer: watch event refused by the store", "resource",
-              inf->key.resource, "error", kuala_err_name(rc));
+    report(inf, "informer: watch event skipped", rc, "the store refused it");
   }
 }
 
@@ -420,6 +511,11 @@ static void on_done(void *data, int err)
       start_watch(inf);
     }
     return;
+  }
+  if (!inf->watch_err) {
+    /* (An ERROR event was counted and reported when it came.) */
+    inf->st.watch_errors++;
+    report(inf, "informer: watch failed", err, NULL);
   }
   backoff(inf, 0, inf->watch_err ? inf->watch_err : err);
 }

@@ -35,6 +35,7 @@ struct kuala_selector_s {
   req_t *reqs;
   size_t n;
   size_t cap;
+  int fields; /* a field selector: values are escaped when formatted */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -480,6 +481,7 @@ int kuala_selector_parse_fields(kuala_selector_t **out, const char *text, char *
 {
   *out = NULL;
   kuala_selector_t *sel = kuala_calloc(1, sizeof *sel);
+  sel->fields = 1;
   const char *s = text ? text : "";
   size_t start = 0, i = 0;
   for (;; i++) {
@@ -656,6 +658,19 @@ size_t kuala_selector_format(const kuala_selector_t *sel, char *buf, size_t bufl
     const req_t *r = &sel->reqs[i];
     if (i) {
       kuala_buf_putc(&b, ',');
+    }
+    if (sel->fields) {
+      /* Field values escape '\\', ',' and '=' (k8s fields.EscapeValue), so
+       * that the text parses back to the same value: metadata.name=foo\,bar
+       * came back as two terms. Keys are kept as written, as k8s does. */
+      kuala_buf_printf(&b, "%s%s", r->key, r->op == KUALA_SEL_NEQ ? "!=" : "=");
+      for (const char *v = r->values[0]; *v; v++) {
+        if (*v == '\\' || *v == ',' || *v == '=') {
+          kuala_buf_putc(&b, '\\');
+        }
+        kuala_buf_putc(&b, *v);
+      }
+      continue;
     }
     switch (r->op) {
       case KUALA_SEL_EQ:

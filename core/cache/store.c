@@ -35,6 +35,7 @@
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
 #include "kuala/error.h"
+#include "kuala/json.h"
 #include "base/map.h"
 #include "store.h"
 
@@ -655,8 +656,9 @@ static int grow_out(kuala_buf_t *out, char **base, char **o, char **lim, size_t 
 
 int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out, size_t *consumed)
 {
-  /* Container stack as bits (1 = object); json-c caps depth well below 64,
-   * deeper text is copied without stripping. The output is never longer
+  /* Container stack as bits (1 = object) for the first 64 levels; deeper
+   * text (objects may nest KUALA_JSON_MAX_DEPTH deep) is copied without
+   * stripping, which only ever happens at depth 2. The output is never longer
    * than the input, so room for n bytes is reserved once and written
    * through a plain pointer. */
   uint64_t objbits = 0;
@@ -1163,16 +1165,12 @@ int kuala_store_put_json(kuala_store_t *s, const char *json, size_t len, int fla
   if (!json || len > s->opts.max_object_bytes) {
     return json ? KUALA_E2BIG : KUALA_EINVAL;
   }
-  json_tokener *tok = json_tokener_new();
-  json_object *obj = json_tokener_parse_ex(tok, json, (int)len);
-  int rc;
-  if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
-    rc = KUALA_EBADMSG;
-  } else {
+  json_object *obj = NULL;
+  int rc = kuala_json_parse(&obj, json, len, NULL, 0);
+  if (rc == 0) {
     rc = kuala_store_put(s, obj, json, len, flags, cb, data);
   }
   json_object_put(obj);
-  json_tokener_free(tok);
   return rc;
 }
 
@@ -1512,7 +1510,8 @@ int kuala_store_add_index(kuala_store_t *s, const char *name, kuala_store_index_
     if (!e) {
       continue;
     }
-    json_object *obj = json_tokener_parse(e_json(e));
+    json_object *obj = NULL;
+    kuala_json_parse(&obj, e_json(e), e->json_len, NULL, 0); /* any depth it was stored at */
     kuala_store_emit_t em = {s, (uint16_t)ix, NULL, 0, 0, 0};
     int rc = obj ? fn(data, obj, &em) : KUALA_EBADMSG;
     if (rc == 0 && em.err) {

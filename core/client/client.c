@@ -37,6 +37,7 @@
 #include "client/internal.h"
 #include "kuala/alloc.h"
 #include "kuala/error.h"
+#include "kuala/json.h"
 #include "kuala/log.h"
 #include "kuala/version.h"
 
@@ -53,7 +54,6 @@
 #define DEFAULT_TOKEN_REFRESH_MS 1000
 #define MAX_RETRY_AFTER_S 60
 #define MAX_TOKEN_FILE 65536
-#define JSON_MAX_DEPTH 64
 
 typedef struct {
   char *key;
@@ -739,6 +739,7 @@ kuala_client_req_t *kuala__client_req_alloc(kuala_client_t *c, size_t size, req_
   kuala_buf_init(&req->resp_body, c->cfg.max_body);
   kuala_buf_init(&req->ready, 0);
   kuala_lines_init(&req->lines, c->cfg.max_line);
+  req->lines.skip_long = 1;
   req->max_retries = c->cfg.max_retries;
   req->timeout_ms = c->cfg.timeout_ms;
   return req;
@@ -751,6 +752,7 @@ static void req_discard(kuala_client_req_t *req)
   kuala_free(req->body);
   kuala_free(req->content_type);
   kuala_free(req->accept);
+  kuala_free(req->impersonate);
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala_lines_free(&req->lines);
@@ -763,9 +765,8 @@ static void decode_status(kuala_client_req_t *req)
   if (!req->resp_body.data || req->resp_body.len == 0) {
     return;
   }
-  json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-  json_object *obj = json_tokener_parse_ex(tok, req->resp_body.data, (int)req->resp_body.len);
-  json_tokener_free(tok);
+  json_object *obj = NULL;
+  kuala_json_parse(&obj, req->resp_body.data, req->resp_body.len, NULL, 0);
   json_object *kind = NULL, *v = NULL;
   if (!obj || !json_object_is_type(obj, json_type_object) ||
       !json_object_object_get_ex(obj, "kind", &kind) ||
@@ -820,19 +821,19 @@ int kuala_client_resp_json(kuala_client_resp_t *resp, struct json_object **out)
   if (!resp->body || resp->body_len == 0) {
     return KUALA_ENOENT;
   }
-  json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-  json_object *obj = json_tokener_parse_ex(tok, resp->body, (int)resp->body_len);
-  enum json_tokener_error jerr = json_tokener_get_error(tok);
-  size_t used = json_tokener_get_parse_end(tok);
-  json_tokener_free(tok);
-  if (!obj || jerr != json_tokener_success || !json_object_is_type(obj, json_type_object) ||
-      used != resp->body_len) {
+  /* Strict RFC 8259, as everything read from the network. */
+  json_object *obj = NULL;
+  char why[128];
+  int rc = kuala_json_parse(&obj, resp->body, resp->body_len, why, sizeof why);
+  if (rc == 0 && !json_object_is_type(obj, json_type_object)) {
+    snprintf(why, sizeof why, "response body is not a JSON object");
+    rc = KUALA_EBADMSG;
+  }
+  if (rc < 0) {
     json_object_put(obj);
     if (req) {
       kuala_free(req->message);
-      req->message =
-          kuala_strdup(jerr != json_tokener_success ? json_tokener_error_desc(jerr)
-                                                    : "response body is not a single JSON object");
+      req->message = kuala_strdup(why);
       resp->message = req->message;
     }
     return KUALA_EBADMSG;
@@ -961,8 +962,10 @@ static void finish(kuala_client_req_t *req)
   kuala_free(req->body);
   kuala_free(req->content_type);
   kuala_free(req->accept);
+  kuala_free(req->impersonate);
   kuala_free(req->resp_ctype);
   req->url = req->body = req->content_type = req->accept = req->resp_ctype = NULL;
+  req->impersonate = NULL;
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala_lines_free(&req->lines);
@@ -1040,7 +1043,11 @@ static int queue_line(void *data, const char *line, size_t len)
     req->ready_next = req->c->ready_head;
     req->c->ready_head = req;
   }
-  kuala_buf_append(&req->ready, line, len);
+  /* A dropped over-long line (line NULL) is queued as an empty line, which
+   * no real line can be: the splitter never passes empty lines on. */
+  if (line) {
+    kuala_buf_append(&req->ready, line, len);
+  }
   kuala_buf_putc(&req->ready, '\n');
   return 0;
 }
@@ -1066,6 +1073,82 @@ static size_t on_write(char *p, size_t size, size_t n, void *userp)
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
   return len;
+}
+
+/* 1 when the header line p[0..n) carries credentials. */
+static int secret_header(const char *p, size_t n)
+{
+  static const char *const names[] = {
+      "authorization:", "proxy-authorization:", "cookie:", "set-cookie:", NULL};
+  for (const char *const *h = names; *h; h++) {
+    size_t l = strlen(*h);
+    if (n >= l && strncasecmp(p, *h, l) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void kuala__client_debug_redact(kuala_buf_t *out, char prefix, const char *p, size_t n)
+{
+  /* Header blocks come whole: one line at a time, the values of
+   * credential headers replaced (the scheme word is kept, so "Bearer" vs
+   * "Basic" still shows). */
+  while (n > 0) {
+    const char *nl = memchr(p, '\n', n);
+    size_t len = nl ? (size_t)(nl - p) + 1 : n;
+    kuala_buf_putc(out, prefix);
+    kuala_buf_putc(out, ' ');
+    if (secret_header(p, len)) {
+      const char *colon = memchr(p, ':', len);
+      size_t keep = (size_t)(colon - p) + 1;
+      size_t v = keep;
+      while (v < len && p[v] == ' ') {
+        v++;
+      }
+      size_t w = v;
+      while (w < len && p[w] != ' ' && p[w] != '\r' && p[w] != '\n') {
+        w++;
+      }
+      /* "Authorization: Bearer <redacted>"; a bare value is all secret. */
+      size_t scheme_end = w < len && p[w] == ' ' ? w : keep;
+      kuala_buf_append(out, p, scheme_end);
+      kuala_buf_puts(out, " <redacted>\n");
+    } else {
+      kuala_buf_append(out, p, len);
+      if (!nl) {
+        kuala_buf_putc(out, '\n');
+      }
+    }
+    p += len;
+    n -= len;
+  }
+}
+
+static int debug_trace(CURL *e, curl_infotype type, char *p, size_t n, void *data)
+{
+  (void)e, (void)data;
+  char prefix;
+  switch (type) {
+    case CURLINFO_TEXT:
+      prefix = '*';
+      break;
+    case CURLINFO_HEADER_IN:
+      prefix = '<';
+      break;
+    case CURLINFO_HEADER_OUT:
+      prefix = '>';
+      break;
+    default:
+      return 0; /* bodies and TLS records stay out of the trace */
+  }
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  kuala__client_debug_redact(&b, prefix, p, n);
+  if (b.len) {
+    fwrite(b.data, 1, b.len, stderr);
+  }
+  kuala_buf_free(&b);
+  return 0;
 }
 
 static void setup_easy(kuala_client_req_t *req)
@@ -1101,7 +1184,10 @@ static void setup_easy(kuala_client_req_t *req)
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2_possible ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (c->curl_verbose) {
-    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* KUALA_CLIENT_DEBUG=1: wire trace */
+    /* KUALA_CLIENT_DEBUG=1: wire trace, credentials redacted. */
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, debug_trace);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
   }
   if (req->kind != REQ_KIND_WATCH) {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
@@ -1172,6 +1258,12 @@ static void setup_easy(kuala_client_req_t *req)
     h = curl_slist_append(h, "Accept: application/json");
   }
   h = curl_slist_append(h, "Expect:");
+  if (req->impersonate) {
+    kuala_buf_t b = KUALA_BUF_INIT(0);
+    kuala_buf_printf(&b, "Impersonate-User: %s", req->impersonate);
+    h = curl_slist_append(h, b.data);
+    kuala_buf_free(&b);
+  }
   if (c->host_header) {
     h = curl_slist_append(h, c->host_header);
   }
@@ -1221,6 +1313,7 @@ static void begin_attempt(kuala_client_req_t *req)
   kuala_buf_reset(&req->ready);
   kuala_lines_free(&req->lines);
   kuala_lines_init(&req->lines, c->cfg.max_line);
+  req->lines.skip_long = 1;
   setup_easy(req);
   req->attempts++;
   if (kuala_log_enabled(KUALA_LOG_TRACE)) {
@@ -1417,35 +1510,51 @@ static kuala_watch_type_t watch_type(const char *s)
   return 0;
 }
 
-/* Stop a running watch with an error found while delivering its events. */
-static void watch_fail(kuala_client_req_t *req, int err, const char *msg)
+/* Report a line that is not a decodable event and go on with the watch:
+ * failing it would make the reflector re-watch from the same RV and meet
+ * the same line again, for ever. */
+static int deliver_invalid(kuala_client_req_t *req, const char *line, size_t len, int err,
+                           const char *reason)
 {
-  kuala_client_t *c = req->c;
-  req->canceled = 1; /* no more events */
-  if (req->state == REQ_RUNNING) {
-    curl_multi_remove_handle(c->multi, req->easy);
-  }
-  kuala_free(req->message);
-  req->message = kuala_strdup(msg);
-  kuala__client_req_defer(req, err);
+  kuala_watch_event_t ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = KUALA_WATCH_INVALID;
+  ev.line = line;
+  ev.len = len;
+  ev.err = err;
+  ev.reason = reason;
+  req->on_event(req->data, &ev);
+  return req->canceled ? -1 : 0;
 }
 
 static int deliver_line(kuala_client_req_t *req, const char *line, size_t len)
 {
-  json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-  json_object *obj = json_tokener_parse_ex(tok, line, (int)len);
-  int ok = obj && json_tokener_get_error(tok) == json_tokener_success &&
-           json_tokener_get_parse_end(tok) == len;
-  json_tokener_free(tok);
+  /* Strict RFC 8259; a duplicate key at the top ("object" twice) is
+   * refused too: the store reads the object's text from the first one
+   * while json-c keeps the last, which would file one object under
+   * another's name. */
+  json_object *obj = NULL;
+  char why[160];
+  int ok = kuala_json_parse(&obj, line, len, why, sizeof why) == 0;
+  if (ok && json_object_is_type(obj, json_type_object) &&
+      kuala_json_member_count(line, len) != (size_t)json_object_object_length(obj)) {
+    json_object_put(obj);
+    return deliver_invalid(req, line, len, KUALA_EBADMSG, "duplicate key in watch event");
+  }
+  if (!ok) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "not JSON: %s", why);
+    return deliver_invalid(req, line, len, KUALA_EBADMSG, msg);
+  }
   json_object *type = NULL, *object = NULL;
-  if (!ok || !json_object_is_type(obj, json_type_object) ||
+  if (!json_object_is_type(obj, json_type_object) ||
       !json_object_object_get_ex(obj, "type", &type) ||
       !json_object_is_type(type, json_type_string) ||
       !json_object_object_get_ex(obj, "object", &object) ||
       !json_object_is_type(object, json_type_object)) {
     json_object_put(obj);
-    watch_fail(req, KUALA_EBADMSG, "malformed watch event (not {\"type\":...,\"object\":{...}})");
-    return -1;
+    return deliver_invalid(req, line, len, KUALA_EBADMSG,
+                           "not a watch event ({\"type\":...,\"object\":{...}})");
   }
   kuala_watch_event_t ev;
   memset(&ev, 0, sizeof(ev));
@@ -1495,7 +1604,9 @@ static void drain_watches(kuala_client_t *c)
       while (p < lines + n) {
         char *nl = memchr(p, '\n', (size_t)(lines + n - p));
         *nl = '\0';
-        if (deliver_line(req, p, (size_t)(nl - p)) != 0) {
+        int rc = nl == p ? deliver_invalid(req, NULL, 0, KUALA_E2BIG, "line longer than the cap")
+                         : deliver_line(req, p, (size_t)(nl - p));
+        if (rc != 0) {
           break;
         }
         p = nl + 1;
@@ -1614,6 +1725,9 @@ static int start_http(kuala_client_req_t **out, kuala_client_t *c, req_kind_t ki
   }
   req->content_type = content_type ? kuala_strdup(content_type) : NULL;
   req->accept = opts && opts->accept && *opts->accept ? kuala_strdup(opts->accept) : NULL;
+  req->impersonate = opts && opts->impersonate_user && *opts->impersonate_user
+                         ? kuala_strdup(opts->impersonate_user)
+                         : NULL;
   req->idempotent = strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
   if (opts && opts->timeout_ms) {
     req->timeout_ms = opts->timeout_ms;

@@ -46,6 +46,7 @@ struct kuala_client_req_s {
   char *url;
   char *content_type; /* request Content-Type, owned */
   char *accept;       /* request Accept, owned; NULL = application/json */
+  char *impersonate;  /* Impersonate-User, owned; NULL = none */
   char *body;         /* request body, owned */
   size_t body_len;
   int idempotent;
@@ -149,6 +150,11 @@ int kuala__client_escape(kuala_buf_t *b, const char *s);
 /* client.c: start a prepared request (url, method, body set). */
 kuala_client_req_t *kuala__client_req_alloc(kuala_client_t *c, size_t size, req_kind_t kind);
 int kuala__client_req_start(kuala_client_req_t *req);
+/* KUALA_CLIENT_DEBUG's trace of a block of header (or info) lines: each
+ * line prefixed with `prefix` and a space, the values of Authorization,
+ * Proxy-Authorization, Cookie and Set-Cookie replaced by "<redacted>"
+ * (the scheme word, e.g. "Bearer", kept). */
+void kuala__client_debug_redact(kuala_buf_t *out, char prefix, const char *p, size_t n);
 void kuala__client_req_defer(kuala_client_req_t *req, int err);
 
 /* exec.c: run an exec credential plugin on `loop`; `done` runs once from

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "dev_samples.h"
 #include "devcluster.h"
 #include "flags.h"
 #include "kuala/alloc.h"
@@ -22,6 +23,7 @@
 #include "kuala/error.h"
 #include "kuala/kubeconfig.h"
 #include "kuala/log.h"
+#include "ops.h"
 
 typedef struct {
   const char *kubeconfig;
@@ -31,14 +33,20 @@ typedef struct {
   double kube_api_burst; /* 0 = not given */
   double graceful_s;     /* -1 = not given (30 s) */
   kuala_runtime_opts_t rt;
+  kuala__ops_opts_t ops; /* metrics, probes, leader election (ops.h) */
   char **bundles;
   size_t nbundles;
+  int watch;      /* -1 = default (on for dev, off for run) */
+  int configmaps; /* -1 = default (on when no directory is named) */
+  const char *bundle_ns;
+  double grace_s; /* reload grace period; 0 = 30 */
 } run_opts_t;
 
 typedef struct {
   uv_loop_t loop;
   run_opts_t o;
   kuala_engine_t *engine;
+  kuala__ops_t *ops;
   kuala__devcluster_t *dev;
   uv_signal_t sigint, sigterm;
   uv_timer_t exit_timer;
@@ -48,27 +56,44 @@ typedef struct {
 
 void kuala__cli_run_usage(FILE *f)
 {
-  fprintf(f,
-          "usage: kuala run [flags] BUNDLE_DIR...\n"
-          "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
-          "\n"
-          "flags (--flag=value or --flag value):\n"
-          "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
-          "  --context=NAME         kubeconfig context (default current-context)\n"
-          "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
-          "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
-          "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
-          "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
-          "  --graceful-shutdown-timeout=SECONDS  on SIGTERM/SIGINT, how long running\n"
-          "                         reconciles may take to finish before they are cancelled\n"
-          "                         (default 30; a second signal exits at once)\n"
-          "  --kube-api-qps=N       client-side limit on API requests per second\n"
-          "                         (default 0: none; the server's priority and fairness and\n"
-          "                         429 Retry-After answers pace the client)\n"
-          "  --kube-api-burst=N     requests allowed at once above --kube-api-qps\n"
-          "                         (default 2 x qps)\n"
-          "  --log-level=LEVEL      error|warn|info|debug|trace (default info)\n"
-          "  --log-format=FMT       text|json (default text)\n");
+  fprintf(
+      f,
+      "usage: kuala run [flags] BUNDLE_DIR...\n"
+      "       kuala dev [flags] [BUNDLE_DIR...]   (default: every controllers/*/ bundle)\n"
+      "\n"
+      "flags (--flag=value or --flag value):\n"
+      "  --kubeconfig=FILE      kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)\n"
+      "  --context=NAME         kubeconfig context (default current-context)\n"
+      "  --memory-limit-mb=N    memory cap per bundle VM (default 64)\n"
+      "  --cpu-budget-ms=N      CPU time per call into Lua (default 1000)\n"
+      "  --reconcile-timeout-ms=N  wall clock per reconcile (default 30000)\n"
+      "  --exit-after=SECONDS   stop gracefully after this long (for demos and tests)\n"
+      "  --watch[=false]        reload a bundle directory when a file changes\n"
+      "                         (default: on for dev, off for run)\n"
+      "  --bundle-configmaps[=false]  load bundles from ConfigMaps labelled\n"
+      "                         kuala.dev/bundle=NAME (default: on when no directory is named)\n"
+      "  --bundle-namespace=NS  where those ConfigMaps live (default: the pod's namespace,\n"
+      "                         else default)\n"
+      "  --reload-grace-period=SECONDS  how long a replaced version's reconciles may\n"
+      "                         finish before they are cancelled (default 30)\n"
+      "  --metrics-bind-address=ADDR  /metrics and /bundles (default :8080; 0 = off)\n"
+      "  --health-probe-bind-address=ADDR  /healthz and /readyz (default :8081; 0 = off)\n"
+      "  --health-loop-timeout=DUR  /healthz fails when the loop stalls this long (30s)\n"
+      "  --leader-elect          run reconciles only while holding the Lease\n"
+      "  --leader-election-id=NAME  Lease name (default kuala)\n"
+      "  --leader-election-namespace=NS  Lease namespace (default: the pod's, else default)\n"
+      "  --leader-election-lease-duration=DUR, --leader-election-renew-deadline=DUR,\n"
+      "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n"
+      "  --graceful-shutdown-timeout=SECONDS  on SIGTERM/SIGINT, how long running\n"
+      "                         reconciles may take to finish before they are cancelled\n"
+      "                         (default 30; a second signal exits at once)\n"
+      "  --kube-api-qps=N       client-side limit on API requests per second\n"
+      "                         (default 0: none; the server's priority and fairness and\n"
+      "                         429 Retry-After answers pace the client)\n"
+      "  --kube-api-burst=N     requests allowed at once above --kube-api-qps\n"
+      "                         (default 2 x qps)\n"
+      "  --log-level=LEVEL      error|warn|info|debug|trace (default info)\n"
+      "  --log-format=FMT       text|json (default text)\n");
 }
 
 /* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
@@ -94,6 +119,33 @@ static int num_flag(int argc, char **argv, int *i, const char *name, double *d, 
   return 1;
 }
 
+/* A duration: seconds as a number, or with an "s" or "ms" suffix. */
+static int dur_flag(int argc, char **argv, int *i, const char *name, double *d, int *bad)
+{
+  const char *v = NULL;
+  if (!str_flag(argc, argv, i, name, &v, bad)) {
+    return 0;
+  }
+  if (*bad) {
+    return 1;
+  }
+  char num[64];
+  size_t n = strlen(v);
+  double scale = 1;
+  if (n > 2 && strcmp(v + n - 2, "ms") == 0) {
+    n -= 2;
+    scale = 0.001;
+  } else if (n > 1 && v[n - 1] == 's') {
+    n -= 1;
+  }
+  snprintf(num, sizeof(num), "%.*s", (int)n, v);
+  if (n >= sizeof(num) || kuala__flag_num(name, num, d)) {
+    *bad = 1;
+  }
+  *d *= scale;
+  return 1;
+}
+
 /* Parse the flags of `run` and `dev`. Returns 0, 1 when help was asked
  * for (printed; exit 0), or -1 on a bad flag (printed; exit 2). */
 static int parse_args(int argc, char **argv, run_opts_t *o)
@@ -102,10 +154,27 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
   o->kube_api_qps = -1;
   o->graceful_s = -1;
   o->bundles = kuala_calloc((size_t)argc + 1, sizeof(char *));
+  o->watch = -1;
+  o->configmaps = -1;
+  /* Tests point these at 127.0.0.1:0 so parallel runs never collide. */
+  o->ops.metrics_addr = getenv("KUALA_METRICS_BIND_ADDRESS");
+  o->ops.probe_addr = getenv("KUALA_HEALTH_PROBE_BIND_ADDRESS");
   int bad = 0;
   for (int i = 1; i < argc && !bad; i++) {
     const char *a = argv[i];
     double d = 0;
+    int fb = kuala__flag_bool(argv, i, "--watch", &o->watch);
+    if (fb == 0) {
+      fb = kuala__flag_bool(argv, i, "--bundle-configmaps", &o->configmaps);
+    }
+    if (fb) {
+      bad = fb < 0;
+      continue;
+    }
+    if (str_flag(argc, argv, &i, "--bundle-namespace", &o->bundle_ns, &bad) ||
+        num_flag(argc, argv, &i, "--reload-grace-period", &o->grace_s, &bad)) {
+      continue;
+    }
     if (kuala__flag_is_help(a)) {
       kuala__cli_run_usage(stdout);
       return 1;
@@ -117,6 +186,22 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
     }
     if (str_flag(argc, argv, &i, "--kubeconfig", &o->kubeconfig, &bad) ||
         str_flag(argc, argv, &i, "--context", &o->context, &bad)) {
+      continue;
+    }
+    int on = 0, m = kuala__flag_bool(argv, i, "--leader-elect", &on);
+    if (m != 0) {
+      bad |= m < 0;
+      o->ops.leader_elect = on;
+      continue;
+    }
+    if (str_flag(argc, argv, &i, "--metrics-bind-address", &o->ops.metrics_addr, &bad) ||
+        str_flag(argc, argv, &i, "--health-probe-bind-address", &o->ops.probe_addr, &bad) ||
+        str_flag(argc, argv, &i, "--leader-election-id", &o->ops.leader_id, &bad) ||
+        str_flag(argc, argv, &i, "--leader-election-namespace", &o->ops.leader_ns, &bad) ||
+        dur_flag(argc, argv, &i, "--health-loop-timeout", &o->ops.health_stall_s, &bad) ||
+        dur_flag(argc, argv, &i, "--leader-election-lease-duration", &o->ops.lease_s, &bad) ||
+        dur_flag(argc, argv, &i, "--leader-election-renew-deadline", &o->ops.renew_s, &bad) ||
+        dur_flag(argc, argv, &i, "--leader-election-retry-period", &o->ops.retry_s, &bad)) {
       continue;
     }
     if (num_flag(argc, argv, &i, "--memory-limit-mb", &d, &bad)) {
@@ -143,6 +228,23 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
       o->bundles[o->nbundles++] = (char *)a;
     }
   }
+  char host[128];
+  int port;
+  if (!bad && (kuala__ops_parse_addr(o->ops.metrics_addr, host, sizeof(host), &port) ||
+               kuala__ops_parse_addr(o->ops.probe_addr, host, sizeof(host), &port))) {
+    fprintf(stderr, "kuala %s: a bind address is host:port, :port or 0\n", argv[0]);
+    bad = 1;
+  }
+  double lease = o->ops.lease_s > 0 ? o->ops.lease_s : 15;
+  double renew = o->ops.renew_s > 0 ? o->ops.renew_s : 10;
+  double retry = o->ops.retry_s > 0 ? o->ops.retry_s : 2;
+  if (!bad && !(retry < renew && renew < lease)) {
+    fprintf(stderr,
+            "kuala %s: leader election needs retry period (%gs) < renew deadline (%gs) < "
+            "lease duration (%gs)\n",
+            argv[0], retry, renew, lease);
+    bad = 1;
+  }
   return bad ? -1 : 0;
 }
 
@@ -153,10 +255,9 @@ static void handle_close_noop(uv_handle_t *h)
   (void)h;
 }
 
-static void engine_stopped(void *data)
+static void ops_stopped(void *data)
 {
   app_t *app = data;
-  app->engine = NULL;
   if (app->dev) {
     kuala__devcluster_stop(app->dev);
     app->dev = NULL;
@@ -166,6 +267,20 @@ static void engine_stopped(void *data)
   uv_close((uv_handle_t *)&app->exit_timer, handle_close_noop);
 }
 
+/* The engine is gone: release the Lease (ops), then the rest. */
+static void engine_stopped(void *data)
+{
+  app_t *app = data;
+  app->engine = NULL;
+  if (app->ops) {
+    kuala__ops_t *ops = app->ops;
+    app->ops = NULL;
+    kuala__ops_stop(ops, ops_stopped, app);
+  } else {
+    ops_stopped(app);
+  }
+}
+
 static void app_stop(app_t *app)
 {
   if (app->stopping) {
@@ -173,6 +288,9 @@ static void app_stop(app_t *app)
   }
   app->stopping = 1;
   uv_timer_stop(&app->exit_timer);
+  if (app->ops) {
+    kuala__ops_detach(app->ops);
+  }
   if (app->engine) {
     kuala_engine_stop(app->engine, engine_stopped, app);
   } else {
@@ -213,6 +331,21 @@ static void engine_ready(void *data, const kuala_engine_stats_t *st)
   if (st->bundles_loaded == 0 && app->o.nbundles > 0) {
     app->status = 1;
   }
+  if (app->dev && app->engine) {
+    /* kuala dev: every bundle's samples/, once the CRDs are Established. */
+    const char *const *dirs;
+    size_t n = kuala_engine_bundle_dirs(app->engine, &dirs);
+    size_t files = 0;
+    for (size_t i = 0; i < n; i++) {
+      files += kuala__dev_apply_samples(app->engine, dirs[i]);
+    }
+    if (files > 0) {
+      fprintf(stderr, "kuala dev: applied the samples/ of the bundles (%zu files)\n", files);
+    }
+  }
+  if (app->ops) {
+    kuala__ops_engine_ready(app->ops);
+  }
 }
 
 static int start_engine(app_t *app, const kuala_client_config_t *cfg)
@@ -236,7 +369,15 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   }
   KUALA_LOG(KUALA_LOG_INFO, "API client", "server", cfg->server, "client_qps", q, "client_burst",
             b);
+  eo.watch = app->o.watch > 0;
+  eo.configmaps = app->o.configmaps > 0 || (app->o.configmaps < 0 && app->o.nbundles == 0);
+  eo.bundle_namespace = app->o.bundle_ns;
+  eo.grace_ms = (uint64_t)(app->o.grace_s * 1000);
   int rc = kuala_engine_new(&app->engine, &app->loop, &eo);
+  if (rc) {
+    return rc;
+  }
+  rc = kuala__ops_start(&app->ops, &app->loop, app->engine, cfg, &app->o.ops);
   if (rc) {
     return rc;
   }
@@ -332,8 +473,8 @@ int kuala__cli_run(int argc, char **argv)
     kuala_free(app.o.bundles);
     return pa > 0 ? 0 : 2;
   }
-  if (app.o.nbundles == 0) {
-    fprintf(stderr, "kuala run: name at least one bundle directory\n");
+  if (app.o.nbundles == 0 && app.o.configmaps == 0) {
+    fprintf(stderr, "kuala run: name a bundle directory, or allow --bundle-configmaps\n");
     kuala__cli_run_usage(stderr);
     kuala_free(app.o.bundles);
     return 2;
@@ -429,6 +570,14 @@ int kuala__cli_dev(int argc, char **argv)
   }
   if (app.o.nbundles == 0) {
     default_bundles(&app.o);
+    if (app.o.nbundles == 0) {
+      fprintf(stderr,
+              "kuala dev: no bundle found (no controllers/*/main.lua here, none named); "
+              "watching ConfigMaps labelled kuala.dev/bundle instead\n");
+    }
+  }
+  if (app.o.watch < 0) {
+    app.o.watch = 1; /* dev reloads on save */
   }
   app_init(&app);
   int rc = kuala__devcluster_start(&app.dev, &app.loop, NULL, NULL, dev_ready, dev_exit, &app);

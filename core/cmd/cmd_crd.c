@@ -48,7 +48,8 @@ int kuala__offline_open(kuala__offline_t *o)
   memset(o, 0, sizeof(*o));
   if (uv_loop_init(&o->loop) != 0)
     return KUALA_EIO;
-  static const kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL};
+  static const kuala_backend_t be = {none_get,        none_list, none_start, none_cancel,
+                                     NULL /* self */, NULL,      NULL,       NULL};
   int rc = kuala_runtime_new(&o->rt, &o->loop, &be, NULL);
   if (rc) {
     o->rt = NULL;

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "kuala/error.h"
 #include "kuala/version.h"
+#include "cmd_bundle.h"
 #include "cmd_crd.h"
 #include "devcluster.h"
 #include "flags.h"
@@ -24,6 +25,7 @@ static void usage(FILE *f)
           "  dev [DIR...]       run bundles against a local API emulator (kuala-apiserver)\n"
           "  check DIR...       load and validate bundles offline (exit 1 with file:line)\n"
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
+          "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
           "  version            print the version\n"
           "  help               this text (every command also takes -h/--help)\n"
           "\n"
@@ -70,6 +72,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "check") == 0) {
     return kuala__cli_check(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "bundle") == 0) {
+    return kuala__cli_bundle(argc - i, argv + i);
   }
   if (strcmp(argv[i], "crd") == 0) {
     return kuala__cli_crd(argc - i, argv + i);

@@ -68,6 +68,7 @@ struct kuala_controller_s {
   int stopping;
   int queue_closed;
   int dispatching;
+  int held; /* kuala_controller_hold: keys wait, no reconcile starts */
   size_t nsynced;
   kuala_controller_closed_cb closed_cb;
   void *closed_data;
@@ -386,6 +387,13 @@ static void finish_job(kuala_controller_job_t *job, const kuala_controller_resul
   }
   if (res->err) {
     c->st.error++;
+    if (res->err == KUALA_ENOMEM) {
+      c->st.limit_memory++;
+    } else if (res->err == KUALA_ETIMEDOUT) {
+      int cpu = res->message && strstr(res->message, "CPU budget") != NULL;
+      c->st.limit_cpu += cpu;
+      c->st.limit_deadline += !cpu;
+    }
     kuala_log_kv_t ctx[] = {{"controller", c->name}, {"key", job->key}};
     kuala_log(KUALA_LOG_ERROR, ctx, 2, "reconcile failed", "error",
               res->message ? res->message : kuala_strerror(res->err), NULL);
@@ -431,7 +439,7 @@ kuala_controller_t *kuala_controller_job_controller(kuala_controller_job_t *job)
 
 static void dispatch(kuala_controller_t *c)
 {
-  if (!c->synced || c->stopping || c->dispatching) {
+  if (!c->synced || c->stopping || c->dispatching || c->held) {
     return;
   }
   c->dispatching = 1;
@@ -461,6 +469,14 @@ static void dispatch(kuala_controller_t *c)
 }
 
 /* --- public helpers --------------------------------------------------------- */
+
+void kuala_controller_hold(kuala_controller_t *c, int hold)
+{
+  c->held = hold != 0;
+  if (!c->held) {
+    dispatch(c);
+  }
+}
 
 int kuala_controller_enqueue(kuala_controller_t *c, const char *ns, const char *name)
 {
@@ -497,6 +513,8 @@ void kuala_controller_stats(const kuala_controller_t *c, kuala_controller_stats_
 {
   *out = c->st;
   out->synced = c->synced;
+  out->concurrency = c->concurrency;
+  out->held = c->held;
 }
 
 struct kuala_workqueue_s *kuala_controller_queue(kuala_controller_t *c)

@@ -22,12 +22,16 @@
 #include "kuala/error.h"
 #include "kuala/json.h"
 #include "kuala/log.h"
+#include "kuala/permissions.h"
 #include "kuala/selector.h"
+#include "kuala/workqueue.h"
 #include "base/map.h"
 
 typedef struct cache_s {
   char *key; /* "group/version/resource" */
   kuala_informer_reg_t *reg;
+  size_t ctl_refs; /* watches of running controllers on this resource */
+  int ctl_made;    /* created for a controller (released with the last one) */
 } cache_t;
 
 typedef struct ctl_s ctl_t;
@@ -42,6 +46,7 @@ typedef struct call_s {
   kuala_call_done_cb done;
   void *data;
   kuala_client_req_t *req;
+  char *impersonate; /* Impersonate-User or NULL */
   int resolving;
   int canceled;
 } call_t;
@@ -61,7 +66,20 @@ struct ctl_s {
   void *cb_data;
   kuala_controller_t *c;
   int stopping;
+  int caches_held; /* counted in cache_t.ctl_refs */
 };
+
+/* A reconcile waiting for a kind's cache: resolving the kind, then waiting
+ * for its informer to sync. Detached (m == NULL) when the manager closes or
+ * the wait is canceled; the pending resolve or informer callback frees it. */
+typedef struct wait_s {
+  kuala_manager_t *m;
+  struct wait_s *next, *prev;
+  char *api_version, *kind;
+  uint64_t timeout_ms;
+  kuala_call_done_cb done; /* NULL once answered */
+  void *data;
+} wait_t;
 
 struct kuala_manager_s {
   uv_loop_t *loop;
@@ -73,6 +91,9 @@ struct kuala_manager_s {
   size_t nctls, capctls;
   size_t live_ctls; /* controllers not yet freed (incl. stopping ones) */
   call_t *calls;
+  wait_t *waits;
+  int held;             /* kuala_manager_hold: leader-election gate */
+  char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
   int released; /* closing, and the caches and calls are gone (release()) */
   kuala_manager_closed_cb closed_cb;
@@ -146,12 +167,32 @@ static int store_for(kuala_manager_t *m, const char *api_version, const char *ki
   return 0;
 }
 
+/* Cache reads list and watch the whole type: the bundle must be allowed both. */
+static int cache_allowed(const kuala_cache_query_t *q)
+{
+  if (q->permissions == NULL) {
+    return 0;
+  }
+  char msg[1024];
+  int rc = kuala_permissions_check(q->permissions, KUALA_VERB_LIST | KUALA_VERB_WATCH,
+                                   q->api_version, q->kind, NULL, NULL, 1, msg, sizeof msg);
+  if (rc) {
+    KUALA_LOG(KUALA_LOG_WARN, "permission denied", "bundle",
+              kuala_permissions_bundle(q->permissions), "error", msg);
+  }
+  return rc;
+}
+
 static int be_cache_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
 {
   kuala_manager_t *m = self;
   kuala_store_t *s;
   int namespaced;
-  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
   if (rc) {
     return rc;
   }
@@ -182,7 +223,11 @@ static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_e
   kuala_manager_t *m = self;
   kuala_store_t *s;
   int namespaced;
-  int rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  rc = store_for(m, q->api_version, q->kind, &s, &namespaced);
   if (rc) {
     return rc;
   }
@@ -206,6 +251,174 @@ static int be_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_e
   return rc < 0 ? rc : 0;
 }
 
+/* --- waiting for a cache --------------------------------------------------- */
+
+static void wait_unlink(wait_t *w)
+{
+  kuala_manager_t *m = w->m;
+  if (m == NULL) {
+    return;
+  }
+  if (w->prev) {
+    w->prev->next = w->next;
+  } else {
+    m->waits = w->next;
+  }
+  if (w->next) {
+    w->next->prev = w->prev;
+  }
+  w->m = NULL;
+  w->next = w->prev = NULL;
+}
+
+/* Answer once; the struct stays until its pending callback frees it. */
+static void wait_answer(wait_t *w, int err)
+{
+  kuala_call_done_cb done = w->done;
+  w->done = NULL;
+  wait_unlink(w);
+  if (done) {
+    done(w->data, err, NULL, 0);
+  }
+}
+
+static void wait_free(wait_t *w)
+{
+  kuala_manager_t *m = w->m;
+  wait_unlink(w);
+  kuala_free(w->api_version);
+  kuala_free(w->kind);
+  kuala_free(w);
+  if (m) {
+    maybe_free(m);
+  }
+}
+
+static void wait_synced(void *data, int err)
+{
+  wait_t *w = data;
+  if (w->done) {
+    wait_answer(w, err);
+  }
+  wait_free(w);
+}
+
+/* Start the informer wait for a resolved kind; 0 or an error to answer. */
+static int wait_on_cache(wait_t *w, const kuala_client_resource_t *r)
+{
+  cache_t *c = cache_for(w->m, r, 1);
+  if (c == NULL) {
+    return w->m->closing ? KUALA_ESHUTDOWN : KUALA_EIO;
+  }
+  return kuala_informer_wait_synced(kuala_informer_reg_informer(c->reg), w->timeout_ms, wait_synced,
+                                    w);
+}
+
+static void wait_resolved(void *data, int err, const kuala_client_resource_t *res)
+{
+  wait_t *w = data;
+  if (w->done == NULL || w->m == NULL) { /* canceled or the manager closed */
+    if (w->done) {
+      wait_answer(w, KUALA_ECANCELED);
+    }
+    wait_free(w);
+    return;
+  }
+  if (err == 0) {
+    err = wait_on_cache(w, res);
+    if (err == 0) {
+      return; /* wait_synced answers and frees */
+    }
+  } else if (err == KUALA_ENOTFOUND) {
+    KUALA_LOG(KUALA_LOG_WARN, "a reconcile reads a kind the API server does not serve",
+              "apiVersion", w->api_version, "kind", w->kind);
+  }
+  wait_answer(w, err);
+  wait_free(w);
+}
+
+static int be_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t timeout_ms,
+                         kuala_call_done_cb done, void *data, void **handle)
+{
+  kuala_manager_t *m = self;
+  if (m->released) {
+    return KUALA_ESHUTDOWN;
+  }
+  if (q == NULL || q->api_version == NULL || q->kind == NULL || done == NULL) {
+    return KUALA_EINVAL;
+  }
+  int rc = cache_allowed(q);
+  if (rc) {
+    return rc;
+  }
+  wait_t *w = kuala_calloc(1, sizeof(*w));
+  w->m = m;
+  w->api_version = kuala_strdup(q->api_version);
+  w->kind = kuala_strdup(q->kind);
+  w->timeout_ms = timeout_ms ? timeout_ms : 30000;
+  w->done = done;
+  w->data = data;
+  w->next = m->waits;
+  if (m->waits) {
+    m->waits->prev = w;
+  }
+  m->waits = w;
+  kuala_client_resource_t r;
+  if (kuala_client_resolve_cached(m->client, q->api_version, q->kind, &r) == 0) {
+    rc = wait_on_cache(w, &r);
+  } else {
+    rc = kuala_client_resolve(m->client, q->api_version, q->kind, wait_resolved, w);
+  }
+  if (rc) {
+    w->done = NULL;
+    wait_free(w);
+    return rc;
+  }
+  *handle = w;
+  return 0;
+}
+
+static void be_cache_wait_cancel(void *self, void *handle)
+{
+  (void)self;
+  wait_t *w = handle;
+  if (w->done) {
+    wait_answer(w, KUALA_ECANCELED);
+  }
+}
+
+/* --- enqueue from a reconcile ------------------------------------------------ */
+
+static int be_enqueue(void *self, const char *controller, const char *ns, const char *name,
+                      uint64_t after_ms)
+{
+  kuala_manager_t *m = self;
+  if (controller == NULL) {
+    return KUALA_EINVAL;
+  }
+  for (size_t i = 0; i < m->nctls; i++) {
+    ctl_t *ctl = m->ctls[i];
+    if (ctl->c == NULL || ctl->stopping || strcmp(ctl->name, controller) != 0) {
+      continue;
+    }
+    if (name == NULL) {
+      kuala_controller_enqueue_all(ctl->c);
+      return 0;
+    }
+    if (after_ms == 0) {
+      return kuala_controller_enqueue(ctl->c, ns, name);
+    }
+    char key[512];
+    int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
+                      : snprintf(key, sizeof(key), "%s", name);
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+      return KUALA_EINVAL;
+    }
+    return kuala_workqueue_add_after(kuala_controller_queue(ctl->c), key, after_ms);
+  }
+  return KUALA_ENOENT;
+}
+
 /* --- API calls ------------------------------------------------------------- */
 
 static void call_free(call_t *call)
@@ -227,6 +440,7 @@ static void call_free(call_t *call)
   kuala_free(call->patch_type);
   kuala_free(call->field_manager);
   kuala_free(call->body);
+  kuala_free(call->impersonate);
   kuala_free(call);
   maybe_free(m);
 }
@@ -280,6 +494,7 @@ static int call_issue(call_t *call, const kuala_client_resource_t *r)
   kuala_client_opts_t opts;
   kuala_client_opts_init(&opts);
   opts.field_manager = call->field_manager;
+  opts.impersonate_user = call->impersonate;
   const char *body = call->body ? call->body : "";
   size_t len = call->body ? call->body_len : 0;
   kuala_patch_type_t pt;
@@ -341,6 +556,41 @@ static void call_resolved(void *data, int err, const kuala_client_resource_t *re
   }
 }
 
+/* Check a bundle's call against its permissions; when refused, answer it
+ * now (done runs with KUALA_EFORBIDDEN and a Forbidden Status, nothing is
+ * sent) and return 1. */
+static int call_refused(const kuala_call_t *c, kuala_call_done_cb done, void *data)
+{
+  static const unsigned bit[] = {0,
+                                 KUALA_VERB_GET,
+                                 KUALA_VERB_CREATE,
+                                 KUALA_VERB_UPDATE,
+                                 KUALA_VERB_PATCH,
+                                 KUALA_VERB_PATCH, /* server-side apply is a patch */
+                                 KUALA_VERB_DELETE};
+  unsigned verb = (unsigned)c->verb < sizeof bit / sizeof bit[0] ? bit[c->verb] : 0;
+  char msg[1024];
+  if (kuala_permissions_check(c->permissions, verb, c->api_version, c->kind, c->subresource,
+                              c->verb == KUALA_CALL_CREATE ? NULL : c->name, 0, msg,
+                              sizeof msg) == 0) {
+    return 0;
+  }
+  KUALA_LOG(KUALA_LOG_WARN, "permission denied", "bundle", kuala_permissions_bundle(c->permissions),
+            "error", msg);
+  json_object *st = json_object_new_object();
+  kuala_json_set_str(st, "kind", "Status");
+  kuala_json_set_str(st, "apiVersion", "v1");
+  kuala_json_set_str(st, "status", "Failure");
+  kuala_json_set_str(st, "message", msg);
+  kuala_json_set_str(st, "reason", "Forbidden");
+  json_object_object_add(st, "code", json_object_new_int(403));
+  size_t len;
+  const char *json = kuala_json_compact(st, &len);
+  done(data, KUALA_EFORBIDDEN, json, len);
+  json_object_put(st);
+  return 1;
+}
+
 static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb done, void *data,
                          void **handle)
 {
@@ -350,6 +600,10 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
   }
   if (c->api_version == NULL || c->kind == NULL || done == NULL) {
     return KUALA_EINVAL;
+  }
+  if (c->permissions && call_refused(c, done, data)) {
+    *handle = NULL;
+    return 0; /* done already ran with KUALA_EFORBIDDEN */
   }
   call_t *call = kuala_calloc(1, sizeof(*call));
   call->m = m;
@@ -366,6 +620,12 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
   call->force = c->force;
   call->done = done;
   call->data = data;
+  if (m->impersonate_ns && c->permissions) {
+    char who[512];
+    snprintf(who, sizeof who, "system:serviceaccount:%s:kuala-%s", m->impersonate_ns,
+             kuala_permissions_bundle(c->permissions));
+    call->impersonate = kuala_strdup(who);
+  }
   call->next = m->calls;
   if (m->calls) {
     m->calls->prev = call;
@@ -442,6 +702,8 @@ static void ctl_forget(kuala_manager_t *m, ctl_t *ctl)
   }
 }
 
+static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl);
+
 static void ctl_start(ctl_t *ctl)
 {
   kuala_manager_t *m = ctl->m;
@@ -459,13 +721,22 @@ static void ctl_start(ctl_t *ctl)
     specs[i].generation_changed = d->generation_changed;
     specs[i].predicate = d->predicate;
     specs[i].predicate_data = d->predicate_data;
-    cache_for(m, r, 1); /* reads of watched kinds share the informer */
+    /* Reads of watched kinds share the informer. */
+    cache_t *cache = cache_for(m, r, 0);
+    int fresh = cache == NULL;
+    cache = cache ? cache : cache_for(m, r, 1);
+    if (cache) {
+      cache->ctl_made |= fresh;
+      cache->ctl_refs++;
+      ctl->caches_held = 1;
+    }
   }
   kuala_controller_opts_t o = {
       ctl->name, ctl->res[0].group, ctl->res[0].kind, specs, ctl->nwatches, ctl->concurrency, NULL,
       NULL,      ctl->reconcile,    ctl->data};
   int rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
   if (rc == 0) {
+    kuala_controller_hold(ctl->c, m->held);
     rc = kuala_controller_start(ctl->c);
     if (rc) {
       ctl->stopping = 1;
@@ -475,6 +746,7 @@ static void ctl_start(ctl_t *ctl)
   }
   kuala_free(specs);
   if (rc) {
+    ctl_release_caches(m, ctl);
     KUALA_LOG(KUALA_LOG_ERROR, "controller failed to start", "controller", ctl->name, "error",
               kuala_strerror(rc));
     ctl_forget(m, ctl);
@@ -591,6 +863,28 @@ int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl
   return 0;
 }
 
+/* A removed controller's watched resources: a cache registration made for
+ * controllers goes with the last of them, so a removed bundle releases its
+ * informers (a controller started on the same resource before this one
+ * stops keeps it: a reload relists nothing). */
+static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl)
+{
+  if (!ctl->caches_held || m->closing) {
+    return;
+  }
+  ctl->caches_held = 0;
+  for (size_t i = 0; i < ctl->nwatches; i++) {
+    cache_t *c = cache_for(m, &ctl->res[i], 0);
+    if (c == NULL || c->ctl_refs == 0 || --c->ctl_refs > 0 || !c->ctl_made) {
+      continue;
+    }
+    kuala__map_del(&m->caches, c->key, strlen(c->key));
+    kuala_informer_reg_remove(c->reg);
+    kuala_free(c->key);
+    kuala_free(c);
+  }
+}
+
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
 {
   for (size_t i = 0; i < m->nctls; i++) {
@@ -598,10 +892,30 @@ void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c)
     if (ctl->c == c && !ctl->stopping) {
       ctl->stopping = 1;
       ctl_forget(m, ctl);
+      ctl_release_caches(m, ctl);
       kuala_controller_stop(c, ctl_closed, ctl);
       return;
     }
   }
+}
+
+void kuala_manager_hold(kuala_manager_t *m, int hold)
+{
+  m->held = hold != 0;
+  for (size_t i = 0; i < m->nctls; i++) {
+    kuala_controller_t *c = m->ctls[i]->c;
+    if (c && !m->ctls[i]->stopping) {
+      if (!m->held) {
+        kuala_controller_enqueue_all(c);
+      }
+      kuala_controller_hold(c, m->held);
+    }
+  }
+}
+
+int kuala_manager_held(const kuala_manager_t *m)
+{
+  return m->held;
 }
 
 size_t kuala_manager_controller_count(const kuala_manager_t *m)
@@ -643,6 +957,9 @@ int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *cl
   m->backend.call_start = be_call_start;
   m->backend.call_cancel = be_call_cancel;
   m->backend.self = m;
+  m->backend.cache_wait = be_cache_wait;
+  m->backend.cache_wait_cancel = be_cache_wait_cancel;
+  m->backend.enqueue = be_enqueue;
   *out = m;
   return 0;
 }
@@ -652,9 +969,9 @@ const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m)
   return &m->backend;
 }
 
-/* The caches and the API calls stay usable while stopping controllers
- * finish their running reconciles (a graceful stop); they go once the last
- * controller is gone. */
+/* The caches, the cache waits and the API calls stay usable while stopping
+ * controllers finish their running reconciles (a graceful stop); they go
+ * once the last controller is gone. */
 static void release(kuala_manager_t *m)
 {
   m->released = 1;
@@ -670,6 +987,17 @@ static void release(kuala_manager_t *m)
   for (call_t *call = m->calls; call; call = call->next) {
     be_call_cancel(m, call);
   }
+  /* Waits answer ECANCELED now and detach; their pending resolve or
+   * informer callbacks free them without touching the manager. */
+  while (m->waits) {
+    wait_answer(m->waits, KUALA_ECANCELED);
+  }
+}
+
+void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
+{
+  kuala_free(m->impersonate_ns);
+  m->impersonate_ns = ns && *ns ? kuala_strdup(ns) : NULL;
 }
 
 static void maybe_free(kuala_manager_t *m)
@@ -680,11 +1008,12 @@ static void maybe_free(kuala_manager_t *m)
   if (!m->released) {
     release(m);
   }
-  if (m->calls) {
+  if (m->calls || m->waits) {
     return;
   }
   kuala__map_free(&m->caches);
   kuala_free(m->ctls);
+  kuala_free(m->impersonate_ns);
   kuala_manager_closed_cb cb = m->closed_cb;
   void *data = m->closed_data;
   kuala_free(m);

@@ -1,17 +1,29 @@
 /*
- * cpu.c: the CPU budget watchdog (see lrt_cpu.h for the mechanism).
+ * cpu.c: the CPU budget watchdog and the time slices of reconciles (see
+ * lrt_cpu.h for the mechanism).
  *
- * Threads: `enter`, `leave`, `forget`, the hook and the signal handler run
- * on the loop thread; the watchdog thread only reads `running`, `clock`,
- * `deadline_ns` and `loop` under `mu` and sends a signal (SIGRTMIN+4) to
- * the loop thread, whose handler calls lua_sethook on the VM that runs
- * there (`sig_L`, written by the loop thread only). No thread but the loop
- * thread ever touches a lua_State.
+ * Threads: `enter`, `leave`, `forget`, `check`, the hook and the signal
+ * handler run on the loop thread; the watchdog thread only reads
+ * `running`, `clock`, `slice_end_ns`, `deadline_ns` and `loop` under `mu`,
+ * sends a signal (SIGRTMIN+4) to the loop thread, whose handler calls
+ * lua_sethook on the VM that runs there (`sig_L`, written by the loop
+ * thread only), and swaps the SIGTERM/SIGINT handlers while the loop is
+ * wedged (below). No thread but the loop thread ever touches a lua_State.
  *
  * A hook can arrive late (the watchdog saw the old slice): it re-reads the
- * clock and removes itself when the current slice is still within budget.
- * Once it fires for real it stays installed until `leave`, so code that
- * catches the error with pcall is stopped again at its next instruction.
+ * clock and removes itself when the current slice is still within its
+ * time. Once the budget is exceeded the hook stays installed until
+ * `leave`: where the run can yield it yields (the runtime then drops the
+ * coroutine without resuming it, so no Lua code of it runs again, error
+ * handlers included); elsewhere it raises at every instruction, so code
+ * that catches the error with pcall is stopped again at its next one.
+ *
+ * Wedged loop: if the loop thread's CPU clock passes the budget by
+ * WEDGE_NS although the hook was installed (some C code that never
+ * returns to the VM), the watchdog logs it and installs plain SIGTERM and
+ * SIGINT handlers that _exit the process at once, because the uv loop,
+ * where the engine's own signal handling runs, can no longer see them. It
+ * puts the previous handlers back when the run ends.
  *
  * The LuaJIT profiler exists once per process; it follows the VM that runs,
  * so switching between bundle VMs restarts it (and flushes both VMs'
@@ -21,26 +33,39 @@
 #include <luajit.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kuala/alloc.h"
 #include "kuala/error.h"
 #include "lrt_cpu.h"
 
-#define WATCHDOG_TICK_NS 5000000 /* 5 ms */
+#define WATCHDOG_TICK_NS 5000000 /* 5 ms while nothing runs */
+#define WATCHDOG_MIN_NS 500000   /* 0.5 ms: shortest sleep while Lua runs */
+#define WEDGE_NS 2000000000LL    /* 2 s of CPU past the budget */
+#define RETRY_NS 1000000         /* 1 ms: next try to yield where it could not */
+/* Profiler line mode, timer every 2 ms of CPU: how soon compiled code
+ * leaves its trace once the hook is set. */
+#define PROFILE_MODE "li2"
 
 struct kuala__lua_cpu_s {
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int stop;
-  clockid_t clock;     /* CPU clock of the loop thread */
-  lua_State *running;  /* thread running Lua now, NULL when none */
-  int64_t deadline_ns; /* on `clock` */
+  clockid_t clock;      /* CPU clock of the loop thread */
+  lua_State *running;   /* thread running Lua now, NULL when none */
+  int64_t deadline_ns;  /* end of the budget, on `clock` */
+  int64_t slice_end_ns; /* end of the slice (== deadline_ns without slicing) */
+  int sliceable;        /* the run may be suspended at the end of its slice */
   int hooked;
-  int tripped;
+  int tripped; /* the budget is exceeded (the hook saw it) */
+  int sliced;  /* the hook yielded at the end of the slice */
+  int wedged;  /* the fallback signal handlers are installed */
+  struct sigaction old_term, old_int;
   kuala__lua_cpu_mem_cb over_memory; /* asked by the hook; may be NULL */
   pthread_t loop;                    /* the thread that runs Lua */
   lua_State *volatile sig_L;         /* what the signal handler hooks */
@@ -58,17 +83,29 @@ static int64_t clock_ns(clockid_t c)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Raise "file:line: what" for the running function (luaL_error would
- * prefix the caller's position instead). */
+/* Raise "file:line: what" for the innermost Lua function running
+ * (luaL_error would prefix the caller's position instead; from inside a C
+ * function such as the pattern matcher, that is its Lua caller). */
 static void raise_here(lua_State *L, const char *what)
 {
   lua_Debug here;
-  if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) && here.currentline > 0) {
-    lua_pushfstring(L, "%s:%d: %s", here.short_src, here.currentline, what);
-  } else {
-    lua_pushstring(L, what);
+  for (int level = 0; level < 4 && lua_getstack(L, level, &here); level++) {
+    if (lua_getinfo(L, "Sl", &here) && here.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: %s", here.short_src, here.currentline, what);
+      lua_error(L);
+    }
   }
+  lua_pushstring(L, what);
   lua_error(L);
+}
+
+/* The hook may suspend L: the run is sliceable, L is the coroutine the
+ * runtime resumed (not one the bundle resumed itself, whose resumer would
+ * take the yield for its own) and no C call sits between it and the
+ * resume. */
+static int can_yield(kuala__lua_cpu_t *cpu, lua_State *L)
+{
+  return cpu->sliceable && L == cpu->running && lua_isyieldable(L);
 }
 
 static void cpu_hook(lua_State *L, lua_Debug *ar)
@@ -82,15 +119,36 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
   if (cpu->running && cpu->over_memory && cpu->over_memory(L)) {
     raise_here(L, "memory limit exceeded");
   }
-  if (cpu->running == NULL || clock_ns(CLOCK_THREAD_CPUTIME_ID) < cpu->deadline_ns) {
+  int64_t now = cpu->running ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+  if (cpu->running && (cpu->tripped || now >= cpu->deadline_ns)) {
+    cpu->tripped = 1;
+    if (can_yield(cpu, L)) {
+      lua_yield(L, 0); /* does not return: the runtime ends the reconcile */
+      return;
+    }
+    raise_here(L, "CPU budget exceeded");
+  }
+  if (cpu->running && cpu->sliceable && now >= cpu->slice_end_ns) {
+    if (can_yield(cpu, L)) {
+      cpu->sliced = 1;
+      lua_yield(L, 0);
+      return;
+    }
+    /* Inside a C call or a nested coroutine: the watchdog tries again a
+     * little later. (A count hook with a larger count would not do: compiled
+     * code runs only a few instructions in the interpreter after each
+     * profiler tick, so the count would never run out.) */
     pthread_mutex_lock(&cpu->mu);
     lua_sethook(L, NULL, 0, 0);
     cpu->hooked = 0;
+    cpu->slice_end_ns = now + RETRY_NS < cpu->deadline_ns ? now + RETRY_NS : cpu->deadline_ns;
     pthread_mutex_unlock(&cpu->mu);
     return;
   }
-  cpu->tripped = 1;
-  raise_here(L, "CPU budget exceeded");
+  pthread_mutex_lock(&cpu->mu);
+  lua_sethook(L, NULL, 0, 0);
+  cpu->hooked = 0;
+  pthread_mutex_unlock(&cpu->mu);
 }
 
 /* Runs on the loop thread, interrupting Lua: the case LuaJIT documents
@@ -104,10 +162,42 @@ static void on_signal(int sig)
     lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
 }
 
+/* SIGTERM/SIGINT while the loop is wedged: nothing else can act on them. */
+static void die_now(int sig)
+{
+  static const char msg[] =
+      "kuala: signal received while a bundle holds the event loop; "
+      "exiting at once\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+  _exit(128 + sig);
+}
+
 static int watchdog_signal;
+
+/* SIGPROF outside the profiler: nothing to do. */
+static void ignore_prof(int sig)
+{
+  (void)sig;
+}
 
 static void install_signal(void)
 {
+  /* luaJIT_profile_stop puts back the SIGPROF handler it found. With the
+   * default one (terminate), a SIGPROF already on its way when the profiler
+   * moves to another VM, which happens at every switch between bundles,
+   * would kill the process ("Profiling timer expired"). A no-op handler
+   * underneath makes such a late signal harmless. */
+  struct sigaction prof;
+  if (sigaction(SIGPROF, NULL, &prof) == 0 && prof.sa_handler == SIG_DFL &&
+      !(prof.sa_flags & SA_SIGINFO)) {
+    memset(&prof, 0, sizeof prof);
+    prof.sa_handler = ignore_prof;
+    prof.sa_flags = SA_RESTART;
+    sigemptyset(&prof.sa_mask);
+    sigaction(SIGPROF, &prof, NULL);
+  }
+
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -117,21 +207,59 @@ static void install_signal(void)
   sigaction(watchdog_signal, &sa, NULL);
 }
 
+/* Watchdog thread, under cpu->mu. */
+static void wedge_check(kuala__lua_cpu_t *cpu, int64_t now)
+{
+  int wedged = cpu->running && cpu->hooked && now >= cpu->deadline_ns + WEDGE_NS;
+  if (wedged && !cpu->wedged) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = die_now;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &cpu->old_term);
+    sigaction(SIGINT, &sa, &cpu->old_int);
+    cpu->wedged = 1;
+    /* The logger belongs to the loop thread: write the line directly. */
+    static const char msg[] =
+        "kuala: a bundle has run 2 s past its CPU budget inside code the "
+        "budget cannot interrupt; SIGTERM/SIGINT now exit the process at "
+        "once\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+  } else if (!cpu->running && cpu->wedged) {
+    sigaction(SIGTERM, &cpu->old_term, NULL);
+    sigaction(SIGINT, &cpu->old_int, NULL);
+    cpu->wedged = 0;
+  }
+}
+
 static void *watchdog(void *arg)
 {
   kuala__lua_cpu_t *cpu = arg;
   pthread_mutex_lock(&cpu->mu);
   while (!cpu->stop) {
-    if (cpu->running && !cpu->hooked && clock_ns(cpu->clock) >= cpu->deadline_ns) {
-      /* The loop thread hooks its own VM from the signal handler: this
-       * thread never touches a lua_State. */
-      pthread_kill(cpu->loop, watchdog_signal);
-      cpu->hooked = 1;
+    int64_t sleep_ns = WATCHDOG_TICK_NS;
+    if (cpu->running) {
+      int64_t now = clock_ns(cpu->clock);
+      if (!cpu->hooked && now >= cpu->slice_end_ns) {
+        /* The loop thread hooks its own VM from the signal handler: this
+         * thread never touches a lua_State. */
+        pthread_kill(cpu->loop, watchdog_signal);
+        cpu->hooked = 1;
+      }
+      wedge_check(cpu, now);
+      /* CPU time never runs faster than the wall clock: sleeping for what
+       * is left of the slice cannot oversleep it. */
+      int64_t left = (cpu->hooked ? cpu->deadline_ns : cpu->slice_end_ns) - now;
+      if (left < sleep_ns)
+        sleep_ns = left < WATCHDOG_MIN_NS ? WATCHDOG_MIN_NS : left;
+    } else if (cpu->wedged) {
+      wedge_check(cpu, 0);
     }
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += WATCHDOG_TICK_NS;
-    if (until.tv_nsec >= 1000000000) {
+    until.tv_nsec += sleep_ns;
+    while (until.tv_nsec >= 1000000000) {
       until.tv_sec++;
       until.tv_nsec -= 1000000000;
     }
@@ -172,6 +300,10 @@ void kuala__lua_cpu_free(kuala__lua_cpu_t *cpu)
   pthread_cond_signal(&cpu->cv);
   pthread_mutex_unlock(&cpu->mu);
   pthread_join(cpu->thread, NULL);
+  if (cpu->wedged) {
+    sigaction(SIGTERM, &cpu->old_term, NULL);
+    sigaction(SIGINT, &cpu->old_int, NULL);
+  }
   pthread_cond_destroy(&cpu->cv);
   pthread_mutex_destroy(&cpu->mu);
   if (active == cpu)
@@ -187,12 +319,12 @@ static void profile_cb(void *data, lua_State *L, int samples, int vmstate)
 }
 
 int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co,
-                             int64_t budget_ns)
+                             int64_t budget_ns, int64_t slice_ns)
 {
   if (profiled != main) {
     if (profiled)
       luaJIT_profile_stop(profiled);
-    luaJIT_profile_start(main, "li10", profile_cb, NULL);
+    luaJIT_profile_start(main, PROFILE_MODE, profile_cb, NULL);
     profiled = main;
   }
   clockid_t clk;
@@ -204,15 +336,18 @@ int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *
   cpu->clock = clk;
   cpu->running = co;
   cpu->deadline_ns = now + budget_ns;
+  cpu->sliceable = slice_ns > 0;
+  cpu->slice_end_ns = slice_ns > 0 && slice_ns < budget_ns ? now + slice_ns : cpu->deadline_ns;
   cpu->hooked = 0;
   cpu->tripped = 0;
+  cpu->sliced = 0;
   pthread_mutex_unlock(&cpu->mu);
   active = cpu;
   cpu->sig_L = co;
   return now;
 }
 
-int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *tripped)
+int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *why)
 {
   cpu->sig_L = NULL; /* first: a late signal is then a no-op */
   pthread_mutex_lock(&cpu->mu);
@@ -220,8 +355,9 @@ int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *tripped)
     lua_sethook(co, NULL, 0, 0);
   cpu->hooked = 0;
   cpu->running = NULL;
-  *tripped = cpu->tripped;
+  *why = (cpu->tripped ? KUALA__CPU_TRIPPED : 0) | (cpu->sliced ? KUALA__CPU_SLICED : 0);
   cpu->tripped = 0;
+  cpu->sliced = 0;
   pthread_mutex_unlock(&cpu->mu);
   return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
@@ -234,6 +370,20 @@ void kuala__lua_cpu_poke(kuala__lua_cpu_t *cpu, lua_State *L)
     cpu->hooked = 1;
   }
   pthread_mutex_unlock(&cpu->mu);
+}
+
+int kuala__lua_cpu_check(lua_State *L)
+{
+  kuala__lua_cpu_t *cpu = active;
+  if (cpu == NULL || cpu->running == NULL)
+    return 0;
+  if (cpu->tripped || clock_ns(CLOCK_THREAD_CPUTIME_ID) >= cpu->deadline_ns) {
+    cpu->tripped = 1;
+    /* Keep raising at every instruction once control is back in Lua. */
+    kuala__lua_cpu_poke(cpu, L);
+    raise_here(L, "CPU budget exceeded");
+  }
+  return 1;
 }
 
 void kuala__lua_cpu_forget(lua_State *main)

@@ -1,14 +1,24 @@
 /*
  * ljson.c: the one place where JSON and Lua values convert into each other.
  *
- * Decoding parses with json-c (depth capped) and pushes plain Lua tables.
- * Three things would otherwise be lost on the way back:
+ * Decoding validates the text (kuala_json_validate: strict RFC 8259, depth
+ * capped at KUALA_JSON_WIRE_DEPTH) and then walks it once, pushing plain
+ * Lua tables directly: no json-c tree in between, so nothing C-owned is
+ * alive if pushing raises (out of memory). Three things would otherwise be
+ * lost on the way back:
  *  - JSON null: pushed as kuala.null (a light userdata NULL), so a merge
  *    patch can delete a field;
  *  - empty {} vs empty []: an empty object gets the object marker metatable,
  *    an empty array the array marker; non-empty tables need no marker;
  *  - integers beyond 2^53: a double cannot hold them, so they become a boxed
- *    int64 userdata that encodes back to the same digits.
+ *    integer, a userdata holding the exact decimal digits, which encodes back
+ *    to the same digits whatever their size (never rounded or clamped).
+ *
+ * Every metatable handed to bundle code is protected (`__metatable`): the
+ * markers return themselves, so `getmetatable(t) == json.array_mt` keeps
+ * working; the boxed integer's returns a string, so its C functions cannot
+ * be reached and called with the wrong argument. Those functions check
+ * their arguments anyway.
  *
  * Encoding walks the Lua value into a capped buffer. It never raises a Lua
  * error except when the VM runs out of memory, so callers pass a buffer that
@@ -17,6 +27,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kuala/error.h"
@@ -26,25 +37,14 @@
 char kuala__lua_key_array_mt;
 char kuala__lua_key_object_mt;
 char kuala__lua_key_int64_mt;
-static char key_park_mt; /* metatable of the userdata that parks a json-c tree */
 
 #define EXACT_INT_MAX 9007199254740992.0 /* 2^53 */
 
-static int int64_tostring(lua_State *L)
-{
-  int64_t *v = lua_touserdata(L, 1);
-  char tmp[32];
-  snprintf(tmp, sizeof tmp, "%" PRId64, *v);
-  lua_pushstring(L, tmp);
-  return 1;
-}
-
-static int int64_eq(lua_State *L)
-{
-  int64_t *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
-  lua_pushboolean(L, a && b && *a == *b);
-  return 1;
-}
+/* A boxed integer: its decimal digits (with the sign), not NUL-terminated. */
+typedef struct {
+  size_t len;
+  char digits[];
+} bigint_t;
 
 static void push_marker(lua_State *L, char *key)
 {
@@ -52,128 +52,377 @@ static void push_marker(lua_State *L, char *key)
   lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
-static int tree_gc(lua_State *L);
+/* The boxed integer at idx, or NULL when it is anything else. */
+static bigint_t *to_bigint(lua_State *L, int idx)
+{
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) {
+    return NULL;
+  }
+  push_marker(L, &kuala__lua_key_int64_mt);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? lua_touserdata(L, idx) : NULL;
+}
+
+/* luaL_checkudata for a metatable kept under a registry address. */
+static bigint_t *check_bigint(lua_State *L, int idx)
+{
+  bigint_t *b = to_bigint(L, idx);
+  if (!b) {
+    luaL_typerror(L, idx, "boxed integer");
+  }
+  return b;
+}
+
+static int bigint_tostring(lua_State *L)
+{
+  bigint_t *b = check_bigint(L, 1);
+  lua_pushlstring(L, b->digits, b->len);
+  return 1;
+}
+
+static int bigint_eq(lua_State *L)
+{
+  bigint_t *a = to_bigint(L, 1), *b = to_bigint(L, 2);
+  lua_pushboolean(L, a && b && a->len == b->len && memcmp(a->digits, b->digits, a->len) == 0);
+  return 1;
+}
 
 void kuala__lua_json_init(lua_State *L)
 {
-  lua_pushlightuserdata(L, &key_park_mt);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, tree_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_rawset(L, LUA_REGISTRYINDEX);
-
   lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushliteral(L, "array");
   lua_setfield(L, -2, "__jsontype");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   lua_pushlightuserdata(L, &kuala__lua_key_object_mt);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushliteral(L, "object");
   lua_setfield(L, -2, "__jsontype");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   lua_pushlightuserdata(L, &kuala__lua_key_int64_mt);
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, int64_tostring);
+  lua_createtable(L, 0, 4);
+  lua_pushcfunction(L, bigint_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, int64_eq);
+  lua_pushcfunction(L, bigint_eq);
   lua_setfield(L, -2, "__eq");
   lua_pushliteral(L, "int64");
   lua_setfield(L, -2, "__jsontype");
+  lua_pushliteral(L, "kuala.integer");
+  lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
-static void push_tree(lua_State *L, json_object *o)
+/* ---- decoding ----------------------------------------------------------- */
+
+/* The text was validated: the walk below trusts its syntax. */
+typedef struct {
+  lua_State *L;
+  const char *s;
+  size_t n, i;
+  int depth;
+} dec_t;
+
+/* LuaJIT lets one C function use at most LUAI_MAXCSTACK (8000) stack
+ * slots, and every open container holds one or two. Every FRAME_LEVELS
+ * levels, the walk therefore continues in a fresh C frame (a lua_call of
+ * a trampoline), which brings its own 8000: the API server's 10000 levels
+ * need 10 nested frames, well under the C call limit of 200. */
+#define FRAME_LEVELS 1000
+
+static void dec_ws(dec_t *d)
 {
-  luaL_checkstack(L, 4, "JSON too deep");
-  switch (json_object_get_type(o)) {
-    case json_type_null:
-      lua_pushlightuserdata(L, NULL);
-      break;
-    case json_type_boolean:
-      lua_pushboolean(L, json_object_get_boolean(o));
-      break;
-    case json_type_double:
-      lua_pushnumber(L, json_object_get_double(o));
-      break;
-    case json_type_int: {
-      int64_t v = json_object_get_int64(o);
-      if (v <= ((int64_t)1 << 53) && v >= -((int64_t)1 << 53)) {
-        lua_pushnumber(L, (lua_Number)v);
-      } else {
-        int64_t *box = lua_newuserdata(L, sizeof *box);
-        *box = v;
-        push_marker(L, &kuala__lua_key_int64_mt);
-        lua_setmetatable(L, -2);
-      }
-      break;
-    }
-    case json_type_string:
-      lua_pushlstring(L, json_object_get_string(o), (size_t)json_object_get_string_len(o));
-      break;
-    case json_type_array: {
-      size_t n = json_object_array_length(o);
-      lua_createtable(L, (int)n, 0);
-      for (size_t i = 0; i < n; i++) {
-        push_tree(L, json_object_array_get_idx(o, i));
-        lua_rawseti(L, -2, (int)i + 1);
-      }
-      if (n == 0) {
-        push_marker(L, &kuala__lua_key_array_mt);
-        lua_setmetatable(L, -2);
-      }
-      break;
-    }
-    case json_type_object: {
-      int n = json_object_object_length(o);
-      lua_createtable(L, 0, n);
-      json_object_object_foreach(o, k, v)
-      {
-        lua_pushstring(L, k);
-        push_tree(L, v);
-        lua_rawset(L, -3);
-      }
-      if (n == 0) {
-        push_marker(L, &kuala__lua_key_object_mt);
-        lua_setmetatable(L, -2);
-      }
-      break;
-    }
+  while (d->i < d->n &&
+         (d->s[d->i] == ' ' || d->s[d->i] == '\t' || d->s[d->i] == '\n' || d->s[d->i] == '\r')) {
+    d->i++;
   }
 }
 
-/* The parsed tree is freed by a finalizer-free path: push_tree may raise
- * (out of memory), so the tree is parked in a userdata whose __gc puts it. */
-static int tree_gc(lua_State *L)
+static unsigned hex4(const char *p)
 {
-  json_object **slot = lua_touserdata(L, 1);
-  if (slot && *slot) {
-    json_object_put(*slot);
-    *slot = NULL;
+  unsigned v = 0;
+  for (int k = 0; k < 4; k++) {
+    char c = p[k];
+    v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
   }
-  return 0;
+  return v;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp)
+{
+  char u[4];
+  size_t n;
+  if (cp < 0x80) {
+    u[0] = (char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    u[0] = (char)(0xc0 | (cp >> 6));
+    u[1] = (char)(0x80 | (cp & 0x3f));
+    n = 2;
+  } else if (cp < 0x10000) {
+    u[0] = (char)(0xe0 | (cp >> 12));
+    u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    u[2] = (char)(0x80 | (cp & 0x3f));
+    n = 3;
+  } else {
+    u[0] = (char)(0xf0 | (cp >> 18));
+    u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    u[3] = (char)(0x80 | (cp & 0x3f));
+    n = 4;
+  }
+  luaL_addlstring(b, u, n);
+}
+
+/* s[i] is the opening quote. Escapes are decoded; a UTF-16 surrogate that
+ * is not part of a pair becomes U+FFFD, as Go's decoder (the API server's)
+ * does. */
+static void dec_string(dec_t *d)
+{
+  const char *s = d->s;
+  size_t start = ++d->i, j = start;
+  while (s[j] != '"' && s[j] != '\\') {
+    j++;
+  }
+  if (s[j] == '"') {
+    lua_pushlstring(d->L, s + start, j - start);
+    d->i = j + 1;
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(d->L, &b);
+  luaL_addlstring(&b, s + start, j - start);
+  for (;;) {
+    char c = s[j];
+    if (c == '"') {
+      break;
+    }
+    if (c != '\\') {
+      size_t k = j;
+      while (s[k] != '"' && s[k] != '\\') {
+        k++;
+      }
+      luaL_addlstring(&b, s + j, k - j);
+      j = k;
+      continue;
+    }
+    char e = s[j + 1];
+    j += 2;
+    switch (e) {
+      case 'b':
+        luaL_addchar(&b, '\b');
+        break;
+      case 'f':
+        luaL_addchar(&b, '\f');
+        break;
+      case 'n':
+        luaL_addchar(&b, '\n');
+        break;
+      case 'r':
+        luaL_addchar(&b, '\r');
+        break;
+      case 't':
+        luaL_addchar(&b, '\t');
+        break;
+      case 'u': {
+        unsigned cp = hex4(s + j);
+        j += 4;
+        if (cp >= 0xd800 && cp <= 0xdbff && s[j] == '\\' && s[j + 1] == 'u') {
+          unsigned lo = hex4(s + j + 2);
+          if (lo >= 0xdc00 && lo <= 0xdfff) {
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            j += 6;
+          }
+        }
+        if (cp >= 0xd800 && cp <= 0xdfff) {
+          cp = 0xfffd;
+        }
+        add_utf8(&b, cp);
+        break;
+      }
+      default: /* '"', '\\', '/' */
+        luaL_addchar(&b, e);
+        break;
+    }
+  }
+  luaL_pushresult(&b);
+  d->i = j + 1;
+}
+
+static void dec_number(dec_t *d)
+{
+  const char *s = d->s;
+  size_t start = d->i, j = start;
+  int integral = 1;
+  if (s[j] == '-') {
+    j++;
+  }
+  size_t digits_at = j;
+  while (j < d->n && s[j] >= '0' && s[j] <= '9') {
+    j++;
+  }
+  size_t ndigits = j - digits_at;
+  while (j < d->n && ((s[j] >= '0' && s[j] <= '9') || s[j] == '.' || s[j] == 'e' || s[j] == 'E' ||
+                      s[j] == '+' || s[j] == '-')) {
+    integral = 0;
+    j++;
+  }
+  d->i = j;
+  if (integral && ndigits <= 15) {
+    double v = 0; /* below 2^53: exact */
+    for (size_t k = digits_at; k < j; k++) {
+      v = v * 10 + (s[k] - '0');
+    }
+    lua_pushnumber(d->L, s[start] == '-' ? -v : v);
+    return;
+  }
+  if (integral) {
+    /* Up to 2^53 a number holds it exactly; beyond, keep the digits. */
+    if (ndigits <= 16) {
+      uint64_t u = 0;
+      for (size_t k = digits_at; k < j; k++) {
+        u = u * 10 + (uint64_t)(s[k] - '0');
+      }
+      if (u <= ((uint64_t)1 << 53)) {
+        lua_pushnumber(d->L, s[start] == '-' ? -(double)u : (double)u);
+        return;
+      }
+    }
+    bigint_t *b = lua_newuserdata(d->L, sizeof *b + (j - start));
+    b->len = j - start;
+    memcpy(b->digits, s + start, b->len);
+    push_marker(d->L, &kuala__lua_key_int64_mt);
+    lua_setmetatable(d->L, -2);
+    return;
+  }
+  char tmp[64];
+  if (j - start < sizeof tmp) {
+    memcpy(tmp, s + start, j - start);
+    tmp[j - start] = '\0';
+    lua_pushnumber(d->L, strtod(tmp, NULL));
+  } else {
+    /* A very long mantissa: Lua's own conversion copes with any length. */
+    lua_pushlstring(d->L, s + start, j - start);
+    lua_Number v = lua_tonumber(d->L, -1);
+    lua_pop(d->L, 1);
+    lua_pushnumber(d->L, v);
+  }
+}
+
+static void dec_value(dec_t *d);
+/* The value at d->i (containers and scalars alike). */
+static void dec_container(dec_t *d);
+
+static int dec_trampoline(lua_State *L)
+{
+  dec_container(lua_touserdata(L, 1));
+  return 1;
+}
+
+static void dec_value(dec_t *d)
+{
+  lua_State *L = d->L;
+  luaL_checkstack(L, 4, "JSON too deep");
+  dec_ws(d);
+  char c = d->s[d->i];
+  if (c != '{' && c != '[') {
+    dec_container(d); /* a scalar */
+    return;
+  }
+  if (++d->depth % FRAME_LEVELS == 0) {
+    lua_pushcfunction(L, dec_trampoline);
+    lua_pushlightuserdata(L, d);
+    lua_call(L, 1, 1);
+  } else {
+    dec_container(d);
+  }
+  d->depth--;
+}
+
+static void dec_container(dec_t *d)
+{
+  lua_State *L = d->L;
+  char c = d->s[d->i];
+  switch (c) {
+    case '{': {
+      d->i++;
+      lua_newtable(L);
+      dec_ws(d);
+      if (d->s[d->i] == '}') {
+        d->i++;
+        push_marker(L, &kuala__lua_key_object_mt);
+        lua_setmetatable(L, -2);
+        return;
+      }
+      for (;;) {
+        dec_ws(d);
+        dec_string(d);
+        dec_ws(d);
+        d->i++; /* ':' */
+        dec_value(d);
+        lua_rawset(L, -3); /* a repeated key: the last one wins, as in json-c */
+        dec_ws(d);
+        if (d->s[d->i++] == '}') {
+          return;
+        }
+      }
+    }
+    case '[': {
+      d->i++;
+      lua_newtable(L);
+      dec_ws(d);
+      if (d->s[d->i] == ']') {
+        d->i++;
+        push_marker(L, &kuala__lua_key_array_mt);
+        lua_setmetatable(L, -2);
+        return;
+      }
+      for (int k = 1;; k++) {
+        dec_value(d);
+        lua_rawseti(L, -2, k);
+        dec_ws(d);
+        if (d->s[d->i++] == ']') {
+          return;
+        }
+      }
+    }
+    case '"':
+      dec_string(d);
+      return;
+    case 't':
+      d->i += 4;
+      lua_pushboolean(L, 1);
+      return;
+    case 'f':
+      d->i += 5;
+      lua_pushboolean(L, 0);
+      return;
+    case 'n':
+      d->i += 4;
+      lua_pushlightuserdata(L, NULL);
+      return;
+    default:
+      dec_number(d);
+      return;
+  }
 }
 
 int kuala__lua_json_push(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
 {
-  json_object *tree = NULL;
   char why[128];
-  if (kuala_json_parse(&tree, s, len, why, sizeof why) != 0) {
+  if (kuala_json_validate(s, len, KUALA_JSON_WIRE_DEPTH, why, sizeof why) != 0) {
     if (err)
       snprintf(err, errlen, "invalid JSON: %s", why);
     return KUALA_EBADMSG;
   }
-  /* Park the tree so that an error while pushing does not leak it. */
-  json_object **slot = lua_newuserdata(L, sizeof *slot);
-  *slot = tree;
-  push_marker(L, &key_park_mt);
-  lua_setmetatable(L, -2);
-  push_tree(L, tree);
-  json_object_put(tree);
-  *slot = NULL;
-  lua_remove(L, -2);
+  dec_t d = {L, s, len, 0, 0};
+  dec_value(&d);
   return 0;
 }
 
@@ -207,7 +456,13 @@ static int enc_number(enc_t *e, lua_Number v)
   if (v == floor(v) && fabs(v) <= EXACT_INT_MAX) {
     n = snprintf(tmp, sizeof tmp, "%" PRId64, (int64_t)v);
   } else {
-    n = snprintf(tmp, sizeof tmp, "%.17g", v);
+    /* The shortest form that reads back as the same double, so 0.1 stays
+     * "0.1" rather than becoming 0.10000000000000001. */
+    for (int prec = 15;; prec++) {
+      n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+      if (prec >= 17 || strtod(tmp, NULL) == v)
+        break;
+    }
   }
   return put(e, tmp, (size_t)n);
 }
@@ -230,7 +485,7 @@ static int enc_table(enc_t *e, int idx, int depth)
   lua_State *L = e->L;
   int rc;
   if (depth >= KUALA__LUA_JSON_DEPTH) {
-    return enc_fail(e, KUALA_EINVAL, "table nesting deeper than 64 (a cycle?)");
+    return enc_fail(e, KUALA_EINVAL, "table nesting deeper than 10000 (a cycle?)");
   }
   int is_array = has_marker(L, idx, &kuala__lua_key_array_mt);
   int is_object = has_marker(L, idx, &kuala__lua_key_object_mt);
@@ -301,6 +556,13 @@ static int enc_table(enc_t *e, int idx, int depth)
   return put(e, "}", 1);
 }
 
+static int enc_trampoline(lua_State *L)
+{
+  enc_t *e = lua_touserdata(L, 1);
+  lua_pushinteger(L, enc_table(e, 2, (int)lua_tointeger(L, 3)));
+  return 1;
+}
+
 static int enc_value(enc_t *e, int idx, int depth)
 {
   lua_State *L = e->L;
@@ -322,14 +584,24 @@ static int enc_value(enc_t *e, int idx, int depth)
       if (lua_touserdata(L, idx) == NULL)
         return put(e, "null", 4);
       return enc_fail(e, KUALA_EINVAL, "cannot encode a light userdata");
-    case LUA_TUSERDATA:
-      if (has_marker(L, idx, &kuala__lua_key_int64_mt)) {
-        char tmp[32];
-        int n = snprintf(tmp, sizeof tmp, "%" PRId64, *(int64_t *)lua_touserdata(L, idx));
-        return put(e, tmp, (size_t)n);
-      }
+    case LUA_TUSERDATA: {
+      bigint_t *b = to_bigint(L, idx);
+      if (b)
+        return put(e, b->digits, b->len);
       return enc_fail(e, KUALA_EINVAL, "cannot encode a userdata");
+    }
     case LUA_TTABLE:
+      if (depth > 0 && depth % FRAME_LEVELS == 0) {
+        /* A fresh C frame, as for decoding (see FRAME_LEVELS). */
+        lua_pushcfunction(L, enc_trampoline);
+        lua_pushlightuserdata(L, e);
+        lua_pushvalue(L, idx);
+        lua_pushinteger(L, depth);
+        lua_call(L, 3, 1);
+        int rc = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        return rc;
+      }
       return enc_table(e, idx, depth);
     default: {
       char msg[64];

@@ -18,8 +18,9 @@
 #include "kuala/buf.h"
 #include "kuala/runtime.h"
 
-/* Deepest JSON nesting converted either way (same cap as kuala_json_parse). */
-#define KUALA__LUA_JSON_DEPTH 64
+/* Deepest table nesting encoded (what the API server accepts for one
+ * object); decoding takes what kuala_json_parse takes. */
+#define KUALA__LUA_JSON_DEPTH 10000
 /* Cap on one encoded JSON document. */
 #define KUALA__LUA_JSON_MAX (64u << 20)
 
@@ -27,7 +28,7 @@
 extern char kuala__lua_key_bundle;    /* -> light userdata kuala_bundle_t * */
 extern char kuala__lua_key_array_mt;  /* metatable marking an empty JSON array */
 extern char kuala__lua_key_object_mt; /* metatable marking an empty JSON object */
-extern char kuala__lua_key_int64_mt;  /* metatable of boxed 64-bit integers */
+extern char kuala__lua_key_int64_mt;  /* metatable of boxed integers (beyond 2^53) */
 
 /* Decode JSON text and push the value. On failure pushes nothing and
  * returns KUALA_EBADMSG / KUALA_E2BIG with a reason in err. Must run where a
@@ -48,10 +49,18 @@ typedef struct {
 } kuala__lua_sdk_module_t;
 extern const kuala__lua_sdk_module_t kuala__lua_sdk[];
 
+/* Replace find, match, gmatch and gsub in the table at idx (the string
+ * library) with the budget-aware matcher of lpattern.c. */
+void kuala__lua_patterns_open(lua_State *L, int idx);
+
 /* Test helpers (internal). */
 /* Registry references the bundle holds for running reconciles. */
 int kuala__lua_bundle_refs(const kuala_bundle_t *b);
 /* 1 when the bundle VM has the JIT compiler on. */
 int kuala__lua_bundle_jit_on(kuala_bundle_t *b);
+/* 1 while the bundle is under pressure for hitting its CPU budget. */
+int kuala__lua_bundle_hot(kuala_bundle_t *b);
+/* Times a reconcile of the bundle was preempted at the end of its slice. */
+uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b);
 
 #endif /* KUALA_LUA_LRT_H */

@@ -27,6 +27,7 @@
  * the op is an orphan and the callback only frees it.
  */
 #include <dirent.h>
+#include <openssl/rand.h>
 #include <lualib.h>
 #include <luajit.h>
 #include <stdio.h>
@@ -37,6 +38,8 @@
 #include "kuala/alloc.h"
 #include "kuala/error.h"
 #include "kuala/log.h"
+#include "kuala/host.h"
+#include "kuala/permissions.h"
 #include "lrt.h"
 #include "lrt_cpu.h"
 
@@ -46,6 +49,7 @@ static char key_core;     /* registry: the kuala.core table */
 static char key_jit;      /* registry: the jit library (not visible to bundles) */
 static char key_loading;  /* sentinel value while a module loads */
 static char key_api_mark; /* yielded by an API call that waits */
+static char key_sdk_env;  /* registry: the environment of SDK modules */
 
 #define DEFAULT_MEMORY (64u << 20)
 #define DEFAULT_CPU_MS 1000
@@ -53,6 +57,11 @@ static char key_api_mark; /* yielded by an API call that waits */
 #define MAX_FILE_BYTES (4u << 20)
 #define MAX_BUNDLE_BYTES (32u << 20)
 #define MAX_DIR_DEPTH 8
+/* Preemption (see docs/lua-runtime.md, "Time slices"). */
+#define SLICE_NS 3000000LL /* CPU time a reconcile runs before it yields the loop */
+#define HOT_FIRST_MS 2000  /* first cool-down of a bundle that hit its budget */
+#define HOT_MAX_MS 60000   /* longest cool-down */
+#define LOW_QUEUE_EVERY 4  /* a hot bundle's slice runs at least every 4th turn */
 
 typedef struct task_s task_t;
 
@@ -66,9 +75,11 @@ typedef struct op_s {
   task_t *task; /* NULL once orphaned */
   kuala_bundle_t *b;
   void *handle;
+  int is_wait;  /* a cache wait (cache_wait_cancel), not an API call */
   int in_start; /* the backend is still inside call_start */
   int done;     /* answered inside call_start */
   int err;
+  kuala_host_call_t *host; /* a host module call (kuala/host.h), not an API call */
 } op_t;
 
 struct task_s {
@@ -80,9 +91,12 @@ struct task_s {
   uint64_t started_ms; /* uv_now at start */
   int64_t cpu_used_ns; /* CPU spent in Lua so far */
   int expired;         /* the deadline passed */
+  int started;         /* its coroutine ran at least once */
+  int queue;           /* run queue it waits in: 0 none, 1 normal, 2 low */
   kuala_reconcile_done_cb done;
   void *data;
   task_t *prev, *next;
+  task_t *rq_prev, *rq_next; /* run queue links */
 };
 
 struct kuala_bundle_s {
@@ -106,9 +120,17 @@ struct kuala_bundle_s {
   int mem_over;        /* past the cap, within the grace: the hook will raise */
   int mem_tripped;     /* the hook raised the memory error */
   int closing;         /* kuala_bundle_close is running */
+  char fail_at[256];   /* the bundle's line when core.traceback saw a limit hit */
+  int mem_seen;        /* core.traceback saw a memory error in this run */
   kuala_buf_t scratch; /* encode buffer; survives Lua errors */
   kuala_buf_t answer;  /* body of an answer that arrived inside call_start */
+  uint64_t hot_until;  /* uv_now until which the bundle is under pressure */
+  uint32_t hot_ms;     /* its current cool-down (doubles per budget hit) */
+  uint64_t budget_hits;
+  uint64_t slices; /* times a reconcile of it was preempted */
   kuala_bundle_t *prev, *next;
+  /* Implied + declared permissions (permissions.c), set at load. */
+  kuala_permissions_t *perms;
 };
 
 struct kuala_runtime_s {
@@ -120,6 +142,14 @@ struct kuala_runtime_s {
   char *sdk_dir;
   kuala__lua_cpu_t *cpu;
   kuala_bundle_t *bundles;
+  struct hmod_s *hmods; /* host modules (kuala/host.h) */
+  /* Reconciles ready to run: preempted ones and those of hot bundles. The
+   * idle handle runs one slice per loop iteration while any is queued. */
+  struct {
+    task_t *head, *tail;
+  } rq[2];
+  unsigned turn;
+  uv_idle_t *idle; /* created at the first need, closed by kuala_runtime_free */
 };
 
 static kuala_bundle_t *bundle_of(lua_State *L)
@@ -195,6 +225,69 @@ static void where(lua_State *co, char *out, size_t outlen)
   }
 }
 
+/* Whether a frame belongs to the SDK or the runtime (chunk names of the
+ * embedded SDK are "kuala/x.lua"; C functions and the coroutine wrappers
+ * have no bundle line). */
+static int sdk_frame(const lua_Debug *ar)
+{
+  return ar->currentline <= 0 || strncmp(ar->short_src, "kuala/", 6) == 0 ||
+         strcmp(ar->short_src, "kuala.coroutine") == 0;
+}
+
+/* "bundle/file.lua:12" of the innermost bundle frame of `co` (SDK frames
+ * skipped), or "" when there is none. */
+static void bundle_where(lua_State *co, char *out, size_t outlen)
+{
+  lua_Debug ar;
+  out[0] = 0;
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (lua_getinfo(co, "Sl", &ar) && !sdk_frame(&ar)) {
+      snprintf(out, outlen, "%s:%d", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+}
+
+/* A traceback of the bundle's frames of a failed coroutine, innermost
+ * first; runs of SDK frames fold into one line. Appends to out. */
+static void bundle_traceback(lua_State *co, char *out, size_t outlen)
+{
+  lua_Debug ar;
+  size_t used = strlen(out);
+  int folded = 0, lines = 0, any = 0;
+  for (int level = 0; lua_getstack(co, level, &ar) && used + 1 < outlen; level++) {
+    if (!lua_getinfo(co, "Sln", &ar))
+      continue;
+    if (sdk_frame(&ar)) {
+      folded++;
+      continue;
+    }
+    if (!any) {
+      used += (size_t)snprintf(out + used, outlen - used, "\nstack traceback:");
+      any = 1;
+    }
+    if (used + 1 >= outlen)
+      break;
+    if (folded) {
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t(%d kuala SDK frame%s)", folded,
+                               folded == 1 ? "" : "s");
+      folded = 0;
+    }
+    if (used + 1 >= outlen)
+      break;
+    if (++lines > 12) {
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t...");
+      break;
+    }
+    if (ar.name)
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t%s:%d: in function '%s'",
+                               ar.short_src, ar.currentline, ar.name);
+    else
+      used += (size_t)snprintf(out + used, outlen - used, "\n\t%s:%d: in %s", ar.short_src,
+                               ar.currentline, *ar.what == 'm' ? "main chunk" : "a function");
+  }
+}
+
 /* ---- the kuala.core module ---------------------------------------------- */
 
 static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
@@ -214,6 +307,14 @@ static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
 }
 
 static void task_resume(task_t *t, int nargs);
+
+static void op_cancel(kuala_bundle_t *b, op_t *op)
+{
+  if (op->is_wait)
+    b->rt->backend.cache_wait_cancel(b->rt->backend.self, op->handle);
+  else
+    b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+}
 
 static void op_done(void *data, int err, const char *json, size_t len)
 {
@@ -268,6 +369,7 @@ static int l_core_call(lua_State *L)
   call.patch_type = opt_str(L, 8);
   call.field_manager = opt_str(L, 9);
   call.force = lua_toboolean(L, 10);
+  call.permissions = b->perms;
   if (call.verb < KUALA_CALL_GET || call.verb > KUALA_CALL_DELETE) {
     return luaL_argerror(L, 1, "unknown verb");
   }
@@ -351,6 +453,7 @@ static int l_core_cache_get(lua_State *L)
   kuala_bundle_t *b = bundle_of(L);
   kuala_cache_query_t q;
   push_query(L, &q);
+  q.permissions = b->perms;
   if (!q.name)
     return luaL_error(L, "get needs a name");
   const char *json = NULL;
@@ -387,6 +490,8 @@ static int list_each(void *data, const char *json, size_t len)
 static int acc_gc(lua_State *L)
 {
   list_acc_t *a = lua_touserdata(L, 1);
+  if (!a)
+    return 0;
   kuala_free(a->json);
   kuala_free(a->len);
   a->json = NULL;
@@ -401,12 +506,15 @@ static int l_core_cache_list(lua_State *L)
   kuala_bundle_t *b = bundle_of(L);
   kuala_cache_query_t q;
   push_query(L, &q);
+  q.permissions = b->perms;
   /* The accumulator lives in a userdata so a Lua error cannot leak it. */
   list_acc_t *a = lua_newuserdata(L, sizeof *a);
   memset(a, 0, sizeof *a);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, acc_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
   int rc = b->rt->backend.cache_list(b->rt->backend.self, &q, list_each, a);
   if (rc) {
@@ -502,6 +610,135 @@ static int l_core_now(lua_State *L)
   return 1;
 }
 
+/* core._cache_wait{api_version=, kind=} -> code
+ * Yields the reconcile until the cache of that kind has synced (bounded by
+ * the reconcile's deadline). 0: read again; KUALA_ENOTFOUND: the kind is not
+ * served; KUALA_EAGAIN: the backend cannot wait (no cache_wait). */
+static int l_core_cache_wait(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_cache_query_t q;
+  push_query(L, &q);
+  q.permissions = b->perms;
+  if (!b->rt->backend.cache_wait) {
+    lua_pushinteger(L, KUALA_EAGAIN);
+    return 1;
+  }
+  task_t *t = current_task(L, b, "waiting for a cache");
+  if (t->expired) {
+    lua_pushinteger(L, KUALA_ETIMEDOUT);
+    return 1;
+  }
+  uint64_t elapsed = uv_now(b->rt->loop) - t->started_ms;
+  uint64_t left = elapsed >= b->deadline_ms ? 1 : b->deadline_ms - elapsed;
+  op_t *op = kuala_calloc(1, sizeof *op);
+  op->task = t;
+  op->b = b;
+  op->is_wait = 1;
+  op->in_start = 1;
+  int rc = b->rt->backend.cache_wait(b->rt->backend.self, &q, left, op_done, op, &op->handle);
+  op->in_start = 0;
+  if (rc != 0 || op->done) {
+    int err = rc ? rc : op->err;
+    kuala_free(op);
+    lua_pushinteger(L, err);
+    return 1;
+  }
+  t->op = op;
+  lua_pushlightuserdata(L, &key_api_mark);
+  return lua_yield(L, 1);
+}
+
+/* core.traceback(msg) -> msg with the bundle's frames (SDK frames folded).
+ * Used as the xpcall handler of reconciles, so it runs where the error was
+ * raised. A memory or CPU limit error is returned as it is (allocating
+ * would fail or be stopped again); only its location is kept for the final
+ * message. */
+static int l_core_traceback(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  int mem = b->mem_over || b->mem_tripped || strstr(msg, "memory limit exceeded") ||
+            strstr(msg, "not enough memory");
+  if (mem || strstr(msg, "CPU budget exceeded")) {
+    b->mem_seen |= mem;
+    bundle_where(L, b->fail_at, sizeof b->fail_at);
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  char out[2048];
+  snprintf(out, sizeof out, "%s", msg);
+  bundle_traceback(L, out, sizeof out);
+  lua_pushstring(L, out);
+  return 1;
+}
+
+/* core.in_reconcile() -> boolean: whether a reconcile coroutine runs (reads
+ * may wait), as opposed to module top level, predicates and map functions. */
+static int l_core_in_reconcile(lua_State *L)
+{
+  lua_pushboolean(L, bundle_of(L)->current != NULL);
+  return 1;
+}
+
+/* core.cache_start{api_version=, kind=}: start the informer of a kind now
+ * (kuala.controller's `reads`), without waiting. Errors are ignored: the
+ * first read resolves again. */
+static int l_core_cache_start(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  kuala_cache_query_t q;
+  push_query(L, &q);
+  q.permissions = b->perms;
+  q.name = "";
+  const char *json;
+  size_t len;
+  (void)b->rt->backend.cache_get(b->rt->backend.self, &q, &json, &len);
+  return 0;
+}
+
+/* core.enqueue(controller, ns|nil, name|nil, after_seconds) -> code
+ * name nil: every primary object of the controller. */
+static int l_core_enqueue(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const char *ctl = luaL_checkstring(L, 1);
+  const char *ns = opt_str(L, 2);
+  const char *name = opt_str(L, 3);
+  lua_Number after = luaL_optnumber(L, 4, 0);
+  if (!b->rt->backend.enqueue) {
+    lua_pushinteger(L, KUALA_ENOTSUP);
+    return 1;
+  }
+  uint64_t ms = after > 0 ? (uint64_t)(after * 1000.0) : 0;
+  lua_pushinteger(L, b->rt->backend.enqueue(b->rt->backend.self, ctl, ns, name, ms));
+  return 1;
+}
+
+/* core.random_bytes(n) -> string of n bytes from the OS CSPRNG (OpenSSL). */
+static int l_core_random_bytes(lua_State *L)
+{
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 0 || n > 65536)
+    return luaL_argerror(L, 1, "between 0 and 65536 bytes");
+  luaL_Buffer lb;
+  luaL_buffinit(L, &lb);
+  unsigned char chunk[256];
+  while (n > 0) {
+    int k = n > (lua_Integer)sizeof chunk ? (int)sizeof chunk : (int)n;
+    if (RAND_bytes(chunk, k) != 1)
+      return luaL_error(L, "the system's random number generator failed");
+    luaL_addlstring(&lb, (const char *)chunk, (size_t)k);
+    n -= k;
+  }
+  luaL_pushresult(&lb);
+  return 1;
+}
+
 static void push_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"_call", l_core_call},
@@ -512,6 +749,12 @@ static void push_core(lua_State *L)
                                  {"log", l_core_log},
                                  {"errname", l_core_errname},
                                  {"now", l_core_now},
+                                 {"_cache_wait", l_core_cache_wait},
+                                 {"cache_start", l_core_cache_start},
+                                 {"in_reconcile", l_core_in_reconcile},
+                                 {"traceback", l_core_traceback},
+                                 {"enqueue", l_core_enqueue},
+                                 {"random_bytes", l_core_random_bytes},
                                  {NULL, NULL}};
   lua_createtable(L, 0, 16);
   for (const luaL_Reg *f = fns; f->name; f++) {
@@ -540,6 +783,258 @@ static void push_core(lua_State *L)
   lua_setfield(L, -2, "verbs");
   lua_pushinteger(L, KUALA_ETIMEDOUT);
   lua_setfield(L, -2, "ETIMEDOUT");
+}
+
+/* ---- host modules (kuala/host.h) ------------------------------------------ */
+
+typedef struct hmod_s {
+  char *name;
+  kuala_host_fn_t *fns; /* names copied */
+  size_t nfns;
+  void *data;
+  char **bundles; /* NULL = every bundle; else NULL-terminated */
+  struct hmod_s *next;
+} hmod_t;
+
+/* A host call outlives whatever waits for it: the host owns it until it
+ * finishes it. `op` is NULL once nobody waits (deadline, bundle closed). */
+struct kuala_host_call_s {
+  op_t *op;
+};
+
+/* Nobody waits for the host call of `op` any more: free the op; the call
+ * stays with the host, which frees it when it finishes it. */
+static void host_abandon(op_t *op)
+{
+  op->host->op = NULL;
+  op->host = NULL;
+  kuala_free(op);
+}
+
+static void host_finish(kuala_host_call_t *call, int err, const char *text, size_t len)
+{
+  op_t *op = call->op;
+  kuala_free(call);
+  if (op == NULL) {
+    return;
+  }
+  op->host = NULL;
+  op_done(op, err, text, len);
+}
+
+void kuala_host_call_done(kuala_host_call_t *call, const char *json, size_t len)
+{
+  host_finish(call, 0, json, json ? len : 0);
+}
+
+void kuala_host_call_fail(kuala_host_call_t *call, int err, const char *message)
+{
+  if (err >= 0) {
+    err = KUALA_EIO;
+  }
+  host_finish(call, err, message, message ? strlen(message) : 0);
+}
+
+static int valid_module_name(const char *s);
+
+static int is_identifier(const char *s)
+{
+  if (!s || !*s || (*s >= '0' && *s <= '9')) {
+    return 0;
+  }
+  for (; *s; s++) {
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '_')) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int kuala_runtime_add_host_module(kuala_runtime_t *rt, const kuala_host_module_t *m)
+{
+  if (!rt || !m || !m->name || !valid_module_name(m->name) ||
+      (strncmp(m->name, "kuala", 5) == 0 && (m->name[5] == 0 || m->name[5] == '.')) ||
+      (m->nfns && !m->fns)) {
+    return KUALA_EINVAL;
+  }
+  for (size_t i = 0; i < m->nfns; i++) {
+    if (!is_identifier(m->fns[i].name) || !m->fns[i].fn) {
+      return KUALA_EINVAL;
+    }
+  }
+  for (hmod_t *h = rt->hmods; h; h = h->next) {
+    if (strcmp(h->name, m->name) == 0) {
+      return KUALA_EEXISTS;
+    }
+  }
+  hmod_t *h = kuala_calloc(1, sizeof *h);
+  h->name = kuala_strdup(m->name);
+  h->nfns = m->nfns;
+  h->fns = kuala_calloc(m->nfns + 1, sizeof *h->fns);
+  for (size_t i = 0; i < m->nfns; i++) {
+    h->fns[i] = m->fns[i];
+    h->fns[i].name = kuala_strdup(m->fns[i].name);
+  }
+  h->data = m->data;
+  if (m->bundles) {
+    size_t n = 0;
+    while (m->bundles[n]) {
+      n++;
+    }
+    h->bundles = kuala_calloc(n + 1, sizeof *h->bundles);
+    for (size_t i = 0; i < n; i++) {
+      h->bundles[i] = kuala_strdup(m->bundles[i]);
+    }
+  }
+  h->next = rt->hmods;
+  rt->hmods = h;
+  return 0;
+}
+
+static void host_modules_free(kuala_runtime_t *rt)
+{
+  while (rt->hmods) {
+    hmod_t *h = rt->hmods;
+    rt->hmods = h->next;
+    for (size_t i = 0; i < h->nfns; i++) {
+      kuala_free((char *)h->fns[i].name);
+    }
+    for (size_t i = 0; h->bundles && h->bundles[i]; i++) {
+      kuala_free(h->bundles[i]);
+    }
+    kuala_free(h->bundles);
+    kuala_free(h->fns);
+    kuala_free(h->name);
+    kuala_free(h);
+  }
+}
+
+/* The module `name` as bundle `bundle` may see it, or NULL. */
+static const hmod_t *host_module_find(const kuala_runtime_t *rt, const char *name,
+                                      const char *bundle)
+{
+  for (const hmod_t *h = rt->hmods; h; h = h->next) {
+    if (strcmp(h->name, name) != 0) {
+      continue;
+    }
+    if (!h->bundles) {
+      return h;
+    }
+    for (size_t i = 0; h->bundles[i]; i++) {
+      if (strcmp(h->bundles[i], bundle) == 0) {
+        return h;
+      }
+    }
+    return NULL;
+  }
+  return NULL;
+}
+
+/* upvalues: light userdata hmod_t *, function index.
+ * (...) -> code, text|nil, like core._call; yields for an async answer. */
+static int l_host_raw(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  const hmod_t *h = lua_touserdata(L, lua_upvalueindex(1));
+  const kuala_host_fn_t *f = &h->fns[lua_tointeger(L, lua_upvalueindex(2))];
+  task_t *t = NULL;
+  if (f->async) {
+    char what[200];
+    snprintf(what, sizeof what, "%s.%s (an asynchronous host function)", h->name, f->name);
+    t = current_task(L, b, what);
+    if (t->expired) {
+      lua_pushinteger(L, KUALA_ETIMEDOUT);
+      lua_pushnil(L);
+      return 2;
+    }
+  }
+  /* The arguments as one JSON array; nil becomes null. */
+  int n = lua_gettop(L);
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    if (lua_isnil(L, i)) {
+      lua_pushlightuserdata(L, NULL);
+    } else {
+      lua_pushvalue(L, i);
+    }
+    lua_rawseti(L, -2, i);
+  }
+  if (n == 0) {
+    lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+  }
+  char why[160];
+  if (kuala__lua_json_encode(L, n + 1, &b->scratch, why, sizeof why)) {
+    return luaL_error(L, "%s.%s: cannot encode the arguments: %s", h->name, f->name, why);
+  }
+  kuala_host_call_t *call = kuala_calloc(1, sizeof *call);
+  op_t *op = kuala_calloc(1, sizeof *op);
+  op->b = b;
+  op->host = call;
+  op->in_start = 1;
+  call->op = op;
+  f->fn(h->data, call, b->name, b->scratch.data, b->scratch.len);
+  op->in_start = 0;
+  if (op->done) { /* answered at once */
+    int err = op->err;
+    kuala_free(op);
+    lua_pushinteger(L, err);
+    if (b->answer.len || err) {
+      lua_pushlstring(L, b->answer.data ? b->answer.data : "", b->answer.len);
+    } else {
+      lua_pushnil(L);
+    }
+    return 2;
+  }
+  if (!f->async) {
+    host_abandon(op);
+    return luaL_error(L,
+                      "host function %s.%s did not answer before returning (it is declared "
+                      "synchronous)",
+                      h->name, f->name);
+  }
+  op->task = t;
+  t->op = op;
+  lua_pushlightuserdata(L, &key_api_mark);
+  return lua_yield(L, 1);
+}
+
+/* Wraps a raw host function: value | nil, "ENAME", message. */
+static const char host_wrapper[] =
+    "local raw, errname, decode, label = ...\n"
+    "return function(...)\n"
+    "  local code, text = raw(...)\n"
+    "  if code ~= 0 then return nil, errname(code), text end\n"
+    "  if text == nil then return nil end\n"
+    "  local v, why = decode(text)\n"
+    "  if v == nil and why then\n"
+    "    return nil, 'EBADMSG', label .. ' answered invalid JSON: ' .. why\n"
+    "  end\n"
+    "  return v\n"
+    "end\n";
+
+static int l_core_errname(lua_State *L);
+static int l_core_json_decode(lua_State *L);
+
+/* Push the module table of host module h. */
+static void push_host_module(lua_State *L, const hmod_t *h)
+{
+  lua_createtable(L, 0, (int)h->nfns);
+  for (size_t i = 0; i < h->nfns; i++) {
+    if (luaL_loadbuffer(L, host_wrapper, sizeof host_wrapper - 1, "=host")) {
+      lua_error(L);
+    }
+    lua_pushlightuserdata(L, (void *)h);
+    lua_pushinteger(L, (lua_Integer)i);
+    lua_pushcclosure(L, l_host_raw, 2);
+    lua_pushcfunction(L, l_core_errname);
+    lua_pushcfunction(L, l_core_json_decode);
+    lua_pushfstring(L, "%s.%s", h->name, h->fns[i].name);
+    lua_call(L, 4, 1);
+    lua_setfield(L, -2, h->fns[i].name);
+  }
 }
 
 /* ---- require ------------------------------------------------------------ */
@@ -648,11 +1143,25 @@ static int load_bundle_module(lua_State *L, kuala_bundle_t *b, const char *name)
   return 1;
 }
 
-static int l_require(lua_State *L)
+/* Modules only the SDK's own modules may require: they hand out the raw
+ * primitives (_call, cache_get, ...) that the SDK wraps with its checks. */
+static int is_internal(const char *name)
+{
+  return strcmp(name, "kuala.core") == 0 || strcmp(name, "kuala.engine") == 0;
+}
+
+static int require_impl(lua_State *L, int privileged)
 {
   kuala_bundle_t *b = bundle_of(L);
   const char *name = luaL_checkstring(L, 1);
   lua_settop(L, 1);
+  /* Before the cache: an SDK module may have loaded it already. */
+  if (!privileged && is_internal(name)) {
+    return luaL_error(L,
+                      "module '%s' is internal to the kuala SDK and cannot be required by "
+                      "bundle code (use require('kuala') and the ctx methods)",
+                      name);
+  }
   lua_pushlightuserdata(L, &key_loaded);
   lua_rawget(L, LUA_REGISTRYINDEX); /* 2: loaded */
   lua_getfield(L, 2, name);
@@ -671,9 +1180,22 @@ static int l_require(lua_State *L)
     lua_rawget(L, LUA_REGISTRYINDEX);
     return 1;
   }
+  const hmod_t *hm = host_module_find(b->rt, name, b->name);
+  if (hm) {
+    push_host_module(L, hm);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 2, name);
+    return 1;
+  }
   int missing;
   if (strncmp(name, "kuala", 5) == 0 && (name[5] == 0 || name[5] == '.')) {
     missing = load_sdk(L, b, name);
+    if (!missing) {
+      /* SDK code runs with a `require` that reaches the internal modules. */
+      lua_pushlightuserdata(L, &key_sdk_env);
+      lua_rawget(L, LUA_REGISTRYINDEX);
+      lua_setfenv(L, -2);
+    }
   } else {
     missing = load_bundle_module(L, b, name);
   }
@@ -695,6 +1217,16 @@ static int l_require(lua_State *L)
   lua_pushvalue(L, -1);
   lua_setfield(L, 2, name);
   return 1;
+}
+
+static int l_require(lua_State *L)
+{
+  return require_impl(L, 0);
+}
+
+static int l_sdk_require(lua_State *L)
+{
+  return require_impl(L, 1);
 }
 
 /* ---- sandbox ------------------------------------------------------------ */
@@ -790,6 +1322,26 @@ static void open_lib(lua_State *L, const char *name, lua_CFunction fn)
   lua_call(L, 1, 0);
 }
 
+/* A removed function: calling it says what the sandbox took away and why
+ * (upvalue 1 is the message). */
+static int l_removed(lua_State *L)
+{
+  return luaL_error(L, "%s", lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static void set_removed(lua_State *L, int t, const char *prefix, const char *const *names,
+                        const char *why)
+{
+  for (; *names; names++) {
+    lua_pushfstring(L,
+                    "%s%s was removed by the kuala sandbox: %s (see docs/lua-runtime.md, "
+                    "\"Bundles and the sandbox\")",
+                    prefix, *names, why);
+    lua_pushcclosure(L, l_removed, 1);
+    lua_setfield(L, t, *names);
+  }
+}
+
 static void set_nil(lua_State *L, int t, const char *const *names)
 {
   for (; *names; names++) {
@@ -822,10 +1374,15 @@ static int build_sandbox(lua_State *L)
   lua_getfield(L, g, "jit");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
-  static const char *const gone[] = {"dofile", "loadfile", "getfenv", "setfenv",
-                                     "module", "newproxy", "jit",     "package",
-                                     "io",     "debug",    "ffi",     NULL};
+  static const char *const gone[] = {"jit", "package", "io", "debug", "ffi", NULL};
   set_nil(L, g, gone);
+  static const char *const files[] = {"dofile", "loadfile", NULL};
+  set_removed(L, g, "", files,
+              "bundles cannot read files (require loads the bundle's own modules)");
+  static const char *const envs[] = {"getfenv", "setfenv", "module", "newproxy", NULL};
+  set_removed(L, g, "", envs,
+              "it reaches other functions' environments or userdata internals, which would "
+              "undo the sandbox");
   lua_pushcfunction(L, l_safe_load);
   lua_setfield(L, g, "load");
   lua_pushcfunction(L, l_safe_load);
@@ -838,9 +1395,26 @@ static int build_sandbox(lua_State *L)
   lua_setfield(L, g, "print");
 
   lua_getfield(L, g, "string");
-  lua_pushnil(L);
-  lua_setfield(L, -2, "dump");
+  static const char *const dump[] = {"dump", NULL};
+  set_removed(L, lua_gettop(L), "string.", dump,
+              "bytecode can break out of the VM and cannot be loaded back in the sandbox");
+  /* Pattern functions whose cost the CPU budget bounds (lpattern.c). The
+   * string metatable's __index is this table, so s:find() gets them too. */
+  kuala__lua_patterns_open(L, -1);
   lua_pop(L, 1);
+
+  /* math.random: a different sequence in every VM and on every start. */
+  unsigned char seed[8];
+  if (RAND_bytes(seed, sizeof seed) == 1) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < sizeof seed; i++)
+      v = v << 8 | seed[i];
+    lua_getfield(L, g, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushnumber(L, (lua_Number)(v >> 11)); /* 53 bits: exact in a double */
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+  }
 
   /* os: time and date only. */
   lua_getfield(L, g, "os");
@@ -851,6 +1425,15 @@ static int build_sandbox(lua_State *L)
     lua_getfield(L, os, *k);
     lua_setfield(L, -2, *k);
   }
+  static const char *const procs[] = {"execute", "exit", NULL};
+  set_removed(L, lua_gettop(L), "os.", procs,
+              "a bundle runs inside the engine's process and cannot start or end processes");
+  static const char *const fs[] = {"remove", "rename", "tmpname", NULL};
+  set_removed(L, lua_gettop(L), "os.", fs, "bundles have no file system access");
+  static const char *const env[] = {"getenv", "setlocale", NULL};
+  set_removed(L, lua_gettop(L), "os.", env,
+              "the engine's environment and locale are not the bundle's (pass settings in a "
+              "ConfigMap the controller reads, or as bundle files)");
   lua_setfield(L, g, "os");
   lua_pop(L, 1);
 
@@ -862,6 +1445,21 @@ static int build_sandbox(lua_State *L)
 
   lua_pushlightuserdata(L, &key_loaded);
   lua_createtable(L, 0, 16);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  /* The SDK modules' environment: the globals, plus a require that may
+   * load the internal modules (see is_internal). */
+  lua_pushlightuserdata(L, &key_sdk_env);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_sdk_require);
+  lua_setfield(L, -2, "require");
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, g);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, g);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, &key_core);
   push_core(L);
@@ -903,10 +1501,37 @@ static int build_sandbox(lua_State *L)
   lua_setfield(L, co_lib, "resume");
   lua_pop(L, 1);
 
-  /* Lock the globals. */
-  lua_createtable(L, 0, 1);
+  /* xpcall that runs the handler after the protected call has unwound.
+   * LuaJIT runs a real xpcall handler at the point of the error, inside the
+   * error machinery, where no hook fires: a handler that loops would never
+   * be stopped (and one called for "CPU budget exceeded" would get a fresh
+   * budget). Without the debug library a handler cannot inspect the failed
+   * stack anyway, so running it afterwards changes nothing a bundle can
+   * see; an error inside the handler gives "error in error handling" as
+   * LuaJIT does. */
+  static const char xpcall_src[] =
+      "local pcall = ...\n"
+      "local function handled(ok, ...)\n"
+      "  if ok then return (...) end\n"
+      "  return 'error in error handling'\n"
+      "end\n"
+      "local function finish(h, ok, ...)\n"
+      "  if ok then return true, ... end\n"
+      "  return false, handled(pcall(h, (...)))\n"
+      "end\n"
+      "return function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
+  if (luaL_loadbuffer(L, xpcall_src, sizeof xpcall_src - 1, "=kuala.xpcall"))
+    lua_error(L);
+  lua_getfield(L, g, "pcall");
+  lua_call(L, 1, 1);
+  lua_setfield(L, g, "xpcall");
+
+  /* Lock the globals (and the lock: __metatable). */
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, l_global_newindex);
   lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, g);
   return 0;
 }
@@ -917,40 +1542,59 @@ static int build_sandbox(lua_State *L)
 static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cpu_tripped,
                             const char *what, char *out, size_t outlen)
 {
-  char loc[256];
+  char loc[256], mine[256];
   where(co, loc, sizeof loc);
-  if (cpu_tripped) {
-    /* The hook's message carries the line that was running. */
-    const char *msg = lua_tostring(co, -1);
-    char at[256];
-    snprintf(at, sizeof at, "%s", msg ? msg : loc[0] ? loc : "?");
-    char *cut = strstr(at, ": CPU budget exceeded");
+  bundle_where(co, mine, sizeof mine);
+  int code;
+  /* A run the hook suspended (LUA_YIELD) has no error message on its stack. */
+  const char *top = status == LUA_YIELD ? NULL : lua_tostring(co, -1);
+  /* The memory cap wins when both limits hit (the reconcile's own error
+   * handling may run into the CPU budget after the memory error). */
+  int mem = status == LUA_ERRMEM || b->mem_tripped || b->mem_seen ||
+            (top && (strcmp(top, "not enough memory") == 0 ||
+                     strstr(top, ": memory limit exceeded") != NULL));
+  if (cpu_tripped || mem) {
+    /* The hook's message carries the line that was running; a hard memory
+     * failure has none. When that line is in the SDK, name the bundle's. */
+    const char *msg =
+        top && strstr(top, mem ? ": memory limit exceeded" : ": CPU budget exceeded") ? top : NULL;
+    char at[600];
+    snprintf(at, sizeof at, "%.280s", msg ? msg : mem && b->fail_at[0] ? b->fail_at : loc);
+    char *cut = strstr(at, mem ? ": memory limit exceeded" : ": CPU budget exceeded");
     if (cut)
       *cut = 0;
-    snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
-             what, b->cpu_budget_ms, at);
-    return KUALA_ETIMEDOUT;
+    if (!mine[0] && b->fail_at[0])
+      snprintf(mine, sizeof mine, "%s", b->fail_at);
+    if (strncmp(at, "kuala/", 6) == 0 && mine[0]) {
+      char sdk[280];
+      snprintf(sdk, sizeof sdk, "%.270s", at);
+      snprintf(at, sizeof at, "%s (inside the SDK at %s)", mine, sdk);
+    }
+    if (mem) {
+      b->mem_tripped = 0;
+      snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s",
+               b->name, what, b->mem_limit, at[0] ? " at " : "", at);
+      /* Give the garbage back now, so the next run starts under the cap. */
+      lua_gc(b->L, LUA_GCCOLLECT, 0);
+      b->mem_over = b->mem_used > b->mem_limit;
+      code = KUALA_ENOMEM;
+    } else {
+      snprintf(out, outlen, "bundle %s: %s stopped: CPU budget of %u ms exceeded at %s", b->name,
+               what, b->cpu_budget_ms, at[0] ? at : "?");
+      code = KUALA_ETIMEDOUT;
+    }
+  } else {
+    const char *msg = top;
+    snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
+             msg ? msg : "(error object is not a string)");
+    code = KUALA_EINVAL;
   }
-  if (status == LUA_ERRMEM || b->mem_tripped) {
-    /* The hook's message carries the line; a hard failure has none. */
-    const char *msg = b->mem_tripped ? lua_tostring(co, -1) : NULL;
-    char at[256];
-    snprintf(at, sizeof at, "%s", msg ? msg : loc);
-    char *cut = strstr(at, ": memory limit exceeded");
-    if (cut)
-      *cut = 0;
-    b->mem_tripped = 0;
-    snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s", b->name,
-             what, b->mem_limit, at[0] ? " at " : "", at);
-    /* Give the garbage back now, so the next run starts under the cap. */
-    lua_gc(b->L, LUA_GCCOLLECT, 0);
-    b->mem_over = b->mem_used > b->mem_limit;
-    return KUALA_ENOMEM;
-  }
-  const char *msg = lua_tostring(co, -1);
-  snprintf(out, outlen, "bundle %s: %s failed: %s", b->name, what,
-           msg ? msg : "(error object is not a string)");
-  return KUALA_EINVAL;
+  b->fail_at[0] = 0;
+  b->mem_seen = 0;
+  /* A failed coroutine keeps its stack: add the bundle's frames. */
+  if (co != b->L)
+    bundle_traceback(co, out, outlen);
+  return code;
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -976,6 +1620,7 @@ static void bundle_free(kuala_bundle_t *b)
   kuala_free(b->controllers);
   kuala_buf_free(&b->scratch);
   kuala_buf_free(&b->answer);
+  kuala_permissions_free(b->perms);
   kuala_free(b->name);
   kuala_free(b);
 }
@@ -1001,6 +1646,8 @@ static int run_entry(lua_State *L)
   lua_call(L, 0, 1);
   return 1;
 }
+
+static int build_permissions(kuala_bundle_t *b, char **err);
 
 int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *name,
                       const kuala_bundle_file_t *files, size_t nfiles, const char *entry,
@@ -1066,7 +1713,7 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
   lua_State *co = lua_newthread(L);
   lua_pushcfunction(co, run_entry);
   lua_pushstring(co, entry);
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000, 0);
   int st = lua_resume(co, 1);
   int tripped = 0;
   kuala__lua_cpu_leave(rt->cpu, co, &tripped);
@@ -1091,6 +1738,8 @@ int kuala_bundle_load(kuala_bundle_t **out, kuala_runtime_t *rt, const char *nam
     }
   }
   lua_pop(L, 1); /* the loader thread */
+  if (rc == 0)
+    rc = build_permissions(b, err);
   if (rc) {
     bundle_free(b);
     return rc;
@@ -1202,6 +1851,53 @@ static void timer_closed(uv_handle_t *h)
   kuala_free(h);
 }
 
+/* ---- run queue ---------------------------------------------------------- */
+
+static void rq_remove(kuala_runtime_t *rt, task_t *t)
+{
+  if (!t->queue)
+    return;
+  int q = t->queue - 1;
+  if (t->rq_prev)
+    t->rq_prev->rq_next = t->rq_next;
+  else
+    rt->rq[q].head = t->rq_next;
+  if (t->rq_next)
+    t->rq_next->rq_prev = t->rq_prev;
+  else
+    rt->rq[q].tail = t->rq_prev;
+  t->rq_prev = t->rq_next = NULL;
+  t->queue = 0;
+}
+
+static int bundle_hot(kuala_bundle_t *b)
+{
+  return b->hot_until && uv_now(b->rt->loop) < b->hot_until;
+}
+
+static void rq_idle(uv_idle_t *h);
+
+/* Put t at the back of the line: the normal queue, or the low one while its
+ * bundle is under pressure. */
+static void rq_push(kuala_runtime_t *rt, task_t *t)
+{
+  int q = bundle_hot(t->b) ? 1 : 0;
+  t->queue = q + 1;
+  t->rq_next = NULL;
+  t->rq_prev = rt->rq[q].tail;
+  if (rt->rq[q].tail)
+    rt->rq[q].tail->rq_next = t;
+  else
+    rt->rq[q].head = t;
+  rt->rq[q].tail = t;
+  if (!rt->idle) {
+    rt->idle = kuala_malloc(sizeof *rt->idle);
+    uv_idle_init(rt->loop, rt->idle);
+    rt->idle->data = rt;
+  }
+  uv_idle_start(rt->idle, rq_idle);
+}
+
 static void task_finish(task_t *t, int err, const char *message, double requeue_after)
 {
   kuala_bundle_t *b = t->b;
@@ -1214,8 +1910,13 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
     op_t *op = t->op;
     t->op = NULL;
     op->task = NULL;
-    b->rt->backend.call_cancel(b->rt->backend.self, op->handle);
+    if (op->host) {
+      host_abandon(op);
+    } else {
+      op_cancel(b, op);
+    }
   }
+  rq_remove(b->rt, t);
   luaL_unref(b->L, LUA_REGISTRYINDEX, t->co_ref);
   b->refs--;
   if (t->prev)
@@ -1236,10 +1937,45 @@ static void deadline_fired(uv_timer_t *timer)
 {
   task_t *t = timer->data;
   t->expired = 1;
-  if (t->op) {
+  if (t->op && t->op->host) {
+    /* A host call cannot be cancelled: stop waiting for it (its answer
+     * will be dropped) and resume the coroutine with KUALA_ETIMEDOUT. */
+    op_t *op = t->op;
+    op->task = NULL;
+    t->op = NULL;
+    host_abandon(op);
+    lua_settop(t->co, 0);
+    lua_pushinteger(t->co, KUALA_ETIMEDOUT);
+    lua_pushnil(t->co);
+    task_resume(t, 2);
+  } else if (t->op) {
     /* The completion resumes the coroutine with KUALA_ETIMEDOUT. */
-    t->b->rt->backend.call_cancel(t->b->rt->backend.self, t->op->handle);
+    op_cancel(t->b, t->op);
   }
+}
+
+static void start_deadline(task_t *t)
+{
+  kuala_bundle_t *b = t->b;
+  if (t->timer)
+    return;
+  uint64_t elapsed = uv_now(b->rt->loop) - t->started_ms;
+  uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
+  t->timer = kuala_malloc(sizeof *t->timer);
+  uv_timer_init(b->rt->loop, t->timer);
+  t->timer->data = t;
+  uv_timer_start(t->timer, deadline_fired, left, 0);
+}
+
+/* The bundle's reconcile hit its CPU budget: put it under pressure for a
+ * cool-down that doubles with every hit. */
+static void bundle_heat(kuala_bundle_t *b)
+{
+  b->budget_hits++;
+  b->hot_ms = b->hot_ms ? b->hot_ms * 2 : HOT_FIRST_MS;
+  if (b->hot_ms > HOT_MAX_MS)
+    b->hot_ms = HOT_MAX_MS;
+  b->hot_until = uv_now(b->rt->loop) + b->hot_ms;
 }
 
 static void task_resume(task_t *t, int nargs)
@@ -1249,33 +1985,41 @@ static void task_resume(task_t *t, int nargs)
   int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
-  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget);
+  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, SLICE_NS);
   b->current = t;
   b->in_lua++;
+  t->started = 1;
   int st = lua_resume(t->co, nargs);
   b->in_lua--;
   b->current = NULL;
-  int tripped = 0;
-  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &tripped) - t0;
+  int why = 0;
+  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &why) - t0;
+  int tripped = (why & KUALA__CPU_TRIPPED) != 0;
   char msg[1024];
   if (st == LUA_YIELD && t->op && !tripped) {
-    if (!t->timer) {
-      uint64_t elapsed = uv_now(rt->loop) - t->started_ms;
-      uint64_t left = elapsed >= b->deadline_ms ? 0 : b->deadline_ms - elapsed;
-      t->timer = kuala_malloc(sizeof *t->timer);
-      uv_timer_init(rt->loop, t->timer);
-      t->timer->data = t;
-      uv_timer_start(t->timer, deadline_fired, left, 0);
-    }
+    start_deadline(t);
     return;
   }
-  if (st == LUA_YIELD) {
+  if (st == LUA_YIELD && (why & KUALA__CPU_SLICED) && !tripped) {
+    /* Preempted: to the back of the line, so the loop serves the others. */
+    b->slices++;
+    start_deadline(t);
+    rq_push(rt, t);
+    return;
+  }
+  if (tripped)
+    bundle_heat(b);
+  else if (b->hot_ms)
+    b->hot_ms /= 2;
+  if (st == LUA_YIELD && !tripped) {
     snprintf(msg, sizeof msg,
              "bundle %s: reconcile yielded outside an API call (coroutine.yield in a "
              "reconcile is not allowed)",
              b->name);
     task_finish(t, KUALA_EINVAL, msg, 0);
   } else if (st != 0 || tripped) {
+    /* A reconcile suspended past its budget (st == LUA_YIELD) is never
+     * resumed: none of its code runs again, error handlers included. */
     int code = describe_failure(b, t->co, st, tripped, "reconcile", msg, sizeof msg);
     if (t->expired && !tripped) {
       code = KUALA_ETIMEDOUT;
@@ -1292,6 +2036,32 @@ static void task_resume(task_t *t, int nargs)
     lua_settop(t->co, 0);
     task_finish(t, 0, NULL, requeue > 0 ? requeue : 0);
   }
+}
+
+/* One slice per loop iteration: the normal queue first, the low one when
+ * the normal is empty and at least every LOW_QUEUE_EVERY-th turn. */
+static void rq_idle(uv_idle_t *h)
+{
+  kuala_runtime_t *rt = h->data;
+  int q = rt->rq[0].head ? 0 : 1;
+  if (rt->rq[1].head && ++rt->turn % LOW_QUEUE_EVERY == 0)
+    q = 1;
+  task_t *t = rt->rq[q].head;
+  if (t == NULL) {
+    uv_idle_stop(h);
+    return;
+  }
+  rq_remove(rt, t);
+  if (!rt->rq[0].head && !rt->rq[1].head)
+    uv_idle_stop(h);
+  if (t->expired) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", t->b->name,
+             t->b->deadline_ms);
+    task_finish(t, KUALA_ETIMEDOUT, msg, 0);
+    return;
+  }
+  task_resume(t, t->started ? 0 : 3);
 }
 
 int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char *ns,
@@ -1341,6 +2111,11 @@ int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char
     b->tasks->prev = t;
   b->tasks = t;
   b->active++;
+  if (bundle_hot(b)) {
+    /* Under pressure: wait in the low queue instead of running now. */
+    rq_push(b->rt, t);
+    return 0;
+  }
   task_resume(t, 3);
   return 0;
 }
@@ -1419,6 +2194,16 @@ int kuala__lua_bundle_jit_on(kuala_bundle_t *b)
   return on;
 }
 
+int kuala__lua_bundle_hot(kuala_bundle_t *b)
+{
+  return bundle_hot(b);
+}
+
+uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b)
+{
+  return b->slices;
+}
+
 /* Call kuala.<fn>([arg]), expecting a string, under the CPU budget; arg is
  * passed when >= 0. */
 static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **out, size_t *len)
@@ -1436,7 +2221,7 @@ static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **o
   if (arg >= 0)
     lua_pushinteger(co, arg);
   kuala_runtime_t *rt = b->rt;
-  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, b->L, co, (int64_t)b->cpu_budget_ms * 1000000, 0);
   b->in_lua++;
   int st = lua_resume(co, arg >= 0 ? 1 : 0);
   b->in_lua--;
@@ -1477,6 +2262,42 @@ int kuala_bundle_controller_json(kuala_bundle_t *b, size_t i, char **out, size_t
   if (i >= b->ncontrollers)
     return KUALA_ENOENT;
   return call_sdk_string(b, "_controller_json", (long)i + 1, out, len);
+}
+
+int kuala_bundle_permissions_json(kuala_bundle_t *b, char **out, size_t *len)
+{
+  *out = NULL;
+  return call_sdk_string(b, "_permissions_json", -1, out, len);
+}
+
+const kuala_permissions_t *kuala_bundle_permissions(const kuala_bundle_t *b)
+{
+  return b->perms;
+}
+
+/* The permission set from the controllers and kuala.permissions (an SDK
+ * without _permissions_json declares nothing). */
+static int build_permissions(kuala_bundle_t *b, char **err)
+{
+  kuala_permissions_new(&b->perms, b->name);
+  char why[512] = "";
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < b->ncontrollers; i++) {
+    char *json = NULL;
+    size_t len = 0;
+    rc = kuala_bundle_controller_json(b, i, &json, &len);
+    if (rc == 0)
+      rc = kuala_permissions_add_controller(b->perms, json, len, why, sizeof why);
+    kuala_free(json);
+  }
+  char *json = NULL;
+  size_t len = 0;
+  if (rc == 0 && call_sdk_string(b, "_permissions_json", -1, &json, &len) == 0)
+    rc = kuala_permissions_add_declared(b->perms, json, len, why, sizeof why);
+  kuala_free(json);
+  if (rc && err)
+    *err = fail_msg("bundle %s: kuala.permissions: %s", b->name, why[0] ? why : kuala_strerror(rc));
+  return rc;
 }
 
 /* ---- map functions and predicates --------------------------------------- */
@@ -1567,7 +2388,7 @@ static int vm_run(kuala_bundle_t *b, lua_CFunction fn, vmcall_t *c, const char *
     return KUALA_EBUSY;
   kuala_runtime_t *rt = b->rt;
   lua_State *L = b->L;
-  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000);
+  kuala__lua_cpu_enter(rt->cpu, L, L, (int64_t)b->cpu_budget_ms * 1000000, 0);
   b->in_lua++;
   int st = lua_cpcall(L, fn, c);
   b->in_lua--;
@@ -1632,13 +2453,21 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   return 0;
 }
 
+static void idle_closed(uv_handle_t *h)
+{
+  kuala_free(h);
+}
+
 void kuala_runtime_free(kuala_runtime_t *rt)
 {
   if (!rt)
     return;
   while (rt->bundles)
     kuala_bundle_close(rt->bundles);
+  if (rt->idle)
+    uv_close((uv_handle_t *)rt->idle, idle_closed);
   kuala__lua_cpu_free(rt->cpu);
+  host_modules_free(rt);
   kuala_free(rt->sdk_dir);
   kuala_free(rt);
 }

@@ -16,7 +16,15 @@
  *     caller that drops a connection (abort, slow client) never sees its own
  *     close callback re-entrantly.
  *   - conn->pending counts bytes handed to uv_write and not yet completed;
- *     past opts.max_pending the client is too slow and is dropped.
+ *     a write that finds more than opts.max_pending already waiting means
+ *     the client is too slow (a watch it does not read) and it is dropped.
+ *     One large write still goes out whole; large responses are produced
+ *     in pieces with kuala__httpd_on_drain (backpressure).
+ *   - Timeouts and the connection cap: a sweep timer (unref'd) closes
+ *     connections whose request headers or body stall, and idle keep-alive
+ *     ones; past opts.max_conns a new connection is refused at once. Reads
+ *     go through one buffer per server (data is parsed before the next
+ *     read), so an idle connection costs a few hundred bytes, not 64 KiB.
  */
 #include "httpd.h"
 
@@ -48,11 +56,15 @@ struct kuala__httpd_req_s {
   size_t nh;
   kuala_buf_t body;
   int too_large;
+  int has_nul; /* a %00 in the path or the query */
   int keepalive;
   int streaming;
   kuala_buf_t resp_headers;
   kuala__httpd_req_close_cb close_cb;
   void *close_data;
+  kuala__httpd_drain_cb drain_cb;
+  void *drain_data;
+  size_t drain_low;
 };
 
 struct conn_s {
@@ -73,8 +85,10 @@ struct conn_s {
   size_t pending;
   size_t nwrites;
   kuala_buf_t hfield, hvalue;
-  int hstate; /* 0 none, 1 in field, 2 in value */
-  char rbuf[65536];
+  int hstate;        /* 0 none, 1 in field, 2 in value */
+  int headers_done;  /* of the request being parsed (cur) */
+  int served;        /* a request was completed on this connection */
+  uint64_t since_ms; /* accept, start of cur, end of its headers or last response */
 };
 
 struct kuala__httpd_s {
@@ -87,6 +101,9 @@ struct kuala__httpd_s {
   int port;
   kuala__httpd_close_cb close_cb;
   void *close_data;
+  size_t nconns;
+  uv_timer_t sweep;
+  char rbuf[65536]; /* shared read buffer (see the invariants) */
 };
 
 typedef struct {
@@ -160,13 +177,18 @@ static int hexval(char c)
   return -1;
 }
 
-static char *pct_decode(const char *s, size_t n, int plus_is_space)
+/* Decode %XX (and '+' in queries); a decoded NUL sets *nul, since the
+ * result is a C string and would silently end there. */
+static char *pct_decode(const char *s, size_t n, int plus_is_space, int *nul)
 {
   char *out = kuala_malloc(n + 1);
   size_t j = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      out[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      out[j] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      if (out[j++] == '\0') {
+        *nul = 1;
+      }
       i += 2;
     } else if (plus_is_space && s[i] == '+') {
       out[j++] = ' ';
@@ -210,7 +232,7 @@ static void parse_target(kuala__httpd_req_t *req)
   if (frag && (!q || frag < q)) {
     plen = (size_t)(frag - url);
   }
-  req->path = pct_decode(url, plen, 0);
+  req->path = pct_decode(url, plen, 0, &req->has_nul);
   if (!q) {
     return;
   }
@@ -228,8 +250,9 @@ static void parse_target(kuala__httpd_req_t *req)
       const char *kend = eq ? eq : stop;
       req->qkeys = kuala_realloc(req->qkeys, (req->nq + 1) * sizeof(char *));
       req->qvals = kuala_realloc(req->qvals, (req->nq + 1) * sizeof(char *));
-      req->qkeys[req->nq] = pct_decode(p, (size_t)(kend - p), 1);
-      req->qvals[req->nq] = eq ? pct_decode(eq + 1, (size_t)(stop - eq - 1), 1) : kuala_strdup("");
+      req->qkeys[req->nq] = pct_decode(p, (size_t)(kend - p), 1, &req->has_nul);
+      req->qvals[req->nq] =
+          eq ? pct_decode(eq + 1, (size_t)(stop - eq - 1), 1, &req->has_nul) : kuala_strdup("");
       req->nq++;
     }
     p = stop + 1;
@@ -274,6 +297,7 @@ static void on_conn_closed(uv_handle_t *h)
   if (c->next) {
     c->next->prev = c->prev;
   }
+  srv->nconns--;
   if (c->ssl) {
     SSL_free(c->ssl); /* frees both BIOs */
   }
@@ -306,6 +330,12 @@ static void on_write(uv_write_t *w, int status)
     conn_close(c);
   } else if (c->close_after_write && c->nwrites == 0) {
     conn_close(c);
+  }
+  kuala__httpd_req_t *r = c->head;
+  if (!c->closing && r && c->active && r->drain_cb && c->pending <= r->drain_low) {
+    kuala__httpd_drain_cb cb = r->drain_cb;
+    r->drain_cb = NULL; /* once per arming */
+    cb(r->drain_data, r);
   }
 }
 
@@ -345,7 +375,7 @@ static int raw_write(conn_t *c, const char *data, size_t len)
   }
   c->pending += len;
   c->nwrites++;
-  if (c->pending > c->srv->opts.max_pending) {
+  if (c->pending - len > c->srv->opts.max_pending) {
     conn_close(c);
     return KUALA_E2BIG;
   }
@@ -421,6 +451,8 @@ static void finish_request(kuala__httpd_req_t *req)
   }
   c->nqueued--;
   c->active = 0;
+  c->served = 1;
+  c->since_ms = uv_now(c->srv->loop);
   req_free(req);
   if (!keepalive) {
     c->close_after_write = 1;
@@ -447,6 +479,8 @@ static int on_message_begin(http_parser *p)
   kuala_buf_init(&c->cur->body, c->srv->opts.max_body);
   kuala_buf_init(&c->cur->resp_headers, 0);
   c->hstate = 0;
+  c->headers_done = 0;
+  c->since_ms = uv_now(c->srv->loop);
   return 0;
 }
 
@@ -499,6 +533,8 @@ static int on_headers_complete(http_parser *p)
   if (push_header(c) < 0) {
     return -1;
   }
+  c->headers_done = 1;
+  c->since_ms = uv_now(c->srv->loop);
   c->cur->method = kuala_strdup(http_method_str((enum http_method)p->method));
   c->cur->keepalive = http_should_keep_alive(p);
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->opts.max_body) {
@@ -577,8 +613,9 @@ static void feed(conn_t *c, const char *data, size_t len)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   conn_t *c = h->data;
-  buf->base = c->rbuf;
-  buf->len = sizeof c->rbuf;
+  (void)suggested;
+  buf->base = c->srv->rbuf;
+  buf->len = sizeof c->srv->rbuf;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -632,9 +669,24 @@ static void on_connection(uv_stream_t *server, int status)
     srv->conns->prev = c;
   }
   srv->conns = c;
+  srv->nconns++;
+  c->since_ms = uv_now(srv->loop);
   kuala_buf_init(&c->hfield, 8192);
   kuala_buf_init(&c->hvalue, 65536);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    conn_close(c);
+    return;
+  }
+  if (srv->nconns > srv->opts.max_conns) {
+    /* Over the cap: a short 503 on plain HTTP (clients retry after it),
+     * a plain close on TLS; then close. */
+    static const char busy[] =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
+        "Connection: close\r\nContent-Length: 21\r\n\r\ntoo many connections\n";
+    if (!srv->opts.tls) {
+      uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+      uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
     conn_close(c);
     return;
   }
@@ -650,6 +702,32 @@ static void on_connection(uv_stream_t *server, int status)
   }
   c->reading = 1;
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- timeouts ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+  kuala__httpd_t *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  for (conn_t *c = srv->conns; c; c = c->next) {
+    if (c->closing) {
+      continue;
+    }
+    uint64_t age = now - c->since_ms;
+    int stale = 0;
+    if (c->cur) {
+      /* A request is arriving: headers, then body, each within its time. */
+      stale = age > (c->headers_done ? srv->opts.body_timeout_ms : srv->opts.header_timeout_ms);
+    } else if (!c->head && c->nwrites == 0) {
+      /* Nothing in flight: a new connection must start a request within
+       * the header time, a used one may stay idle for the idle time. */
+      stale = age > (c->served ? srv->opts.idle_timeout_ms : srv->opts.header_timeout_ms);
+    }
+    if (stale) {
+      conn_close(c);
+    }
+  }
 }
 
 /* ---- public API ---- */
@@ -676,6 +754,18 @@ int kuala__httpd_start(kuala__httpd_t **out, uv_loop_t *loop, const kuala__httpd
   }
   if (!srv->opts.max_pending) {
     srv->opts.max_pending = 64u << 20;
+  }
+  if (!srv->opts.header_timeout_ms) {
+    srv->opts.header_timeout_ms = 32000;
+  }
+  if (!srv->opts.body_timeout_ms) {
+    srv->opts.body_timeout_ms = 60000;
+  }
+  if (!srv->opts.idle_timeout_ms) {
+    srv->opts.idle_timeout_ms = 90000;
+  }
+  if (!srv->opts.max_conns) {
+    srv->opts.max_conns = 4096;
   }
   struct sockaddr_storage addr;
   const char *host = opts->host ? opts->host : "127.0.0.1";
@@ -707,6 +797,19 @@ int kuala__httpd_start(kuala__httpd_t **out, uv_loop_t *loop, const kuala__httpd
   uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
   srv->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
                                           : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  unsigned shortest = srv->opts.header_timeout_ms;
+  if (srv->opts.body_timeout_ms < shortest) {
+    shortest = srv->opts.body_timeout_ms;
+  }
+  if (srv->opts.idle_timeout_ms < shortest) {
+    shortest = srv->opts.idle_timeout_ms;
+  }
+  uint64_t every = shortest / 4 > 1000 ? 1000 : (shortest / 4 ? shortest / 4 : 1);
+  uv_timer_init(loop, &srv->sweep);
+  srv->sweep.data = srv;
+  srv->handles++;
+  uv_timer_start(&srv->sweep, on_sweep, every, every);
+  uv_unref((uv_handle_t *)&srv->sweep); /* never keeps the loop alive */
   *out = srv;
   return 0;
 }
@@ -732,6 +835,8 @@ void kuala__httpd_close(kuala__httpd_t *srv, kuala__httpd_close_cb cb, void *dat
   for (conn_t *c = srv->conns; c; c = c->next) {
     conn_close(c);
   }
+  uv_timer_stop(&srv->sweep);
+  uv_close((uv_handle_t *)&srv->sweep, on_listener_closed);
   uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
 }
 
@@ -781,6 +886,11 @@ const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len)
 int kuala__httpd_req_too_large(const kuala__httpd_req_t *req)
 {
   return req->too_large;
+}
+
+int kuala__httpd_req_has_nul(const kuala__httpd_req_t *req)
+{
+  return req->has_nul;
 }
 
 void kuala__httpd_req_on_close(kuala__httpd_req_t *req, kuala__httpd_req_close_cb cb, void *data)
@@ -855,6 +965,22 @@ int kuala__httpd_stream_write(kuala__httpd_req_t *req, const char *data, size_t 
     kuala_free(p);
   }
   return rc;
+}
+
+size_t kuala__httpd_pending(const kuala__httpd_req_t *req)
+{
+  return req->conn->pending;
+}
+
+int kuala__httpd_on_drain(kuala__httpd_req_t *req, size_t low, kuala__httpd_drain_cb cb, void *data)
+{
+  if (req->conn->pending <= low) {
+    return 1; /* already drained: nothing in flight would call cb */
+  }
+  req->drain_cb = cb;
+  req->drain_data = data;
+  req->drain_low = low;
+  return 0;
 }
 
 void kuala__httpd_stream_end(kuala__httpd_req_t *req)

@@ -41,11 +41,18 @@ typedef void (*kuala__httpd_req_close_cb)(void *data, kuala__httpd_req_t *req);
 typedef void (*kuala__httpd_close_cb)(kuala__httpd_t *srv, void *data);
 
 typedef struct {
-  const char *host;       /* bind address; NULL = "127.0.0.1" */
-  int port;               /* 0 = pick a free port (see kuala__httpd_port) */
-  size_t max_body;        /* request body cap; 0 = 3 MiB */
-  size_t max_pending;     /* unsent bytes per connection before it is dropped; 0 = 64 MiB */
-  struct ssl_ctx_st *tls; /* borrowed; NULL = plain HTTP */
+  const char *host;   /* bind address; NULL = "127.0.0.1" */
+  int port;           /* 0 = pick a free port (see kuala__httpd_port) */
+  size_t max_body;    /* request body cap; 0 = 3 MiB */
+  size_t max_pending; /* unsent bytes per connection before it is dropped; 0 = 64 MiB */
+  /* Limits against idle and half-sent connections (kube-apiserver's Go
+   * server has ReadHeaderTimeout 32 s and IdleTimeout 90 s). 0 = default;
+   * checked by a sweep about 4 times per the shortest timeout. */
+  unsigned header_timeout_ms; /* request line + headers (and a silent new connection); 32 s */
+  unsigned body_timeout_ms;   /* body after the headers; 60 s */
+  unsigned idle_timeout_ms;   /* keep-alive connection with nothing in flight; 90 s */
+  size_t max_conns;           /* open connections; more are refused (503 / close); 0 = 4096 */
+  struct ssl_ctx_st *tls;     /* borrowed; NULL = plain HTTP */
   kuala__httpd_handler_cb handler;
   void *data; /* passed to handler */
 } kuala__httpd_opts_t;
@@ -68,6 +75,9 @@ const char *kuala__httpd_query(const kuala__httpd_req_t *req, const char *name);
 const char *kuala__httpd_header(const kuala__httpd_req_t *req, const char *name);
 const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len);
 int kuala__httpd_req_too_large(const kuala__httpd_req_t *req);
+/* 1 when the path or a query key/value decoded a NUL byte (%00): the C
+ * strings above end there, so the caller should refuse the request. */
+int kuala__httpd_req_has_nul(const kuala__httpd_req_t *req);
 /* Close callback for a deferred response or a stream. */
 void kuala__httpd_req_on_close(kuala__httpd_req_t *req, kuala__httpd_req_close_cb cb, void *data);
 
@@ -83,6 +93,18 @@ void kuala__httpd_stream_start(kuala__httpd_req_t *req, int status, const char *
  * away or KUALA_E2BIG if the client is too slow (the connection is then
  * dropped and the close callback runs later, from the loop). */
 int kuala__httpd_stream_write(kuala__httpd_req_t *req, const char *data, size_t len);
+/* Bytes of this request's connection handed to the socket and not yet
+ * written: a producer of a large response writes while this is small. */
+size_t kuala__httpd_pending(const kuala__httpd_req_t *req);
+/* Arm cb to run once, when the pending output drops to `low` bytes or
+ * fewer; returns 0. Returns 1 without arming when it already has (write
+ * on). A producer of a large response writes chunks while the pending
+ * output is small and arms this otherwise: backpressure instead of
+ * buffering the whole response. If the connection closes first, the
+ * request's close callback runs instead. */
+typedef void (*kuala__httpd_drain_cb)(void *data, kuala__httpd_req_t *req);
+int kuala__httpd_on_drain(kuala__httpd_req_t *req, size_t low, kuala__httpd_drain_cb cb,
+                          void *data);
 /* The terminating chunk; the request is finished afterwards. */
 void kuala__httpd_stream_end(kuala__httpd_req_t *req);
 /* Drop the connection without finishing the response (fault injection). The

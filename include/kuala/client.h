@@ -169,6 +169,8 @@ typedef struct {
   uint64_t timeout_ms; /* overrides the client timeout; 0 = default. Watches: idle timeout
                           (KUALA_ETIMEDOUT after this long without a byte; 1 s steps) */
   int max_retries;     /* overrides the client's; 0 = default, -1 = none */
+  /* Impersonate-User header (the server checks the `impersonate` verb); NULL = none. */
+  const char *impersonate_user;
 } kuala_client_opts_t;
 
 /* Zeroed options with grace_period_seconds = -1. */
@@ -265,6 +267,12 @@ typedef enum {
   KUALA_WATCH_DELETED = 3,
   KUALA_WATCH_BOOKMARK = 4,
   KUALA_WATCH_ERROR = 5, /* object is a Status; `err` holds its KUALA_E* code */
+  /* A line that is not a decodable event (not strict JSON, not
+   * {"type":...,"object":{...}}, a duplicate key, or longer than the line
+   * cap): object is NULL, `err` is KUALA_EBADMSG or KUALA_E2BIG, `reason`
+   * says why, `line` is the line (NULL when it was too long). The watch
+   * goes on: one bad object must not stop every later event. */
+  KUALA_WATCH_INVALID = 6,
 } kuala_watch_type_t;
 
 typedef struct {
@@ -272,15 +280,17 @@ typedef struct {
   struct json_object *object; /* borrowed: json_object_get() it to keep it */
   const char *line;           /* the raw line (no newline), borrowed */
   size_t len;
-  int err; /* ERROR events: code from the Status (e.g. KUALA_EGONE) */
+  int err;            /* ERROR events: code from the Status (e.g. KUALA_EGONE) */
+  const char *reason; /* INVALID events: why the line was skipped */
 } kuala_watch_event_t;
 
 /* One event, as it arrives. */
 typedef void (*kuala_watch_event_cb)(void *data, const kuala_watch_event_t *ev);
 /* The stream ended; runs exactly once (the event callback never runs after
  * it). err: 0 = the server ended the stream cleanly (re-watch from the last
- * RV), KUALA_ECANCELED = kuala_watch_stop(), KUALA_E2BIG = a line passed the
- * cap, KUALA_EBADMSG = a line was not a valid event, an HTTP error code when
+ * RV), KUALA_ECANCELED = kuala_watch_stop(), KUALA_EBADMSG = the stream
+ * ended inside a line (lines that are not valid events are skipped and
+ * reported as KUALA_WATCH_INVALID events instead), an HTTP error code when
  * the watch was refused (resp decoded as for requests), or a transport
  * error. `resp` is borrowed and may be NULL. */
 typedef void (*kuala_watch_done_cb)(void *data, int err, kuala_client_resp_t *resp);
@@ -303,10 +313,15 @@ void kuala_watch_stop(kuala_watch_t *w);
 typedef int (*kuala_lines_cb)(void *data, const char *line, size_t len);
 typedef struct {
   kuala_buf_t buf; /* pending partial line; buf.max is the line cap */
+  int skip_long;   /* 1: drop over-long lines instead of failing (see feed) */
+  size_t dropping; /* bytes of the over-long line being dropped (0 = none) */
 } kuala_lines_t;
 void kuala_lines_init(kuala_lines_t *p, size_t max_line);
 /* Returns 0, KUALA_E2BIG when a line passes max_line, or the first non-zero
- * value returned by on_line (which stops parsing). */
+ * value returned by on_line (which stops parsing). With `skip_long` set, a
+ * line past the cap is not an error: its bytes are dropped as they come
+ * (memory stays under the cap) and, once its newline arrives, on_line runs
+ * with line NULL and len = the number of bytes dropped. */
 int kuala_lines_feed(kuala_lines_t *p, const char *chunk, size_t n, kuala_lines_cb on_line,
                      void *data);
 /* Bytes of an unterminated last line (0 when the stream ended on '\n'). */

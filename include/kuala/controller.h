@@ -108,6 +108,12 @@ typedef struct {
   double time_sum;                                 /* reconcile_time_seconds */
   uint64_t time_count;
   uint64_t time_buckets[KUALA_RECONCILE_BUCKETS]; /* non-cumulative */
+  /* Errors by kind, for kuala_lua_limit_hits_total: KUALA_ENOMEM (memory
+   * cap), KUALA_ETIMEDOUT whose message names the CPU budget, other
+   * KUALA_ETIMEDOUT (wall-clock deadline). */
+  uint64_t limit_memory, limit_cpu, limit_deadline;
+  int concurrency; /* max_concurrent_reconciles */
+  int held;        /* kuala_controller_hold */
 } kuala_controller_stats_t;
 
 int kuala_controller_new(kuala_controller_t **out, uv_loop_t *loop, kuala_informers_t *informers,
@@ -118,6 +124,11 @@ int kuala_controller_start(kuala_controller_t *c);
 /* Enqueue one key, or every primary object (used after a bundle reload). */
 int kuala_controller_enqueue(kuala_controller_t *c, const char *ns, const char *name);
 size_t kuala_controller_enqueue_all(kuala_controller_t *c);
+/* Hold the workers (hold = 1) or let them run (0). While held, watches and
+ * the queue work as usual (keys wait, the cache stays warm) but no
+ * reconcile starts; reconciles already running finish. Leader election
+ * holds every controller of a standby. */
+void kuala_controller_hold(kuala_controller_t *c, int hold);
 /* Finish a reconcile. `res` may be NULL (success). */
 void kuala_controller_job_done(kuala_controller_job_t *job, const kuala_controller_result_t *res);
 /* The controller a job belongs to. */

@@ -70,6 +70,7 @@ typedef enum {
   KUALA_LW_DELETED = 3,
   KUALA_LW_BOOKMARK = 4,
   KUALA_LW_ERROR = 5,
+  KUALA_LW_INVALID = 6, /* an undecodable line, skipped (see KUALA_WATCH_INVALID) */
 } kuala_lw_type_t;
 
 typedef struct {
@@ -77,11 +78,13 @@ typedef struct {
   struct json_object *object; /* borrowed parsed object (Status for ERROR) */
   const char *line;           /* the raw event line, borrowed (may be NULL) */
   size_t len;
-  int err; /* ERROR: KUALA_E* from the Status code (KUALA_EGONE for 410) */
+  int err;            /* ERROR: KUALA_E* from the Status code (KUALA_EGONE for 410) */
+  const char *reason; /* INVALID: why the line was skipped */
 } kuala_lw_event_t;
 
 /* A list page: err 0 and `page` the parsed List (borrowed), `body` its text
- * (borrowed, may be NULL); or err < 0 (KUALA_EGONE for 410). */
+ * (borrowed, may be NULL); or err < 0 (KUALA_EGONE for 410), and then
+ * `body` is NULL or a NUL-terminated reason to log. */
 typedef void (*kuala_lw_list_cb)(void *data, int err, struct json_object *page, const char *body,
                                  size_t len);
 typedef void (*kuala_lw_event_cb)(void *data, const kuala_lw_event_t *ev);
@@ -141,7 +144,17 @@ typedef struct {
   uint64_t backoffs;       /* re-watches or relists delayed by backoff */
   uint64_t events_added, events_modified, events_deleted, events_bookmark, events_error;
   uint64_t relist_deletes; /* tombstones produced by relists */
-  uint64_t decode_errors;  /* objects the store refused */
+  /* Failures, each also logged at warn (rate-limited per informer):
+   * decode_errors = objects or watch lines skipped because they could not
+   * be decoded or stored (not strict JSON, too long, a duplicate key, no
+   * metadata.name, ...) -- kuala_informer_decode_errors_total;
+   * list_errors = lists that failed (transport, HTTP error, a body that is
+   * not a List, items not an array) -- kuala_informer_list_errors_total;
+   * watch_errors = watches that ended in an error or an ERROR event other
+   * than 410 Gone -- kuala_informer_watch_errors_total. */
+  uint64_t decode_errors;
+  uint64_t list_errors;
+  uint64_t watch_errors;
   uint64_t resyncs;
   uint64_t watchdog_stops; /* watches stopped for outliving their timeout */
   uint64_t dispatched;     /* handler calls */
@@ -162,6 +175,15 @@ int kuala_informers_new_client(kuala_informers_t **out, uv_loop_t *loop,
  * the registry once their handles closed: run the loop afterwards. */
 void kuala_informers_close(kuala_informers_t *f);
 size_t kuala_informers_count(const kuala_informers_t *f);
+/* List requests (pages) the registry's informers have started, in total:
+ * a relist anywhere shows here, also for informers freed since. */
+uint64_t kuala_informers_list_requests(const kuala_informers_t *f);
+/* Call cb for every informer of the registry (for metrics). cb must not add
+ * or remove registrations. */
+typedef void (*kuala_informers_each_cb)(void *data, kuala_informer_t *inf);
+void kuala_informers_foreach(kuala_informers_t *f, kuala_informers_each_cb cb, void *data);
+/* What the informer watches (borrowed, valid while the informer lives). */
+const kuala_informer_key_t *kuala_informer_key(const kuala_informer_t *inf);
 
 /* Register handlers on the informer for `key`, creating and starting it if
  * needed (`opts` is used only when it is created; NULL = defaults). Objects

@@ -1,8 +1,9 @@
 /*
  * The manager: one API client, one shared informer registry, the controllers
  * that use them, and the backend (kuala/runtime.h) that gives Lua bundles
- * cache reads and API calls. controller-runtime's Manager, minus leader
- * election and the metrics server (later issues).
+ * cache reads and API calls. controller-runtime's Manager; leader election
+ * (kuala/leader.h) only holds or releases its controllers
+ * (kuala_manager_hold), and metrics (kuala/metrics.h) read it.
  *
  * Controllers are declared by apiVersion + kind; the manager resolves each
  * to a resource through discovery (kuala_client_resolve, which refreshes on
@@ -59,10 +60,22 @@ int kuala_manager_new(kuala_manager_t **out, uv_loop_t *loop, kuala_client_t *cl
 /* The backend to hand to kuala_runtime_new (borrowed, valid while the
  * manager lives). */
 const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m);
+
+/* --impersonate-bundles: every API call of a bundle carries
+ * `Impersonate-User: system:serviceaccount:<ns>:kuala-<bundle>` so the
+ * cluster enforces that bundle's RBAC (cache informers keep the engine's own
+ * identity). NULL turns it off. The string is copied. */
+void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns);
 /* Declare a controller (copied). Resolution and start are asynchronous;
  * `cb` (may be NULL) reports the outcome. */
 int kuala_manager_add_controller(kuala_manager_t *m, const kuala_controller_decl_t *decl,
                                  kuala_manager_started_cb cb, void *data);
+/* Hold every controller's workers, present and future (hold = 1), or let
+ * them run again (0; every primary object is then enqueued, as a newly
+ * started controller would). Keys keep queuing and informers keep running
+ * while held: this is the leader-election gate of a standby. */
+void kuala_manager_hold(kuala_manager_t *m, int hold);
+int kuala_manager_held(const kuala_manager_t *m);
 /* Stop one controller (running reconciles finish first). */
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c);
 size_t kuala_manager_controller_count(const kuala_manager_t *m);

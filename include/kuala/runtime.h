@@ -26,6 +26,7 @@
 
 typedef struct kuala_runtime_s kuala_runtime_t;
 typedef struct kuala_bundle_s kuala_bundle_t;
+struct kuala_permissions_s; /* kuala/permissions.h */
 
 /* ---- backend ------------------------------------------------------------ */
 
@@ -52,6 +53,9 @@ typedef struct {
   int force;                 /* APPLY: take ownership of conflicting fields */
   const char *body;          /* compact JSON or NULL */
   size_t body_len;
+  /* The calling bundle's permissions (kuala/permissions.h), NULL = not
+   * restricted. The manager refuses what they do not allow. */
+  const struct kuala_permissions_s *permissions;
 } kuala_call_t;
 
 /* Completion of a call: err is 0 or a negative KUALA_E*; json (borrowed,
@@ -70,6 +74,7 @@ typedef struct {
   const char *label_selector; /* list only; NULL = everything */
   const char *index;          /* list only: a user index name, with index_value */
   const char *index_value;
+  const struct kuala_permissions_s *permissions; /* as in kuala_call_t */
 } kuala_cache_query_t;
 
 typedef struct {
@@ -88,6 +93,23 @@ typedef struct {
    * later) with KUALA_ECANCELED unless the answer was already on its way. */
   void (*call_cancel)(void *self, void *handle);
   void *self;
+  /* Optional (NULL: reads of a kind that is not cached answer KUALA_EAGAIN).
+   * Wait until the cache for q's kind has synced, starting its informer if
+   * needed: 0 and *handle on success, then `done` runs exactly once, later
+   * from the loop, with 0 (synced: read again), KUALA_ENOTFOUND (the API
+   * server does not serve that apiVersion/kind, after a discovery refresh),
+   * KUALA_ETIMEDOUT (not synced within timeout_ms), KUALA_ECANCELED or
+   * another KUALA_E*. A negative KUALA_E* return: `done` never runs. */
+  int (*cache_wait)(void *self, const kuala_cache_query_t *q, uint64_t timeout_ms,
+                    kuala_call_done_cb done, void *data, void **handle);
+  /* Cancel a wait whose `done` has not run: `done` runs with KUALA_ECANCELED
+   * (now or later). */
+  void (*cache_wait_cancel)(void *self, void *handle);
+  /* Optional: add a request to a controller's work queue after `after_ms`
+   * (0 = now); name NULL = every primary object in the cache. 0,
+   * KUALA_ENOENT (no running controller of that name) or KUALA_E*. */
+  int (*enqueue)(void *self, const char *controller, const char *ns, const char *name,
+                 uint64_t after_ms);
 } kuala_backend_t;
 
 /* ---- runtime ------------------------------------------------------------ */
@@ -174,6 +196,13 @@ typedef struct {
   uint32_t deadline_ms;   /* wall clock per reconcile */
 } kuala_bundle_limits_t;
 int kuala_bundle_set_limits(kuala_bundle_t *b, const kuala_bundle_limits_t *limits);
+
+/* The bundle's permissions: what its controllers imply plus what it
+ * declared with kuala.permissions (borrowed; valid until the bundle closes). */
+const struct kuala_permissions_s *kuala_bundle_permissions(const kuala_bundle_t *b);
+/* Its kuala.permissions declarations as a JSON array of {"type", "verbs",
+ * "names"?} (caller frees). */
+int kuala_bundle_permissions_json(kuala_bundle_t *b, char **out, size_t *len);
 
 /* Bytes the bundle VM holds now. */
 size_t kuala_bundle_memory(const kuala_bundle_t *b);

@@ -11,15 +11,29 @@ local json = require("kuala.json")
 local util = require("kuala.util")
 local crd = require("kuala.crd")
 local ctxlib = require("kuala.ctx")
+local random = require("kuala.random")
+local conditions = require("kuala.conditions")
 
 local _M = {
   null = json.null,
   array = json.array,
   object = json.object,
+  random = random,
+  uuid = random.uuid,
+  conditions = conditions,
+  owner_ref = ctxlib.owner_ref,
   _controllers = {},
   _by_name = {},
   _crds = {},
+  _permissions = {},
 }
+
+-- The engine's backend when running inside the engine, else nil (busted).
+local function engine_backend()
+  local ok, core = pcall(require, "kuala.core")
+  if not ok or type(core) ~= "table" or not core.in_reconcile then return nil end
+  return require("kuala.engine")
+end
 
 --- Declare a CustomResourceDefinition (see kuala.crd.build for the fields).
 ---@param spec table
@@ -33,6 +47,57 @@ function _M.crd(spec)
   end
   _M._crds[#_M._crds + 1] = obj
   return obj
+end
+
+-- ---- permissions ---------------------------------------------------------
+
+local VERBS = { get = true, list = true, watch = true, create = true, update = true,
+                patch = true, delete = true, deletecollection = true, ["*"] = true }
+
+--- Declare API access beyond what the controllers imply (watched types may
+--- be read, owned types written, the primary's status and finalizers
+--- updated, Events recorded). Each entry is {type, verbs[, names]}:
+---   kuala.permissions { {"v1/Secret", "get,create"},
+---                       {"apps/v1/Deployment/scale", "update"},
+---                       {"v1/ConfigMap", "get", names = {"settings"}} }
+--- The engine refuses anything else (EFORBIDDEN) and `kuala rbac` turns the
+--- declarations into RBAC rules. See docs/permissions.md.
+---@param list table
+function _M.permissions(list)
+  if type(list) ~= "table" then
+    error("kuala.permissions needs a list of {\"group/version/Kind\", \"verbs\"}", 2)
+  end
+  for i, p in ipairs(list) do
+    if type(p) ~= "table" or type(p[1]) ~= "string" or type(p[2]) ~= "string" then
+      error("kuala.permissions entry " .. i ..
+            " must be {\"group/version/Kind[/subresource]\", \"verb,verb\"}", 2)
+    end
+    for v in p[2]:gmatch("[^,%s]+") do
+      if not VERBS[v] then
+        error("kuala.permissions entry " .. i .. ": unknown verb '" .. v .. "'", 2)
+      end
+    end
+    local names = p.names or p[3]
+    if type(names) == "string" then
+      local t = {}
+      for n in names:gmatch("[^,%s]+") do t[#t + 1] = n end
+      names = t
+    end
+    if names ~= nil and type(names) ~= "table" then
+      error("kuala.permissions entry " .. i .. ": names must be a list of strings", 2)
+    end
+    _M._permissions[#_M._permissions + 1] = {
+      type = p[1], verbs = p[2], names = names and json.array(names) or nil,
+    }
+  end
+end
+
+--- The kuala.permissions declarations as a JSON array (engine).
+---@return string
+function _M._permissions_json()
+  local s, err = json.encode(json.array(_M._permissions))
+  if not s then error(err, 0) end
+  return s
 end
 
 -- ---- predicates ----------------------------------------------------------
@@ -95,7 +160,10 @@ end
 --- Fields: name (unique, also the field manager), watch (primary type,
 --- "group/version/Kind" or {type=, predicates=, namespace=, labels=}),
 --- owns (list of owned types, mapped through controller ownerReferences),
---- watches (extra {type=, map=function(obj) -> {{namespace=, name=}, ...}}),
+--- watches (extra {type=, map=function(obj, ctx) -> {{namespace=, name=}, ...}};
+--- ctx is a read-only cache view), reads (types the reconcile reads: their
+--- caches start with the controller), indexes ({name = function(obj) ->
+--- {values}} for ctx:list(type, {index = name, value = v})),
 --- predicates (for the primary), namespace / labels (scoping), concurrency,
 --- reconcile(ctx, req) -> nil | {requeue_after = s} (error -> backoff),
 --- finalize(ctx, obj) (adds/removes the finalizer `finalizer`, default
@@ -136,6 +204,25 @@ function _M.controller(spec)
     end
     watches[i] = nw
   end
+  local reads = {}
+  for i, t in ipairs(spec.reads or {}) do
+    local api_version, kind = util.parse_type(t)
+    reads[i] = { type = t, api_version = api_version, kind = kind }
+  end
+  local indexes = {}
+  for iname, fn in pairs(spec.indexes or {}) do
+    if type(iname) ~= "string" or not iname:match("^[%a_][%w_.-]*$") then
+      error("controller '" .. name .. "': index names are identifiers, got " .. tostring(iname), 2)
+    end
+    if iname == "namespace" or iname == "owner" or iname == "labels" then
+      error("controller '" .. name .. "': index name '" .. iname .. "' is built in", 2)
+    end
+    if type(fn) ~= "function" then
+      error("controller '" .. name .. "': index '" .. iname ..
+            "' must be a function(obj) returning a list of strings", 2)
+    end
+    indexes[iname] = fn
+  end
   local conc = spec.concurrency or 1
   if type(conc) ~= "number" or conc < 1 or conc ~= math.floor(conc) then
     error("controller '" .. name .. "': concurrency must be a positive integer", 2)
@@ -151,9 +238,17 @@ function _M.controller(spec)
     reconcile = spec.reconcile,
     finalize = spec.finalize,
     finalizer = spec.finalizer or (name .. ".kuala.dev/finalizer"),
+    reads = reads,
+    indexes = indexes,
   }
   _M._controllers[#_M._controllers + 1] = c
   _M._by_name[name] = c
+  -- `reads`: start those caches now, so the first reconcile does not wait
+  -- and map functions can read them.
+  local be = engine_backend()
+  if be then
+    for _, r in ipairs(reads) do be:start_cache(r.api_version, r.kind) end
+  end
   return c
 end
 
@@ -194,8 +289,9 @@ end
 ---@param name string controller name
 ---@param source string|table
 ---@param ev table {type=, object=, old=}
+---@param backend table|nil the cache the map function's ctx reads
 ---@return kuala.Request[]
-function _M._requests(name, source, ev)
+function _M._requests(name, source, ev, backend)
   local c = _M._by_name[name]
   if not c then error("no controller '" .. tostring(name) .. "'", 2) end
   local w
@@ -213,7 +309,8 @@ function _M._requests(name, source, ev)
     return { { namespace = md.namespace, name = md.name } }
   end
   if w.map then
-    local reqs = w.map(ev.object) or {}
+    local view = backend and ctxlib.view(c, backend, md.namespace) or nil
+    local reqs = w.map(ev.object, view) or {}
     if reqs.name then reqs = { reqs } end
     return reqs
   end
@@ -257,12 +354,13 @@ function _M._controller_json(i)
     end
     return d
   end
-  local owns, watches = {}, {}
+  local owns, watches, reads = {}, {}, {}
   for k, w in ipairs(c.owns) do owns[k] = decl(w, false) end
   for k, w in ipairs(c.watches) do watches[k] = decl(w, false) end
+  for k, r in ipairs(c.reads or {}) do reads[k] = { apiVersion = r.api_version, kind = r.kind } end
   local out = {
     name = c.name, watch = decl(c._watch, true), owns = json.array(owns),
-    watches = json.array(watches), concurrency = c.concurrency,
+    watches = json.array(watches), reads = json.array(reads), concurrency = c.concurrency,
     generation_changed = gen, predicate = custom,
   }
   local s, err = json.encode(out)
@@ -316,7 +414,9 @@ function _M._map(name, index, obj)
     end
   end
   if not w then return nil end
-  local reqs = w.map(obj) or {}
+  local be = engine_backend()
+  local view = be and ctxlib.view(c, be, obj.metadata and obj.metadata.namespace) or nil
+  local reqs = w.map(obj, view) or {}
   if reqs.name then reqs = { reqs } end
   return reqs
 end

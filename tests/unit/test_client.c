@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client/internal.h"
 #include "helpers/clienttest.h"
 #include "helpers/faultsrv.h"
 #include "kuala/alloc.h"
@@ -160,6 +161,54 @@ START_TEST(test_client_get_ok_and_headers)
   ck_assert_ptr_nonnull(strstr(head, "Accept: application/json"));
   ct_result_free(&r);
   env_done(&e);
+}
+END_TEST
+
+/* Issue 14 item 9: KUALA_CLIENT_DEBUG=1 printed the bearer token. */
+START_TEST(test_client_debug_trace_redacts_credentials)
+{
+  setenv("KUALA_CLIENT_DEBUG", "1", 1);
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.token = kuala_strdup("s3cret-token-value");
+  env_t e;
+  env_init_cfg(&e, &cfg);
+  faultsrv_respond(e.srv, 200, NULL, "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}}");
+  char path[] = "/tmp/kuala-trace-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fd, 2);
+  ct_result_t r = {0};
+  ck_assert_int_eq(kuala_client_get(NULL, e.c, &cm_a, NULL, ct_on_resp, &r), 0);
+  ck_assert(ct_run_until(&e.loop, &r.calls, 5000));
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  ck_assert_int_eq(r.status, 200);
+  ct_result_free(&r);
+  env_done(&e);
+  unsetenv("KUALA_CLIENT_DEBUG");
+  char trace[16384];
+  ssize_t n = pread(fd, trace, sizeof trace - 1, 0);
+  close(fd);
+  unlink(path);
+  ck_assert_int_gt(n, 0);
+  trace[n] = '\0';
+  ck_assert_msg(strstr(trace, "GET /api/v1/namespaces/default/configmaps/a") != NULL, "%s", trace);
+  ck_assert_msg(strstr(trace, "> Authorization: Bearer <redacted>") != NULL, "%s", trace);
+  ck_assert_msg(strstr(trace, "s3cret") == NULL, "token in the trace: %s", trace);
+
+  kuala_buf_t b = KUALA_BUF_INIT(0);
+  const char *head =
+      "GET / HTTP/1.1\r\nauthorization: Basic dXNlcjpwYXNz\r\nCookie: k=v\r\n"
+      "Proxy-Authorization: secret\r\nAccept: */*\r\n";
+  kuala__client_debug_redact(&b, '>', head, strlen(head));
+  ck_assert_str_eq(b.data,
+                   "> GET / HTTP/1.1\r\n> authorization: Basic <redacted>\n> Cookie: <redacted>\n"
+                   "> Proxy-Authorization: <redacted>\n> Accept: */*\r\n");
+  kuala_buf_free(&b);
 }
 END_TEST
 
@@ -824,6 +873,7 @@ int main(void)
   tcase_add_test(tc, test_client_path_building);
   tcase_add_test(tc, test_client_status_code_mapping);
   tcase_add_test(tc, test_client_get_ok_and_headers);
+  tcase_add_test(tc, test_client_debug_trace_redacts_credentials);
   tcase_add_test(tc, test_client_create_sends_body);
   tcase_add_test(tc, test_client_patch_and_delete_wire_format);
   tcase_add_test(tc, test_client_status_errors_decoded);

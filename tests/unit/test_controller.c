@@ -165,7 +165,7 @@ static void fake_event(fake_t *f, const char *resource, kuala_lw_type_t type, co
   for (int i = 0; i < f->nwatches; i++) {
     fake_call_t *call = f->watches[i];
     if (strcmp(call->resource, resource) == 0 && !call->status) {
-      kuala_lw_event_t ev = {type, o, json, strlen(json), 0};
+      kuala_lw_event_t ev = {type, o, json, strlen(json), 0, NULL};
       call->on_event(call->data, &ev);
       delivered++;
     }
@@ -484,6 +484,51 @@ START_TEST(test_controller_concurrency_limit_and_generation_predicate)
 }
 END_TEST
 
+/* The leader-election gate: a held controller syncs its cache and queues
+ * keys but starts no reconcile; releasing it reconciles what waited. */
+START_TEST(test_controller_hold_queues_keys_without_reconciling)
+{
+  fixture_t fx;
+  setup(&fx);
+  fake_seed(&fx.fake, "webapps", APP("a", 1));
+  fake_seed(&fx.fake, "webapps", APP("b", 1));
+  kuala_controller_opts_t o = {"webapp", "demo.kuala.dev", "WebApp", &primary, 1, 1, NULL,
+                               NULL,     reconcile,        &fx.rec};
+  ck_assert_int_eq(kuala_controller_new(&fx.c, &fx.loop, fx.informers, &o), 0);
+  fx.rec.c = fx.c;
+  kuala_controller_hold(fx.c, 1);
+  ck_assert_int_eq(kuala_controller_start(fx.c), 0);
+  kuala_controller_stats_t st;
+  uv_timer_t guard;
+  uv_timer_init(&fx.loop, &guard);
+  for (int i = 0; i < 100; i++) { /* until synced and both keys queued, 5 s at most */
+    kuala_controller_stats(fx.c, &st);
+    kuala_workqueue_stats_t qs;
+    kuala_workqueue_stats(kuala_controller_queue(fx.c), &qs);
+    if (st.synced && qs.depth == 2) {
+      break;
+    }
+    uv_timer_start(&guard, guard_cb, 50, 0);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+  }
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(&fx.loop, UV_RUN_NOWAIT);
+  kuala_controller_stats(fx.c, &st);
+  ck_assert_int_eq(st.synced, 1);
+  ck_assert_int_eq(st.held, 1);
+  ck_assert_int_eq(fx.rec.n, 0);
+  kuala_workqueue_stats_t qs;
+  kuala_workqueue_stats(kuala_controller_queue(fx.c), &qs);
+  ck_assert_uint_eq(qs.depth, 2);
+  /* Released: what waited is reconciled, once each. */
+  kuala_controller_hold(fx.c, 0);
+  run_until(&fx, 2);
+  ck_assert_int_eq(count_key(&fx.rec, "default/a"), 1);
+  ck_assert_int_eq(count_key(&fx.rec, "default/b"), 1);
+  teardown(&fx);
+}
+END_TEST
+
 START_TEST(test_controller_invalid_options)
 {
   uv_loop_t loop;
@@ -520,6 +565,7 @@ int main(void)
   tcase_add_test(tc, test_controller_error_backs_off_then_forgets);
   tcase_add_test(tc, test_controller_requeue_after_comes_back);
   tcase_add_test(tc, test_controller_concurrency_limit_and_generation_predicate);
+  tcase_add_test(tc, test_controller_hold_queues_keys_without_reconciling);
   tcase_add_test(tc, test_controller_invalid_options);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);

@@ -58,6 +58,11 @@ typedef struct fake_s {
   fake_call_t *pending;
   kuala_bundle_t *reenter; /* call_start tries to start a reconcile of it */
   int reenter_rc;
+  int secret_synced; /* kind Secret: EAGAIN until a cache wait finished */
+  int waits, wait_canceled;
+  int wait_never; /* cache waits never answer (deadline test) */
+  int enqueued;
+  char enqueue_last[128];
 } fake_t;
 
 static const char *CACHED_APP =
@@ -65,9 +70,23 @@ static const char *CACHED_APP =
     "\"namespace\":\"ns1\",\"uid\":\"u-1\",\"resourceVersion\":\"7\",\"generation\":2},"
     "\"spec\":{\"image\":\"nginx\",\"replicas\":3}}";
 
+static const char *CACHED_SECRET =
+    "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"pw\","
+    "\"namespace\":\"ns1\",\"uid\":\"s-1\",\"resourceVersion\":\"9\"},\"data\":{}}";
+
 static int fake_cache_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
 {
-  (void)self;
+  fake_t *f = self;
+  if (strcmp(q->kind, "Secret") == 0 || strcmp(q->kind, "Deploymnet") == 0) {
+    if (!f->secret_synced || strcmp(q->kind, "Deploymnet") == 0)
+      return KUALA_EAGAIN;
+    if (q->name && strcmp(q->name, "pw") == 0) {
+      *json = CACHED_SECRET;
+      *len = strlen(CACHED_SECRET);
+      return 0;
+    }
+    return KUALA_ENOTFOUND;
+  }
   if (strcmp(q->kind, "App") == 0 && q->name && strcmp(q->name, "web") == 0) {
     *json = CACHED_APP;
     *len = strlen(CACHED_APP);
@@ -79,7 +98,13 @@ static int fake_cache_get(void *self, const kuala_cache_query_t *q, const char *
 static int fake_cache_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each,
                            void *data)
 {
-  (void)self;
+  fake_t *f = self;
+  if (strcmp(q->kind, "Secret") == 0) {
+    if (!f->secret_synced)
+      return KUALA_EAGAIN;
+    each(data, CACHED_SECRET, strlen(CACHED_SECRET));
+    return 0;
+  }
   if (strcmp(q->kind, "App") == 0)
     each(data, CACHED_APP, strlen(CACHED_APP));
   return 0;
@@ -156,9 +181,74 @@ static void fake_call_cancel(void *self, void *handle)
   uv_close((uv_handle_t *)&fc->timer, fake_timer_closed);
 }
 
+/* Cache waits: Secret syncs 5 ms later, Deploymnet is not served. */
+typedef struct {
+  fake_t *f;
+  uv_timer_t timer;
+  kuala_call_done_cb done;
+  void *data;
+  int err;
+} fake_wait_t;
+
+static void fake_wait_closed(uv_handle_t *h)
+{
+  kuala_free(h->data);
+}
+
+static void fake_wait_fired(uv_timer_t *t)
+{
+  fake_wait_t *w = t->data;
+  if (w->err == 0)
+    w->f->secret_synced = 1;
+  w->done(w->data, w->err, NULL, 0);
+  uv_close((uv_handle_t *)t, fake_wait_closed);
+}
+
+static int fake_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t timeout_ms,
+                           kuala_call_done_cb done, void *data, void **handle)
+{
+  fake_t *f = self;
+  (void)timeout_ms;
+  f->waits++;
+  fake_wait_t *w = kuala_calloc(1, sizeof *w);
+  w->f = f;
+  w->done = done;
+  w->data = data;
+  w->err = strcmp(q->kind, "Deploymnet") == 0 ? KUALA_ENOTFOUND : 0;
+  uv_timer_init(f->loop, &w->timer);
+  w->timer.data = w;
+  if (!f->wait_never)
+    uv_timer_start(&w->timer, fake_wait_fired, 5, 0);
+  *handle = w;
+  return 0;
+}
+
+static void fake_cache_wait_cancel(void *self, void *handle)
+{
+  fake_t *f = self;
+  fake_wait_t *w = handle;
+  f->wait_canceled++;
+  uv_timer_stop(&w->timer);
+  w->err = KUALA_ECANCELED;
+  w->done(w->data, KUALA_ECANCELED, NULL, 0);
+  uv_close((uv_handle_t *)&w->timer, fake_wait_closed);
+}
+
+static int fake_enqueue(void *self, const char *controller, const char *ns, const char *name,
+                        uint64_t after_ms)
+{
+  fake_t *f = self;
+  f->enqueued++;
+  snprintf(f->enqueue_last, sizeof f->enqueue_last, "%s %s %s %llu", controller, ns ? ns : "-",
+           name ? name : "*", (unsigned long long)after_ms);
+  return 0;
+}
+
 static kuala_backend_t fake_backend(fake_t *f)
 {
-  kuala_backend_t be = {fake_cache_get, fake_cache_list, fake_call_start, fake_call_cancel, f};
+  kuala_backend_t be = {
+      fake_cache_get,  fake_cache_list,        fake_call_start, fake_call_cancel, f,
+      fake_cache_wait, fake_cache_wait_cancel, fake_enqueue};
   return be;
 }
 
@@ -178,6 +268,14 @@ static void on_done(void *data, const kuala_reconcile_result_t *res)
   r->err = res->err;
   r->requeue = res->requeue_after;
   snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+}
+
+/* A reconcile that runs longer than one time slice is preempted and
+ * finishes on a later loop iteration: run the loop until it has. */
+static void wait_done(uv_loop_t *loop, result_t *r)
+{
+  while (r->calls == 0)
+    uv_run(loop, UV_RUN_ONCE);
 }
 
 static int load_one(kuala_bundle_t **b, kuala_runtime_t *rt, const char *name, const char *src,
@@ -560,6 +658,7 @@ START_TEST(test_lua_runtime_cpu_budget_stops_jit_loop)
   for (int i = 0; i < 3; i++) {
     result_t r = {0}, h = {0};
     ck_assert_int_eq(kuala_bundle_reconcile(bad, "c", "ns1", names[i], on_done, &r), 0);
+    wait_done(loop, &r);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
     ck_assert_msg(strstr(r.message, "bundle runaway") && strstr(r.message, "CPU budget of 100") &&
@@ -614,6 +713,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
   result_t r = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  wait_done(loop, &r);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, KUALA_ENOMEM);
   ck_assert_msg(strstr(r.message, "bundle bomb") && strstr(r.message, "memory limit") &&
@@ -624,6 +724,7 @@ START_TEST(test_lua_runtime_memory_cap_fails_alone)
   /* The same VM recovers once the garbage is gone; the neighbour never noticed. */
   result_t r2 = {0}, h = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "small", on_done, &r2), 0);
+  wait_done(loop, &r2);
   ck_assert_int_eq(r2.err, 0);
   ck_assert_int_eq(kuala_bundle_reconcile(good, "c", "ns1", "web", on_done, &h), 0);
   ck_assert_int_eq(h.err, 0);
@@ -651,10 +752,16 @@ START_TEST(test_lua_runtime_limits_per_bundle)
   ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
   result_t r = {0}, m = {0};
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "spin", on_done, &r), 0);
+  wait_done(loop, &r);
   ck_assert_int_eq(r.err, KUALA_ETIMEDOUT);
   ck_assert_msg(strstr(r.message, "CPU budget of 50 ms") != NULL, "%s", r.message);
+  /* Filling 8 MiB takes tens of ms of CPU on a loaded machine: give the
+   * bomb room so the memory cap, not the budget, is what stops it. */
+  kuala_bundle_limits_t roomy = {0, 1000, 0};
+  ck_assert_int_eq(kuala_bundle_set_limits(b, &roomy), 0);
   ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
-  ck_assert_int_eq(m.err, KUALA_ENOMEM);
+  wait_done(loop, &m);
+  ck_assert_msg(m.err == KUALA_ENOMEM, "%d %s", m.err, m.message);
   ck_assert_msg(strstr(m.message, "memory limit of 8388608 bytes") != NULL, "%s", m.message);
   ck_assert_int_eq(kuala_bundle_set_limits(b, NULL), KUALA_EINVAL);
   teardown(loop, rt);
@@ -699,10 +806,12 @@ START_TEST(test_lua_runtime_sandbox_refuses_escapes)
   expect_load_error(rt, "bytecode", "local f, e = load('\\27LJ\\2 fake')\nassert(f, e)\n",
                     "bytecode/main.lua:2:", "binary chunks");
   expect_load_error(rt, "dump", "string.dump(print)\n", "dump/main.lua:1:", "dump");
+  /* (An API call at module top level raised "cannot be called here";
+   * bundle code can no longer reach kuala.engine to try.) */
   expect_load_error(rt, "yield",
                     "local kuala = require('kuala')\nrequire('kuala.engine'):call({ verb = "
                     "'CREATE', api_version = 'v1', kind = 'ConfigMap' })\n",
-                    "cannot be called here", "module top level");
+                    "yield/main.lua:2:", "internal to the kuala SDK");
   expect_load_error(rt, "exit", "os.exit(1)\n", "exit/main.lua:1:", "exit");
   /* What is allowed does work. */
   kuala_bundle_t *b;
@@ -740,7 +849,8 @@ START_TEST(test_lua_runtime_json_round_trip)
   kuala_bundle_t *b;
   char *err = NULL;
   const char *src =
-      "local core = require('kuala.core')\n"
+      "local j = require('kuala.json')\n"
+      "local core = { json_decode = j.decode, json_encode = j.encode, null = j.null }\n"
       "local json = require('kuala.json')\n"
       "local doc = '{\"a\":null,\"e\":{},\"l\":[],\"n\":[1,2.5,-3],\"big\":9007199254740993,"
       "\"neg\":-9223372036854775807,\"s\":\"\\\\u00e9\\\\n\",\"t\":true,\"o\":{\"x\":{}}}'\n"
@@ -762,17 +872,82 @@ START_TEST(test_lua_runtime_json_round_trip)
       "assert(core.json_encode(2^53) == '9007199254740992')\n"
       "local nok, why = core.json_encode({1, 2, x = 3})\n"
       "assert(nok == nil and why:find('mixes'))\n"
-      "local deep = string.rep('[', 100) .. string.rep(']', 100)\n"
+      "local deep = string.rep('[', 10100) .. string.rep(']', 10100)\n"
       "local d, derr = core.json_decode(deep)\n"
       "assert(d == nil and derr, 'depth limit')\n"
+      /* What the API server accepts (10000 levels) round-trips. */
+      "local ok = string.rep('{\"a\":', 9999) .. '[1]' .. string.rep('}', 9999)\n"
+      "local od = assert(core.json_decode(ok))\n"
+      "assert(assert(core.json_encode(od)) == ok)\n"
       "local cyc = {}\ncyc.self = cyc\n"
       "local c, cerr = core.json_encode(cyc)\n"
-      "assert(c == nil and cerr:find('deeper than 64'))\n"
+      "assert(c == nil and cerr:find('deeper than 10000'), cerr)\n"
       "assert(core.json_encode(0/0) == nil)\n"
       "assert(core.json_encode(function() end) == nil)\n"
       "local bad, berr = core.json_decode('{\"a\":')\n"
       "assert(bad == nil and berr:find('invalid JSON'))\n";
   int rc = load_one(&b, rt, "json", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(loop, rt);
+}
+END_TEST
+
+/* Issue 14 item 1: the boxed integer's metatable could be reached and its
+ * __tostring called with nil (a NULL dereference in C). Item 8: integers
+ * past 2^63-1 (and past 2^64) were clamped when written back. */
+START_TEST(test_lua_runtime_json_boxed_integers_are_exact_and_protected)
+{
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local json = require('kuala.json')\n"
+      "local v = assert(json.decode('{\"n\":9223372036854775807,\"u\":12345678901234567890,'\n"
+      "  .. '\"h\":-99999999999999999999999,\"s\":9007199254740993,\"f\":0.1,\"d\":[1.5e300]}'))\n"
+      "local b = v.n\n"
+      "assert(getmetatable(b) == 'kuala.integer')\n"
+      "assert(not pcall(function() return getmetatable(b).__tostring(nil) end))\n"
+      "assert(not pcall(setmetatable, b, nil))\n"
+      "assert(tostring(v.u) == '12345678901234567890')\n"
+      "assert(tostring(v.h) == '-99999999999999999999999')\n"
+      "assert(tostring(v.s) == '9007199254740993')\n"
+      "local back = assert(json.encode(v))\n"
+      "assert(back:find('\"u\":12345678901234567890', 1, true), back)\n"
+      "assert(back:find('\"h\":-99999999999999999999999', 1, true), back)\n"
+      "assert(back:find('\"n\":9223372036854775807', 1, true), back)\n"
+      "assert(back:find('\"f\":0.1', 1, true), back)\n"
+      "assert(back:find('1.5e+300', 1, true), back)\n"
+      "assert(json.decode(back).u == v.u and v.u ~= v.n)\n"
+      /* The markers still compare equal, and their metatables are locked. */
+      "local e = json.decode('{\"a\":[],\"o\":{}}')\n"
+      "assert(getmetatable(e.a) == json.array_mt and getmetatable(e.o) == json.object_mt)\n"
+      "assert(not pcall(setmetatable, e.a, nil))\n"
+      "assert(json.encode(json.copy(e)) == json.encode(e))\n"
+      "assert(getmetatable(_G) == 'locked')\n";
+  int rc = load_one(&b, rt, "boxes", src, &err);
+  ck_assert_msg(rc == 0, "%s", err ? err : "?");
+  teardown(loop, rt);
+}
+END_TEST
+
+/* Issue 14 item 9: kuala.core (and kuala.engine on top of it) handed the
+ * raw primitives to bundle code; only the SDK's own modules may have them. */
+START_TEST(test_lua_runtime_internal_modules_are_not_reachable)
+{
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  const char *src =
+      "local kuala = require('kuala')\n" /* loads kuala.engine and kuala.core inside */
+      "for _, name in ipairs({'kuala.core', 'kuala.engine'}) do\n"
+      "  local ok, why = pcall(require, name)\n"
+      "  assert(not ok and why:find('internal'), name .. ': ' .. tostring(why))\n"
+      "end\n"
+      "assert(require('kuala.json').decode('[1]')[1] == 1)\n"
+      "assert(getfenv == nil and debug == nil and kuala)\n";
+  int rc = load_one(&b, rt, "internal", src, &err);
   ck_assert_msg(rc == 0, "%s", err ? err : "?");
   teardown(loop, rt);
 }
@@ -787,7 +962,8 @@ START_TEST(test_lua_runtime_json_bad_input_is_an_error_not_a_crash)
   /* Every truncation of a real object, random bytes, and odd values to
    * encode: each gives nil + a message. */
   const char *src =
-      "local core = require('kuala.core')\n"
+      "local j = require('kuala.json')\n"
+      "local core = { json_decode = j.decode, json_encode = j.encode, null = j.null }\n"
       "local kuala = require('kuala')\n"
       "local s = assert(core.json_encode({ apiVersion = 'v1', kind = 'ConfigMap',\n"
       "  metadata = { name = 'x', labels = { a = 'b' } }, data = { k = 'v\\n\\0' },\n"
@@ -947,6 +1123,169 @@ START_TEST(test_lua_runtime_loads_dir_and_sdk_from_source)
 }
 END_TEST
 
+/* ---- SDK traps (issue 10) ------------------------------------------------ */
+
+static void run_loop_until(uv_loop_t *loop, const result_t *r)
+{
+  for (int i = 0; i < 400 && r->calls == 0; i++)
+    uv_run(loop, UV_RUN_ONCE);
+}
+
+START_TEST(test_lua_sdk_first_read_waits_for_cache)
+{
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  /* The Secret kind is not cached yet (EAGAIN): the read must wait, then a
+   * nil means "absent" and the list is a table. */
+  int rc = load_one(&b, rt, "reads",
+                    CONTROLLER("local s = ctx:get('v1/Secret', 'pw')\n"
+                               "if not s then error('the existing Secret read as nil') end\n"
+                               "if ctx:get('v1/Secret', 'missing') ~= nil then error('x') end\n"
+                               "local l = ctx:list('v1/Secret')\n"
+                               "return { requeue_after = #l + 10 }"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_int_eq(r.calls, 0); /* waiting for the cache */
+  run_loop_until(loop, &r);
+  ck_assert_msg(r.err == 0, "%s", r.message);
+  ck_assert(r.requeue == 11.0);
+  ck_assert_int_eq(f->waits, 1);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  teardown(loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_sdk_unknown_type_and_deadline)
+{
+  FIXTURE;
+  kuala_runtime_opts_t opts = {0};
+  opts.deadline_ms = 50;
+  setup(loop, f, &rt, &opts);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "typo",
+                    CONTROLLER("if req.name == 'typo' then\n"
+                               "  local d = ctx:get('apps/v1/Deploymnet', 'x') return d\n"
+                               "end\n"
+                               "ctx:get('v1/Secret', 'pw')"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "typo", on_done, &r), 0);
+  run_loop_until(loop, &r);
+  ck_assert_int_eq(r.err, KUALA_EINVAL);
+  ck_assert_msg(strstr(r.message, "unknown type 'apps/v1/Deploymnet'") != NULL, "%s", r.message);
+  ck_assert_msg(strstr(r.message, "typo/main.lua:5") != NULL, "%s", r.message);
+  /* A cache that never syncs: the reconcile deadline ends the wait. */
+  f->wait_never = 1;
+  result_t d = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &d), 0);
+  run_loop_until(loop, &d);
+  ck_assert_int_eq(d.err, KUALA_ETIMEDOUT);
+  ck_assert_int_eq(f->wait_canceled, 1);
+  ck_assert_int_eq(kuala__lua_bundle_refs(b), 0);
+  teardown(loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_sdk_errors_name_the_bundle_line)
+{
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "tb",
+                    "local kuala = require('kuala')\n"
+                    "local json = require('kuala.json')\n"
+                    "local function helper(x)\n"
+                    "  error('bad input ' .. x)\n"
+                    "end\n"
+                    "kuala.controller { name = 'c', watch = 'demo.kuala.dev/v1/App',\n"
+                    "  reconcile = function(ctx, req)\n"
+                    "    if req.name == 'bomb' then\n"
+                    "      local t = {}\n"
+                    "      for i = 1, 1e9 do t[i] = json.copy({ a = { i }, b = 'x' .. i }) end\n"
+                    "    end\n"
+                    "    helper(req.name)\n"
+                    "  end }\n",
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_int_eq(r.err, KUALA_EINVAL);
+  ck_assert_msg(strstr(r.message, "tb/main.lua:4: bad input web") != NULL, "%s", r.message);
+  ck_assert_msg(strstr(r.message, "stack traceback:") != NULL, "%s", r.message);
+  ck_assert_msg(strstr(r.message, "tb/main.lua:12:") != NULL, "%s", r.message);
+  ck_assert_msg(strstr(r.message, "kuala SDK frame") != NULL, "%s", r.message);
+  ck_assert_msg(strstr(r.message, "\tkuala/") == NULL, "%s", r.message);
+  /* A memory hit while the SDK allocates names the bundle's line. */
+  kuala_bundle_limits_t lim = {8u << 20, 2000, 0};
+  ck_assert_int_eq(kuala_bundle_set_limits(b, &lim), 0);
+  result_t m = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "bomb", on_done, &m), 0);
+  ck_assert_msg(m.err == KUALA_ENOMEM, "%d %s", m.err, m.message);
+  ck_assert_msg(strstr(m.message, "exceeded at tb/main.lua:10") != NULL, "%s", m.message);
+  teardown(loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_sdk_sandbox_entropy_and_removed_functions)
+{
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  static const char *src = CONTROLLER(
+      "local t = kuala.random.token(20)\n"
+      "assert(#t == 20 and t:match('^[%w_-]+$'), t)\n"
+      "assert(kuala.uuid():match('^%x+%-%x+%-4%x%x%x%-[89ab]%x%x%x%-%x+$'))\n"
+      "assert(#kuala.random.bytes(33) == 33)\n"
+      "assert(kuala.random.bytes(16) ~= kuala.random.bytes(16))\n"
+      "if req.name == 'os' then return os.execute('true') end\n"
+      "if req.name == 'env' then return os.getenv('HOME') end\n"
+      "return { requeue_after = math.random(1, 1000000000) }");
+  kuala_bundle_t *b1, *b2;
+  char *err = NULL;
+  ck_assert_int_eq(load_one(&b1, rt, "one", src, &err), 0);
+  ck_assert_int_eq(load_one(&b2, rt, "two", src, &err), 0);
+  result_t r1 = {0}, r2 = {0}, e1 = {0}, e2 = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b1, "c", "ns1", "web", on_done, &r1), 0);
+  ck_assert_int_eq(kuala_bundle_reconcile(b2, "c", "ns1", "web", on_done, &r2), 0);
+  ck_assert_msg(r1.err == 0 && r2.err == 0, "%s %s", r1.message, r2.message);
+  /* Seeded from the OS: two VMs draw different numbers (1 in 10^9 to collide). */
+  ck_assert(r1.requeue != r2.requeue);
+  ck_assert_int_eq(kuala_bundle_reconcile(b1, "c", "ns1", "os", on_done, &e1), 0);
+  ck_assert_msg(strstr(e1.message, "os.execute was removed by the kuala sandbox") != NULL, "%s",
+                e1.message);
+  ck_assert_int_eq(kuala_bundle_reconcile(b1, "c", "ns1", "env", on_done, &e2), 0);
+  ck_assert_msg(strstr(e2.message, "os.getenv was removed by the kuala sandbox") != NULL, "%s",
+                e2.message);
+  teardown(loop, rt);
+}
+END_TEST
+
+START_TEST(test_lua_sdk_enqueue)
+{
+  FIXTURE;
+  setup(loop, f, &rt, NULL);
+  kuala_bundle_t *b;
+  char *err = NULL;
+  int rc = load_one(&b, rt, "enq",
+                    CONTROLLER("assert(ctx:enqueue({ namespace = 'ns1', name = 'other' }, 2))\n"
+                               "assert(ctx:requeue_all())"),
+                    &err);
+  ck_assert_msg(rc == 0, "load failed: %s", err ? err : "?");
+  result_t r = {0};
+  ck_assert_int_eq(kuala_bundle_reconcile(b, "c", "ns1", "web", on_done, &r), 0);
+  ck_assert_msg(r.err == 0, "%s", r.message);
+  ck_assert_int_eq(f->enqueued, 2);
+  ck_assert_str_eq(f->enqueue_last, "c - * 0");
+  teardown(loop, rt);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("lua_runtime");
@@ -973,8 +1312,15 @@ int main(void)
   tcase_add_test(tc, test_lua_runtime_sandbox_refuses_escapes);
   tcase_add_test(tc, test_lua_runtime_json_round_trip);
   tcase_add_test(tc, test_lua_runtime_json_bad_input_is_an_error_not_a_crash);
+  tcase_add_test(tc, test_lua_runtime_json_boxed_integers_are_exact_and_protected);
+  tcase_add_test(tc, test_lua_runtime_internal_modules_are_not_reachable);
   tcase_add_test(tc, test_lua_runtime_controller_decl_map_and_predicates);
   tcase_add_test(tc, test_lua_runtime_loads_dir_and_sdk_from_source);
+  tcase_add_test(tc, test_lua_sdk_first_read_waits_for_cache);
+  tcase_add_test(tc, test_lua_sdk_unknown_type_and_deadline);
+  tcase_add_test(tc, test_lua_sdk_errors_name_the_bundle_line);
+  tcase_add_test(tc, test_lua_sdk_sandbox_entropy_and_removed_functions);
+  tcase_add_test(tc, test_lua_sdk_enqueue);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

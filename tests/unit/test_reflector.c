@@ -390,6 +390,56 @@ START_TEST(test_reflector_bad_objects_are_counted_not_fatal)
 }
 END_TEST
 
+/* Issue 14 items 3, 6, 7: a list whose items is not an array is an error
+ * (it used to count as an empty synced list), so is a list with "items"
+ * twice; an undecodable watch line is skipped and counted, and the watch
+ * goes on delivering the next events. */
+START_TEST(test_reflector_bad_lists_fail_and_bad_lines_are_skipped)
+{
+  fx_t x;
+  kuala_informer_opts_t o = fast_opts();
+  fx_start(&x, &o);
+  fake_list_reply(&x.fake, "{\"metadata\":{\"resourceVersion\":\"5\"},\"items\":{\"a\":1}}");
+  ck_assert(!kuala_informer_has_synced(x.inf));
+  kuala_informer_stats_t st;
+  kuala_informer_stats(x.inf, &st);
+  ck_assert_uint_eq(st.list_errors, 1);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
+  fake_list_reply(&x.fake, "{\"metadata\":{\"resourceVersion\":\"5\"},\"items\":[" CM(
+                               "a", "1") "],\"items\":[]}");
+  ck_assert(!kuala_informer_has_synced(x.inf));
+  ck_assert_int_eq(x.rec.adds, 0);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
+  fake_list_fail(&x.fake, KUALA_EBADMSG);
+  RUN_UNTIL(&x.loop, x.fake.list_active);
+  kuala_informer_stats(x.inf, &st);
+  ck_assert_uint_eq(st.list_errors, 3);
+  /* "items": null is an empty list (Go's nil slice). */
+  fake_list_reply(&x.fake, "{\"metadata\":{\"resourceVersion\":\"5\"},\"items\":null}");
+  ck_assert(kuala_informer_has_synced(x.inf));
+  ck_assert_int_eq(x.fake.watch_active, 1);
+  kuala_lw_event_t bad = {0};
+  bad.type = KUALA_LW_INVALID;
+  bad.err = KUALA_EBADMSG;
+  bad.reason = "not JSON: leading zero in number at offset 40";
+  x.fake.ev(x.fake.wdata, &bad);
+  bad.err = KUALA_E2BIG;
+  bad.reason = "line longer than the cap";
+  x.fake.ev(x.fake.wdata, &bad);
+  fake_event(&x.fake, "{\"type\":\"ADDED\",\"object\":" CM("b", "6") "}");
+  ck_assert_int_eq(x.rec.adds, 1);
+  ck_assert_int_eq(x.fake.watch_active, 1);
+  fake_event(&x.fake,
+             "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":500,"
+             "\"message\":\"boom\"}}");
+  kuala_informer_stats(x.inf, &st);
+  ck_assert_uint_eq(st.decode_errors, 2);
+  ck_assert_uint_eq(st.watch_errors, 1);
+  ck_assert_uint_eq(st.list_errors, 3);
+  fx_finish(&x);
+}
+END_TEST
+
 START_TEST(test_reflector_watchdog_stops_a_watch_past_its_timeout)
 {
   fx_t x;
@@ -428,6 +478,7 @@ static Suite *reflector_suite(void)
   tcase_add_test(tc, test_reflector_streaming_refused_falls_back);
   tcase_add_test(tc, test_reflector_bad_objects_are_counted_not_fatal);
   tcase_add_test(tc, test_reflector_watchdog_stops_a_watch_past_its_timeout);
+  tcase_add_test(tc, test_reflector_bad_lists_fail_and_bad_lines_are_skipped);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -137,7 +137,20 @@ START_TEST(test_selector_fields)
   ck_assert_int_eq(kuala_selector_matches_kv(sel, k, v2, 2), 0);
   char text[128];
   kuala_selector_format(sel, text, sizeof text);
-  ck_assert_str_eq(text, "metadata.name=a,b,status.phase!=Active");
+  /* Issue 14: the value's escape was lost, and the text parsed back as
+   * three terms. Values are escaped as written by k8s fields.EscapeValue. */
+  ck_assert_str_eq(text, "metadata.name=a\\,b,status.phase!=Active");
+  kuala_selector_t *again;
+  ck_assert_int_eq(kuala_selector_parse_fields(&again, text, err, sizeof err), 0);
+  ck_assert_uint_eq(kuala_selector_count(again), 2);
+  kuala_selector_req(again, 0, &key, &op, &vals, &nv);
+  ck_assert_str_eq(vals[0], "a,b");
+  kuala_selector_free(again);
+  kuala_selector_free(sel);
+  ck_assert_int_eq(
+      kuala_selector_parse_fields(&sel, "metadata.name=foo\\,bar\\=\\\\x", err, sizeof err), 0);
+  kuala_selector_format(sel, text, sizeof text);
+  ck_assert_str_eq(text, "metadata.name=foo\\,bar\\=\\\\x");
   kuala_selector_free(sel);
 
   ck_assert_int_eq(kuala_selector_parse_fields(&sel, "a==x=y", err, sizeof err), KUALA_EINVAL);

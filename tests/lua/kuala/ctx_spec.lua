@@ -37,8 +37,8 @@ describe("kuala.ctx", function()
     ctx:list("apps/v1/Deployment", { labels = { b = "2", a = "1" }, selector = "x!=y" })
     assert.same({ api_version = "apps/v1", kind = "Deployment", namespace = "ns",
                   selector = "x!=y,a=1,b=2" }, be.last_list)
-    ctx:list("v1/Pod", { all_namespaces = true, index = "byNode", value = "n1" })
-    assert.same({ api_version = "v1", kind = "Pod", index = "byNode", value = "n1" },
+    ctx:list("v1/Pod", { all_namespaces = true, index = "owner", value = "u1" })
+    assert.same({ api_version = "v1", kind = "Pod", index = "owner", value = "u1" },
                 be.last_list)
   end)
 

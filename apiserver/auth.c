@@ -1,0 +1,356 @@
+/*
+ * auth.c: who is asking, and may they (the emulator side of authz.c).
+ *
+ * Authentication: `Authorization: Bearer T` where T is the --token (user
+ * "kuala-admin" in system:masters, the emulator's original single token) or
+ * a token of --token-auth-file (its user and groups, plus
+ * system:authenticated). A request without a token is system:anonymous in
+ * system:unauthenticated when a token file is configured (kube-apiserver's
+ * --anonymous-auth default); with only --token it is refused with 401, as
+ * before. An unknown token is always 401.
+ *
+ * Impersonation: Impersonate-User (and optional Impersonate-Group headers)
+ * switch the user once the caller passes the `impersonate` checks on users
+ * (or serviceaccounts, for system:serviceaccount:<ns>:<name>) and groups.
+ * An impersonated service account gets system:serviceaccounts and
+ * system:serviceaccounts:<ns> unless groups were given; everyone gets
+ * system:authenticated.
+ *
+ * Authorization: with --authorization-mode=RBAC every request, discovery and
+ * health paths included, is decided by authz.c against the stored Roles,
+ * ClusterRoles and bindings (parsed again only after one of those four
+ * stores changed) before routing, as kube-apiserver does; a denial is a 403
+ * Status with kube-apiserver's message and one line on stderr. Without it
+ * every authenticated request is allowed (AlwaysAllow).
+ *
+ * POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews is answered
+ * here in every mode, so `kubectl auth can-i` works.
+ *
+ * State is file-static: the emulator runs one server per process.
+ */
+#include "auth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "authz.h"
+#include "emu_internal.h"
+#include "kuala/alloc.h"
+#include "kuala/buf.h"
+#include "kuala/json.h"
+
+static struct {
+  int configured; /* a token file was given */
+  int rbac;
+  emu_tokens_t tokens;
+  emu_policy_t pol;
+  uint64_t stamp[4]; /* last_change of the four RBAC stores when pol was built */
+  int have_pol;
+  unsigned long forbidden;
+} A;
+
+static const char *const rbac_plurals[4] = {"clusterroles", "roles", "clusterrolebindings",
+                                            "rolebindings"};
+
+unsigned long emu_auth_forbidden_count(void)
+{
+  return A.forbidden;
+}
+
+int emu_auth_configure(emu_t *e, const char *token_file, const char *mode, char *err, size_t errlen)
+{
+  (void)e;
+  if (mode) {
+    if (strstr(mode, "RBAC")) {
+      A.rbac = 1;
+    } else if (strcmp(mode, "AlwaysAllow") != 0) {
+      snprintf(err, errlen, "--authorization-mode: want RBAC or AlwaysAllow, got %s", mode);
+      return -1;
+    }
+  }
+  if (!token_file) {
+    return 0;
+  }
+  FILE *f = fopen(token_file, "rb");
+  if (!f) {
+    snprintf(err, errlen, "cannot read %s", token_file);
+    return -1;
+  }
+  kuala_buf_t b;
+  kuala_buf_init(&b, 16 << 20);
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    kuala_buf_append(&b, chunk, n);
+  }
+  fclose(f);
+  kuala_buf_putc(&b, '\0');
+  char why[200];
+  int rc = emu_tokens_parse(&A.tokens, b.data, why, sizeof why);
+  kuala_buf_free(&b);
+  if (rc) {
+    snprintf(err, errlen, "%s: %s", token_file, why);
+    return -1;
+  }
+  A.configured = 1;
+  return 0;
+}
+
+/* ---- policy from the stores ---- */
+
+static const emu_policy_t *policy(emu_t *e)
+{
+  emu_rtype_t *rts[4];
+  int fresh = A.have_pol;
+  for (int i = 0; i < 4; i++) {
+    rts[i] = emu_rtype_find(e, "rbac.authorization.k8s.io", "v1", rbac_plurals[i]);
+    uint64_t s = rts[i] ? rts[i]->store->last_change : 0;
+    if (s != A.stamp[i]) {
+      fresh = 0;
+    }
+    A.stamp[i] = s;
+  }
+  if (fresh) {
+    return &A.pol;
+  }
+  json_object **slots[4] = {&A.pol.cluster_roles, &A.pol.roles, &A.pol.cluster_role_bindings,
+                            &A.pol.role_bindings};
+  for (int i = 0; i < 4; i++) {
+    json_object_put(*slots[i]);
+    *slots[i] = json_object_new_array();
+    if (!rts[i]) {
+      continue;
+    }
+    size_t n;
+    emu_obj_t **all = emu_store_all(rts[i]->store, &n);
+    for (size_t k = 0; k < n; k++) {
+      json_object_array_add(*slots[i], emu_obj_parse(all[k]));
+    }
+  }
+  A.have_pol = 1;
+  return &A.pol;
+}
+
+static int allowed(emu_t *e, const emu_attrs_t *a, char *reason, size_t len)
+{
+  if (!A.rbac) {
+    reason[0] = '\0';
+    return 1;
+  }
+  return emu_rbac_authorize(policy(e), a, reason, len);
+}
+
+static void forbid(kuala__httpd_req_t *req, const emu_attrs_t *a, const char *reason)
+{
+  char msg[2048];
+  emu_forbidden_message(a, reason, msg, sizeof msg);
+  A.forbidden++;
+  fprintf(stderr, "kuala-apiserver: 403 %s %s: %s\n", kuala__httpd_method(req),
+          kuala__httpd_path(req), msg);
+  kuala_apierr_t err = KUALA_APIERR_INIT;
+  kuala__apierr_set(&err, 403, NULL, "%s", msg);
+  if (a->resource_request && a->resource && *a->resource) {
+    kuala__apierr_details(&err, a->name && *a->name ? a->name : NULL, a->group, a->resource);
+  }
+  emu_reply_err(req, &err);
+}
+
+/* ---- SelfSubjectAccessReview ---- */
+
+static const char *jget(json_object *o, const char *key)
+{
+  json_object *v;
+  if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string)) {
+    return "";
+  }
+  return json_object_get_string(v);
+}
+
+static void do_ssar(emu_t *e, kuala__httpd_req_t *req, const emu_user_t *user)
+{
+  size_t len = 0;
+  const char *body = kuala__httpd_body(req, &len);
+  json_object *in = NULL;
+  if (body && len) {
+    kuala_json_parse(&in, body, len, NULL, 0);
+  }
+  json_object *spec = NULL, *ra = NULL, *nra = NULL;
+  if (!in || !json_object_object_get_ex(in, "spec", &spec) ||
+      (!json_object_object_get_ex(spec, "resourceAttributes", &ra) &&
+       !json_object_object_get_ex(spec, "nonResourceAttributes", &nra))) {
+    json_object_put(in);
+    emu_reply_code(req, 422,
+                   "SelfSubjectAccessReview.authorization.k8s.io \"\" is invalid: "
+                   "spec.resourceAttributes: Invalid value: \"null\": exactly one of "
+                   "nonResourceAttributes or resourceAttributes must be specified");
+    return;
+  }
+  emu_attrs_t a;
+  memset(&a, 0, sizeof a);
+  a.user = user;
+  if (ra) {
+    a.resource_request = 1;
+    a.verb = jget(ra, "verb");
+    a.group = jget(ra, "group");
+    a.version = jget(ra, "version");
+    a.resource = jget(ra, "resource");
+    a.subresource = jget(ra, "subresource");
+    a.ns = jget(ra, "namespace");
+    a.name = jget(ra, "name");
+  } else {
+    a.verb = jget(nra, "verb");
+    a.path = jget(nra, "path");
+  }
+  char reason[1024];
+  int ok = allowed(e, &a, reason, sizeof reason);
+  json_object *out = json_object_new_object();
+  kuala_json_set_str(out, "kind", "SelfSubjectAccessReview");
+  kuala_json_set_str(out, "apiVersion", "authorization.k8s.io/v1");
+  json_object *md = json_object_new_object();
+  json_object_object_add(md, "creationTimestamp", NULL);
+  json_object_object_add(out, "metadata", md);
+  json_object_object_add(out, "spec", json_object_get(spec));
+  json_object *st = json_object_new_object();
+  json_object_object_add(st, "allowed", json_object_new_boolean(ok));
+  if (reason[0]) {
+    kuala_json_set_str(st, "reason", reason);
+  }
+  json_object_object_add(out, "status", st);
+  json_object_put(in);
+  emu_reply_json(req, 201, out);
+}
+
+/* ---- the filter ---- */
+
+static int unauthorized(kuala__httpd_req_t *req)
+{
+  kuala_apierr_t err = KUALA_APIERR_INIT;
+  kuala__apierr_set(&err, 401, NULL, "Unauthorized");
+  emu_reply_err(req, &err);
+  return 1;
+}
+
+/* The user after impersonation, or -1 when the request was answered. */
+static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
+{
+  const char *as = kuala__httpd_header(req, "Impersonate-User");
+  const char *group = kuala__httpd_header(req, "Impersonate-Group");
+  if (!as && !group) {
+    return 0;
+  }
+  if (!as || !*as) {
+    emu_reply_code(req, 400, "requested impersonation of groups without impersonating a user");
+    return -1;
+  }
+  emu_attrs_t a;
+  memset(&a, 0, sizeof a);
+  a.user = u;
+  a.resource_request = 1;
+  a.verb = "impersonate";
+  a.group = "";
+  a.subresource = "";
+  char sa_ns[256] = "", sa_name[256] = "";
+  const char *rest = strncmp(as, "system:serviceaccount:", 22) == 0 ? as + 22 : NULL;
+  const char *colon = rest ? strchr(rest, ':') : NULL;
+  if (colon && (size_t)(colon - rest) < sizeof sa_ns) {
+    snprintf(sa_ns, sizeof sa_ns, "%.*s", (int)(colon - rest), rest);
+    snprintf(sa_name, sizeof sa_name, "%s", colon + 1);
+    a.resource = "serviceaccounts";
+    a.ns = sa_ns;
+    a.name = sa_name;
+  } else {
+    a.resource = "users";
+    a.ns = "";
+    a.name = as;
+  }
+  char reason[1024];
+  if (!allowed(e, &a, reason, sizeof reason)) {
+    forbid(req, &a, reason);
+    return -1;
+  }
+  if (group) {
+    a.resource = "groups";
+    a.ns = "";
+    a.name = group;
+    if (!allowed(e, &a, reason, sizeof reason)) {
+      forbid(req, &a, reason);
+      return -1;
+    }
+  }
+  emu_user_t nu;
+  emu_user_init(&nu, as, "");
+  if (group) {
+    emu_user_add_group(&nu, group);
+  } else if (sa_ns[0]) {
+    char g[300];
+    emu_user_add_group(&nu, "system:serviceaccounts");
+    snprintf(g, sizeof g, "system:serviceaccounts:%s", sa_ns);
+    emu_user_add_group(&nu, g);
+  }
+  if (strcmp(as, "system:anonymous") != 0) {
+    emu_user_add_group(&nu, "system:authenticated");
+  }
+  emu_user_free(u);
+  *u = nu;
+  return 0;
+}
+
+static int filter(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
+{
+  const char *auth = kuala__httpd_header(req, "Authorization");
+  const char *tok = auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL;
+  if (tok && e->token && strcmp(tok, e->token) == 0) {
+    emu_user_init(u, "kuala-admin", "");
+    emu_user_add_group(u, "system:masters");
+    emu_user_add_group(u, "system:authenticated");
+  } else if (tok && A.configured && emu_tokens_find(&A.tokens, tok)) {
+    emu_user_copy(u, emu_tokens_find(&A.tokens, tok));
+    emu_user_add_group(u, "system:authenticated");
+  } else if (auth && (e->token || A.configured)) {
+    return unauthorized(req);
+  } else if (!auth && e->token && !A.configured) {
+    return unauthorized(req); /* the original --token behaviour */
+  } else {
+    emu_user_init(u, "system:anonymous", "");
+    emu_user_add_group(u, "system:unauthenticated");
+  }
+  if (impersonate(e, req, u) < 0) {
+    return 1;
+  }
+  const char *method = kuala__httpd_method(req);
+  const char *path = kuala__httpd_path(req);
+  const char *w = kuala__httpd_query(req, "watch");
+  int watch = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);
+  const char *fs = kuala__httpd_query(req, "fieldSelector");
+  const char *fs_name = NULL;
+  if (fs && strncmp(fs, "metadata.name=", 14) == 0 && !strchr(fs, ',')) {
+    fs_name = fs + 14;
+  }
+  char buf[2048];
+  emu_attrs_t a;
+  emu_attrs_from_request(&a, u, method, path, watch, fs_name, buf, sizeof buf);
+  char reason[1024];
+  if (!allowed(e, &a, reason, sizeof reason)) {
+    forbid(req, &a, reason);
+    return 1;
+  }
+  if (a.resource_request && strcmp(a.group, "authorization.k8s.io") == 0 &&
+      strcmp(a.resource, "selfsubjectaccessreviews") == 0 && !*a.ns && !*a.name) {
+    if (strcmp(method, "POST") != 0) {
+      emu_reply_code(req, 405, "the server does not allow this method on the requested resource");
+    } else {
+      do_ssar(e, req, u);
+    }
+    return 1;
+  }
+  return 0;
+}
+
+int emu_auth_filter(emu_t *e, kuala__httpd_req_t *req)
+{
+  emu_user_t u;
+  memset(&u, 0, sizeof u);
+  int rc = filter(e, req, &u);
+  emu_user_free(&u);
+  return rc;
+}
