@@ -166,12 +166,128 @@ static const char *jget(json_object *o, const char *key)
   return json_object_get_string(v);
 }
 
+/* kubectl's typed client posts the review in protobuf: the "k8s\0" magic,
+ * a runtime.Unknown whose field 2 (raw) is the SelfSubjectAccessReview,
+ * whose field 2 is the spec: field 1 resourceAttributes {1 namespace,
+ * 2 verb, 3 group, 4 version, 5 resource, 6 subresource, 7 name}, field 2
+ * nonResourceAttributes {1 path, 2 verb}. Only those strings are read. */
+typedef struct {
+  const unsigned char *p, *end;
+} pb_t;
+
+static int pb_varint(pb_t *b, uint64_t *v)
+{
+  *v = 0;
+  for (int shift = 0; shift < 64 && b->p < b->end; shift += 7) {
+    unsigned char c = *b->p++;
+    *v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The next field: 1 with its number and (length-delimited) bytes, 0 at the
+ * end, -1 when malformed. Other wire types are skipped (val NULL). */
+static int pb_next(pb_t *b, int *num, pb_t *val)
+{
+  uint64_t key, n;
+  if (b->p >= b->end) {
+    return 0;
+  }
+  if (pb_varint(b, &key) < 0) {
+    return -1;
+  }
+  *num = (int)(key >> 3);
+  val->p = val->end = NULL;
+  switch (key & 7) {
+    case 0:
+      return pb_varint(b, &n) < 0 ? -1 : 1;
+    case 1:
+      n = 8;
+      break;
+    case 5:
+      n = 4;
+      break;
+    case 2:
+      if (pb_varint(b, &n) < 0 || n > (uint64_t)(b->end - b->p)) {
+        return -1;
+      }
+      val->p = b->p;
+      val->end = b->p + n;
+      break;
+    default:
+      return -1;
+  }
+  if (n > (uint64_t)(b->end - b->p)) {
+    return -1;
+  }
+  b->p += n;
+  return 1;
+}
+
+/* The length-delimited field `num` of message b, or -1. */
+static int pb_find(pb_t b, int want, pb_t *out)
+{
+  int num, rc;
+  pb_t v;
+  while ((rc = pb_next(&b, &num, &v)) == 1) {
+    if (num == want && v.p) {
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static json_object *pb_strings(pb_t m, const char *const *names, int n)
+{
+  json_object *o = json_object_new_object();
+  int num;
+  pb_t v;
+  while (pb_next(&m, &num, &v) == 1) {
+    if (num >= 1 && num <= n && v.p) {
+      json_object_object_add(o, names[num - 1],
+                             json_object_new_string_len((const char *)v.p, (int)(v.end - v.p)));
+    }
+  }
+  return o;
+}
+
+static json_object *ssar_from_protobuf(const char *body, size_t len)
+{
+  static const char *const ra[] = {"namespace", "verb",        "group", "version",
+                                   "resource",  "subresource", "name"};
+  static const char *const nra[] = {"path", "verb"};
+  if (len < 4 || memcmp(body, "k8s", 4) != 0) {
+    return NULL;
+  }
+  pb_t env = {(const unsigned char *)body + 4, (const unsigned char *)body + len}, raw, spec, attrs;
+  if (pb_find(env, 2, &raw) < 0 || pb_find(raw, 2, &spec) < 0) {
+    return NULL;
+  }
+  json_object *js = json_object_new_object();
+  if (pb_find(spec, 1, &attrs) == 0) {
+    json_object *a = pb_strings(attrs, ra, 7);
+    json_object_object_add(js, "resourceAttributes", a);
+  } else if (pb_find(spec, 2, &attrs) == 0) {
+    json_object_object_add(js, "nonResourceAttributes", pb_strings(attrs, nra, 2));
+  }
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "spec", js);
+  return o;
+}
+
 static void do_ssar(emu_t *e, kuala__httpd_req_t *req, const emu_user_t *user)
 {
   size_t len = 0;
   const char *body = kuala__httpd_body(req, &len);
+  const char *ct = kuala__httpd_header(req, "Content-Type");
   json_object *in = NULL;
-  if (body && len) {
+  if (body && len && ct && strstr(ct, "protobuf")) {
+    in = ssar_from_protobuf(body, len);
+  } else if (body && len) {
     kuala_json_parse(&in, body, len, NULL, 0);
   }
   json_object *spec = NULL, *ra = NULL, *nra = NULL;

@@ -32,6 +32,7 @@ typedef struct {
   double kube_api_qps;   /* -1 = not given (no client-side limit); 0 = none */
   double kube_api_burst; /* 0 = not given */
   double graceful_s;     /* -1 = not given (30 s) */
+  int impersonate;       /* --impersonate-bundles */
   kuala_runtime_opts_t rt;
   kuala__ops_opts_t ops; /* metrics, probes, leader election (ops.h) */
   char **bundles;
@@ -84,6 +85,10 @@ void kuala__cli_run_usage(FILE *f)
       "  --leader-election-namespace=NS  Lease namespace (default: the pod's, else default)\n"
       "  --leader-election-lease-duration=DUR, --leader-election-renew-deadline=DUR,\n"
       "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n"
+      "  --impersonate-bundles  each bundle's calls impersonate its ServiceAccount\n"
+      "                         system:serviceaccount:NS:kuala-BUNDLE (NS: $POD_NAMESPACE\n"
+      "                         or the kubeconfig's namespace); see docs/permissions.md\n"
+
       "  --graceful-shutdown-timeout=SECONDS  on SIGTERM/SIGINT, how long running\n"
       "                         reconciles may take to finish before they are cancelled\n"
       "                         (default 30; a second signal exits at once)\n"
@@ -215,6 +220,8 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
                num_flag(argc, argv, &i, "--kube-api-qps", &o->kube_api_qps, &bad) ||
                num_flag(argc, argv, &i, "--kube-api-burst", &o->kube_api_burst, &bad)) {
       continue;
+    } else if ((d = kuala__flag_bool(argv, i, "--impersonate-bundles", &o->impersonate)) != 0) {
+      bad = d < 0;
     } else if (a[0] == '-') {
       fprintf(stderr, "kuala %s: unknown flag %s\n", argv[0], a);
       kuala__cli_run_usage(stderr);
@@ -373,6 +380,10 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   eo.configmaps = app->o.configmaps > 0 || (app->o.configmaps < 0 && app->o.nbundles == 0);
   eo.bundle_namespace = app->o.bundle_ns;
   eo.grace_ms = (uint64_t)(app->o.grace_s * 1000);
+  const char *pod_ns = getenv("POD_NAMESPACE");
+  if (app->o.impersonate) {
+    eo.impersonate_ns = pod_ns && *pod_ns ? pod_ns : cfg->ns && *cfg->ns ? cfg->ns : "default";
+  }
   int rc = kuala_engine_new(&app->engine, &app->loop, &eo);
   if (rc) {
     return rc;

@@ -14,6 +14,7 @@
 #include "cmd_crd.h"
 #include "devcluster.h"
 #include "flags.h"
+#include "cmd_rbac.h"
 
 static void usage(FILE *f)
 {
@@ -26,6 +27,7 @@ static void usage(FILE *f)
           "  check DIR...       load and validate bundles offline (exit 1 with file:line)\n"
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
           "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
+          "  rbac DIR...        print least-privilege RBAC for the bundles (YAML)\n"
           "  version            print the version\n"
           "  help               this text (every command also takes -h/--help)\n"
           "\n"
@@ -81,6 +83,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], KUALA__DEVCLUSTER_GUARD_CMD) == 0) {
     return kuala__devcluster_guard_main(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "rbac") == 0) {
+    return kuala__cli_rbac(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     if (i + 1 < argc && kuala__flag_is_help(argv[i + 1])) {

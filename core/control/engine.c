@@ -1487,6 +1487,9 @@ int kuala_engine_new(kuala_engine_t **out, uv_loop_t *loop, const kuala_engine_o
   if (rc == 0) {
     rc = kuala_manager_new(&e->manager, loop, e->client, e->informers);
   }
+  if (rc == 0 && opts->impersonate_ns) {
+    kuala_manager_set_impersonation(e->manager, opts->impersonate_ns);
+  }
   if (rc == 0) {
     rc = kuala_runtime_new(&e->runtime, loop, kuala_manager_backend(e->manager), &opts->runtime);
   }

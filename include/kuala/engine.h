@@ -40,6 +40,9 @@ typedef struct {
   const char *bundle_namespace; /* where those live; NULL = the pod's namespace
                                    (service-account file), else "default" */
   uint64_t grace_ms;            /* how long a replaced version's reconciles may run on; 0 = 30000 */
+  /* --impersonate-bundles: each bundle's API calls impersonate
+   * system:serviceaccount:<impersonate_ns>:kuala-<bundle>; NULL = off. */
+  const char *impersonate_ns;
   /* kuala_engine_stop: how long running reconciles may take to finish
    * before they are cancelled; 0 = 30000, < 0 = cancel at once. */
   int64_t graceful_shutdown_ms;

@@ -72,6 +72,12 @@ function _M.permissions(list)
       error("kuala.permissions entry " .. i ..
             " must be {\"group/version/Kind[/subresource]\", \"verb,verb\"}", 2)
     end
+    if not (p[1]:match("^[%w.-]+/[A-Z][%w]*$") or p[1]:match("^[%w.-]+/[A-Z][%w]*/[%w]+$")
+            or p[1]:match("^[%w.-]+/[%w.-]+/[A-Z][%w]*$")
+            or p[1]:match("^[%w.-]+/[%w.-]+/[A-Z][%w]*/[%w]+$")) then
+      error("kuala.permissions entry " .. i .. ": type must look like \"v1/Secret\" or " ..
+            "\"apps/v1/Deployment/scale\", got " .. p[1], 2)
+    end
     for v in p[2]:gmatch("[^,%s]+") do
       if not VERBS[v] then
         error("kuala.permissions entry " .. i .. ": unknown verb '" .. v .. "'", 2)

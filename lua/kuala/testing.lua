@@ -345,6 +345,7 @@ end
 function _M.reset()
   local kuala = require("kuala")
   kuala._controllers, kuala._by_name, kuala._crds = {}, {}, {}
+  kuala._permissions = {}
 end
 
 --- Reset, then run bundle `dir`'s entry module (default "main") with the

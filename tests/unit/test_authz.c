@@ -1,0 +1,272 @@
+/*
+ * Unit tests for apiserver/authz: static tokens, request attributes, the
+ * RBAC decision on a table of cases, and kube-apiserver's 403 wording.
+ * tests/integration/rbac.sh asks the same questions through kubectl.
+ */
+#include <check.h>
+#include <string.h>
+
+#include "authz.h"
+#include "kuala_test.h"
+
+static const char roles[] =
+    "[{\"metadata\":{\"name\":\"dev\",\"namespace\":\"team\"},\"rules\":["
+    "{\"apiGroups\":[\"apps\"],\"resources\":[\"deployments\"],\"verbs\":[\"get\",\"list\","
+    "\"watch\",\"patch\"]},"
+    "{\"apiGroups\":[\"apps\"],\"resources\":[\"deployments/scale\"],\"verbs\":[\"update\"]},"
+    "{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"resourceNames\":[\"app-config\"],"
+    "\"verbs\":[\"get\"]}]}]";
+static const char cluster_roles[] =
+    "[{\"metadata\":{\"name\":\"reader\"},\"rules\":["
+    "{\"apiGroups\":[\"*\"],\"resources\":[\"*\"],\"verbs\":[\"get\",\"list\"]}]},"
+    "{\"metadata\":{\"name\":\"scaler\"},\"rules\":["
+    "{\"apiGroups\":[\"apps\"],\"resources\":[\"*/scale\"],\"verbs\":[\"*\"]}]},"
+    "{\"metadata\":{\"name\":\"imp\"},\"rules\":["
+    "{\"apiGroups\":[\"\"],\"resources\":[\"serviceaccounts\"],\"resourceNames\":[\"bot\"],"
+    "\"verbs\":[\"impersonate\"]}]}]";
+static const char role_bindings[] =
+    "[{\"metadata\":{\"name\":\"devs\",\"namespace\":\"team\"},"
+    "\"roleRef\":{\"kind\":\"Role\",\"name\":\"dev\"},"
+    "\"subjects\":[{\"kind\":\"User\",\"name\":\"alice\"},"
+    "{\"kind\":\"ServiceAccount\",\"name\":\"ci\"}]},"
+    "{\"metadata\":{\"name\":\"dangling\",\"namespace\":\"team\"},"
+    "\"roleRef\":{\"kind\":\"Role\",\"name\":\"gone\"},"
+    "\"subjects\":[{\"kind\":\"User\",\"name\":\"dave\"}]}]";
+static const char cluster_bindings[] =
+    "[{\"metadata\":{\"name\":\"readers\"},\"roleRef\":{\"kind\":\"ClusterRole\","
+    "\"name\":\"reader\"},\"subjects\":[{\"kind\":\"Group\",\"name\":\"auditors\"}]},"
+    "{\"metadata\":{\"name\":\"scalers\"},\"roleRef\":{\"kind\":\"ClusterRole\","
+    "\"name\":\"scaler\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"carol\"}]},"
+    "{\"metadata\":{\"name\":\"imps\"},\"roleRef\":{\"kind\":\"ClusterRole\","
+    "\"name\":\"imp\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"engine\"}]}]";
+
+static emu_policy_t pol;
+
+static void setup(void)
+{
+  pol.roles = json_tokener_parse(roles);
+  pol.cluster_roles = json_tokener_parse(cluster_roles);
+  pol.role_bindings = json_tokener_parse(role_bindings);
+  pol.cluster_role_bindings = json_tokener_parse(cluster_bindings);
+  ck_assert_ptr_nonnull(pol.roles);
+  ck_assert_ptr_nonnull(pol.cluster_roles);
+  ck_assert_ptr_nonnull(pol.role_bindings);
+  ck_assert_ptr_nonnull(pol.cluster_role_bindings);
+}
+
+static void teardown(void)
+{
+  json_object_put(pol.roles);
+  json_object_put(pol.cluster_roles);
+  json_object_put(pol.role_bindings);
+  json_object_put(pol.cluster_role_bindings);
+}
+
+static void user(emu_user_t *u, const char *name, const char *group)
+{
+  emu_user_init(u, name, "1");
+  if (group) {
+    emu_user_add_group(u, group);
+  }
+  emu_user_add_group(
+      u, strcmp(name, "system:anonymous") == 0 ? "system:unauthenticated" : "system:authenticated");
+}
+
+/* The decision for one request, as the emulator derives it from HTTP. */
+static int decide(const char *who, const char *group, const char *method, const char *path,
+                  int watch, char *msg, size_t len)
+{
+  emu_user_t u;
+  user(&u, who, group);
+  emu_attrs_t a;
+  char buf[512], reason[512];
+  emu_attrs_from_request(&a, &u, method, path, watch, NULL, buf, sizeof buf);
+  int ok = emu_rbac_authorize(&pol, &a, reason, sizeof reason);
+  if (msg) {
+    emu_forbidden_message(&a, reason, msg, len);
+  }
+  emu_user_free(&u);
+  return ok;
+}
+
+START_TEST(test_authz_table_of_cases)
+{
+  static const struct {
+    const char *user, *group, *method, *path;
+    int watch, want;
+  } cases[] = {
+      /* Role in the namespace, through a RoleBinding. */
+      {"alice", NULL, "GET", "/apis/apps/v1/namespaces/team/deployments/web", 0, 1},
+      {"alice", NULL, "GET", "/apis/apps/v1/namespaces/team/deployments", 1, 1},
+      {"alice", NULL, "PATCH", "/apis/apps/v1/namespaces/team/deployments/web", 0, 1},
+      {"alice", NULL, "DELETE", "/apis/apps/v1/namespaces/team/deployments/web", 0, 0},
+      {"alice", NULL, "GET", "/apis/apps/v1/namespaces/other/deployments/web", 0, 0},
+      {"alice", NULL, "GET", "/apis/apps/v1/deployments", 0, 0},
+      /* Subresources need their own rule. */
+      {"alice", NULL, "PUT", "/apis/apps/v1/namespaces/team/deployments/web/scale", 0, 1},
+      {"alice", NULL, "PATCH", "/apis/apps/v1/namespaces/team/deployments/web/status", 0, 0},
+      /* resourceNames. */
+      {"alice", NULL, "GET", "/api/v1/namespaces/team/secrets/app-config", 0, 1},
+      {"alice", NULL, "GET", "/api/v1/namespaces/team/secrets/other", 0, 0},
+      {"alice", NULL, "GET", "/api/v1/namespaces/team/secrets", 0, 0},
+      /* A ServiceAccount subject without a namespace means the binding's. */
+      {"system:serviceaccount:team:ci", NULL, "GET", "/apis/apps/v1/namespaces/team/deployments/x",
+       0, 1},
+      {"system:serviceaccount:other:ci", NULL, "GET", "/apis/apps/v1/namespaces/team/deployments/x",
+       0, 0},
+      /* Groups and "*" in a ClusterRole bound cluster-wide. */
+      {"bob", "auditors", "GET", "/api/v1/namespaces/x/secrets", 0, 1},
+      {"bob", "auditors", "GET", "/apis/demo.kuala.dev/v1/webapps", 0, 1},
+      {"bob", "auditors", "GET", "/api/v1/namespaces/x/secrets", 1, 0},
+      {"bob", "auditors", "POST", "/api/v1/namespaces/x/configmaps", 0, 0},
+      /* "*\/scale" matches every scale subresource, nothing else. */
+      {"carol", NULL, "PUT", "/apis/apps/v1/namespaces/a/deployments/d/scale", 0, 1},
+      {"carol", NULL, "GET", "/apis/apps/v1/namespaces/a/deployments/d", 0, 0},
+      /* system:masters may do anything. */
+      {"root", "system:masters", "DELETE", "/api/v1/namespaces/kube-system", 0, 1},
+      /* Bootstrap policy: discovery for authenticated users, health for all. */
+      {"nobody", NULL, "GET", "/apis", 0, 1},
+      {"nobody", NULL, "GET", "/api/v1", 0, 1},
+      {"nobody", NULL, "GET", "/version", 0, 1},
+      {"nobody", NULL, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", 0, 1},
+      {"nobody", NULL, "GET", "/api/v1/namespaces/default/pods", 0, 0},
+      {"system:anonymous", NULL, "GET", "/healthz", 0, 1},
+      {"system:anonymous", NULL, "GET", "/apis", 0, 0},
+      /* A binding to a missing Role grants nothing. */
+      {"dave", NULL, "GET", "/api/v1/namespaces/team/pods", 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int got = decide(cases[i].user, cases[i].group, cases[i].method, cases[i].path, cases[i].watch,
+                     NULL, 0);
+    ck_assert_msg(got == cases[i].want, "case %zu: %s %s %s: got %d, want %d", i, cases[i].user,
+                  cases[i].method, cases[i].path, got, cases[i].want);
+  }
+}
+END_TEST
+
+START_TEST(test_authz_messages_match_kube_apiserver)
+{
+  char m[1024];
+  ck_assert(
+      !decide("u", NULL, "PATCH", "/apis/apps/v1/namespaces/ns/deployments/x", 0, m, sizeof m));
+  ck_assert_str_eq(m,
+                   "deployments.apps \"x\" is forbidden: User \"u\" cannot patch resource "
+                   "\"deployments\" in API group \"apps\" in the namespace \"ns\"");
+  ck_assert(!decide("u", NULL, "GET", "/api/v1/namespaces/ns/configmaps", 0, m, sizeof m));
+  ck_assert_str_eq(m,
+                   "configmaps is forbidden: User \"u\" cannot list resource \"configmaps\" in "
+                   "API group \"\" in the namespace \"ns\"");
+  ck_assert(!decide("u", NULL, "GET", "/api/v1/nodes", 1, m, sizeof m));
+  ck_assert_str_eq(m,
+                   "nodes is forbidden: User \"u\" cannot watch resource \"nodes\" in API group "
+                   "\"\" at the cluster scope");
+  ck_assert(
+      !decide("u", NULL, "PUT", "/apis/apps/v1/namespaces/ns/deployments/x/scale", 0, m, sizeof m));
+  ck_assert_str_eq(m,
+                   "deployments.apps \"x\" is forbidden: User \"u\" cannot update resource "
+                   "\"deployments/scale\" in API group \"apps\" in the namespace \"ns\"");
+  ck_assert(!decide("u", NULL, "GET", "/api/v1/namespaces/kube-system", 0, m, sizeof m));
+  ck_assert_str_eq(m,
+                   "namespaces \"kube-system\" is forbidden: User \"u\" cannot get resource "
+                   "\"namespaces\" in API group \"\" in the namespace \"kube-system\"");
+  ck_assert(!decide("system:anonymous", NULL, "GET", "/apis", 0, m, sizeof m));
+  ck_assert_str_eq(m, "forbidden: User \"system:anonymous\" cannot get path \"/apis\"");
+  ck_assert(!decide("dave", NULL, "GET", "/api/v1/namespaces/team/pods", 0, m, sizeof m));
+  ck_assert_str_eq(m,
+                   "pods is forbidden: User \"dave\" cannot list resource \"pods\" in API group "
+                   "\"\" in the namespace \"team\": RBAC: role.rbac.authorization.k8s.io "
+                   "\"gone\" not found");
+}
+END_TEST
+
+START_TEST(test_authz_allow_reason_names_the_binding)
+{
+  emu_user_t u;
+  user(&u, "alice", NULL);
+  emu_attrs_t a;
+  char buf[256], reason[512];
+  emu_attrs_from_request(&a, &u, "GET", "/apis/apps/v1/namespaces/team/deployments/w", 0, NULL, buf,
+                         sizeof buf);
+  ck_assert(emu_rbac_authorize(&pol, &a, reason, sizeof reason));
+  ck_assert_str_eq(reason,
+                   "RBAC: allowed by RoleBinding \"devs/team\" of Role \"dev\" to User \"alice\"");
+  emu_user_free(&u);
+}
+END_TEST
+
+START_TEST(test_authz_impersonate_verb_and_field_selector_name)
+{
+  emu_user_t u;
+  user(&u, "engine", NULL);
+  emu_attrs_t a = {.user = &u,
+                   .verb = "impersonate",
+                   .resource_request = 1,
+                   .group = "",
+                   .resource = "serviceaccounts",
+                   .subresource = "",
+                   .ns = "kuala",
+                   .name = "bot"};
+  char reason[256];
+  ck_assert(emu_rbac_authorize(&pol, &a, reason, sizeof reason));
+  a.name = "other";
+  ck_assert(!emu_rbac_authorize(&pol, &a, reason, sizeof reason));
+  emu_user_free(&u);
+  /* list + fieldSelector=metadata.name=x carries the name for resourceNames. */
+  user(&u, "alice", NULL);
+  char buf[256];
+  emu_attrs_from_request(&a, &u, "GET", "/api/v1/namespaces/team/secrets", 1, "app-config", buf,
+                         sizeof buf);
+  ck_assert_str_eq(a.verb, "watch");
+  ck_assert_str_eq(a.name, "app-config");
+  emu_user_free(&u);
+}
+END_TEST
+
+START_TEST(test_authz_token_file)
+{
+  emu_tokens_t t;
+  char err[128];
+  ck_assert_int_eq(emu_tokens_parse(&t,
+                                    "# comment\n"
+                                    "tok1,alice,1001,\"devs,system:masters\"\n"
+                                    "\n"
+                                    "tok2, bob ,1002\r\n",
+                                    err, sizeof err),
+                   0);
+  ck_assert_int_eq((int)t.n, 2);
+  const emu_user_t *a = emu_tokens_find(&t, "tok1");
+  ck_assert_ptr_nonnull(a);
+  ck_assert_str_eq(a->name, "alice");
+  ck_assert_str_eq(a->uid, "1001");
+  ck_assert_int_eq((int)a->ngroups, 2);
+  ck_assert(emu_user_in_group(a, "devs"));
+  ck_assert(emu_user_in_group(a, "system:masters"));
+  const emu_user_t *b = emu_tokens_find(&t, "tok2");
+  ck_assert_ptr_nonnull(b);
+  ck_assert_str_eq(b->name, "bob");
+  ck_assert_int_eq((int)b->ngroups, 0);
+  ck_assert_ptr_null(emu_tokens_find(&t, "nope"));
+  emu_tokens_free(&t);
+  ck_assert_int_eq(emu_tokens_parse(&t, "tok,user\n", err, sizeof err), -1);
+  ck_assert_str_eq(err, "line 1: want token,user,uid[,\"group1,group2\"]");
+}
+END_TEST
+
+static Suite *authz_suite(void)
+{
+  Suite *s = suite_create("authz");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_authz_table_of_cases);
+  tcase_add_test(tc, test_authz_messages_match_kube_apiserver);
+  tcase_add_test(tc, test_authz_allow_reason_names_the_binding);
+  tcase_add_test(tc, test_authz_impersonate_verb_and_field_selector_name);
+  tcase_add_test(tc, test_authz_token_file);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void)
+{
+  return kuala_test_run(authz_suite());
+}
