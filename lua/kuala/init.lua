@@ -189,7 +189,7 @@ function _M.controller(spec)
   if spec.finalize ~= nil and type(spec.finalize) ~= "function" then
     error("controller '" .. name .. "': finalize must be a function(ctx, obj)", 2)
   end
-  local watch = norm_watch(spec.watch, "controller '" .. name .. "' watch", 4)
+  local watch = norm_watch(spec.watch, "controller '" .. name .. "' watch", 3)
   if spec.predicates then
     local extra = spec.predicates
     if type(extra) == "function" then extra = { extra } end
@@ -200,11 +200,11 @@ function _M.controller(spec)
   end
   local owns = {}
   for i, t in ipairs(spec.owns or {}) do
-    owns[i] = norm_watch(t, "controller '" .. name .. "' owns[" .. i .. "]", 4)
+    owns[i] = norm_watch(t, "controller '" .. name .. "' owns[" .. i .. "]", 3)
   end
   local watches = {}
   for i, w in ipairs(spec.watches or {}) do
-    local nw = norm_watch(w, "controller '" .. name .. "' watches[" .. i .. "]", 4)
+    local nw = norm_watch(w, "controller '" .. name .. "' watches[" .. i .. "]", 3)
     if not nw.map then
       error("controller '" .. name .. "' watches[" .. i .. "] needs map = function(obj)", 2)
     end
