@@ -20,6 +20,7 @@
 #include "kuala/controller.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kuala/alloc.h"
@@ -53,6 +54,7 @@ struct kuala_controller_s {
   char *name;
   char *primary_group;
   char *primary_kind;
+  int primary_cluster_scoped;
   watch_t *watches;
   size_t nwatches;
   int concurrency;
@@ -126,6 +128,7 @@ int kuala_controller_new(kuala_controller_t **out, uv_loop_t *loop, kuala_inform
   c->name = kuala_strdup(opts->name);
   c->primary_group = kuala_strdup(opts->primary_group ? opts->primary_group : "");
   c->primary_kind = dup_or_null(opts->primary_kind);
+  c->primary_cluster_scoped = opts->primary_cluster_scoped;
   c->concurrency = opts->concurrency > 0 ? opts->concurrency : 1;
   c->reconcile = opts->reconcile;
   c->data = opts->data;
@@ -218,8 +221,9 @@ static void map_owner(kuala_controller_t *c, const kuala_obj_t *obj)
     const char *name = kuala_json_path_str(ref, "name");
     if (ctl && json_object_get_boolean(ctl) && kind && av && name &&
         strcmp(kind, c->primary_kind) == 0 && group_matches(av, c->primary_group)) {
-      /* An owner is in the same namespace (or cluster-scoped). */
-      enqueue_key(c, obj->ns, name);
+      /* A namespaced owner is in the child's namespace; a cluster-scoped
+       * one (a Tenant owning a Namespace's quota) has none. */
+      enqueue_key(c, c->primary_cluster_scoped ? NULL : obj->ns, name);
       break;
     }
   }
@@ -372,7 +376,18 @@ static void finish_job(kuala_controller_job_t *job, const kuala_controller_resul
   if (res == NULL) {
     res = &ok;
   }
-  bucket_time(c, (double)(uv_hrtime() - job->started_ns) / 1e9);
+  double took = (double)(uv_hrtime() - job->started_ns) / 1e9;
+  bucket_time(c, took);
+  if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+    char ms[32];
+    snprintf(ms, sizeof(ms), "%.3f", took * 1000.0);
+    const char *result = res->err                 ? "error"
+                         : res->requeue_after > 0 ? "requeue_after"
+                         : res->requeue           ? "requeue"
+                                                  : "success";
+    kuala_log_kv_t ctx[] = {{"controller", c->name}, {"key", job->key}};
+    kuala_log(KUALA_LOG_DEBUG, ctx, 2, "reconcile end", "result", result, "duration_ms", ms, NULL);
+  }
   if (res->err) {
     c->st.error++;
     if (res->err == KUALA_ENOMEM) {
@@ -442,6 +457,10 @@ static void dispatch(kuala_controller_t *c)
     job->name = kuala_strdup(slash ? slash + 1 : key);
     job->started_ns = uv_hrtime();
     c->st.active++;
+    if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+      kuala_log_kv_t ctx[] = {{"controller", c->name}, {"key", key}};
+      kuala_log(KUALA_LOG_DEBUG, ctx, 2, "reconcile start", NULL);
+    }
     int rc = c->reconcile(c->data, job, job->ns, job->name);
     if (rc) {
       kuala_controller_result_t r = {rc, 0, 0, "reconcile could not start"};
