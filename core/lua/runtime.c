@@ -225,13 +225,18 @@ static void where(lua_State *co, char *out, size_t outlen)
   }
 }
 
-/* Whether a frame belongs to the SDK or the runtime (chunk names of the
- * embedded SDK are "kuala/x.lua"; C functions and the coroutine wrappers
- * have no bundle line). */
+/* Whether a chunk belongs to the SDK ("kuala/x.lua") or to the runtime's
+ * own Lua wrappers ("kuala.coroutine", "kuala.xpcall", "kuala.host"). */
+static int sdk_chunk(const char *src)
+{
+  return strncmp(src, "kuala/", 6) == 0 || strncmp(src, "kuala.", 6) == 0;
+}
+
+/* Whether a frame belongs to the SDK or the runtime (C functions have no
+ * bundle line either). */
 static int sdk_frame(const lua_Debug *ar)
 {
-  return ar->currentline <= 0 || strncmp(ar->short_src, "kuala/", 6) == 0 ||
-         strcmp(ar->short_src, "kuala.coroutine") == 0;
+  return ar->currentline <= 0 || sdk_chunk(ar->short_src);
 }
 
 /* "bundle/file.lua:12" of the innermost bundle frame of `co` (SDK frames
@@ -1023,7 +1028,7 @@ static void push_host_module(lua_State *L, const hmod_t *h)
 {
   lua_createtable(L, 0, (int)h->nfns);
   for (size_t i = 0; i < h->nfns; i++) {
-    if (luaL_loadbuffer(L, host_wrapper, sizeof host_wrapper - 1, "=host")) {
+    if (luaL_loadbuffer(L, host_wrapper, sizeof host_wrapper - 1, "=kuala.host")) {
       lua_error(L);
     }
     lua_pushlightuserdata(L, (void *)h);
@@ -1520,6 +1525,14 @@ static int build_sandbox(lua_State *L)
       "  return false, handled(pcall(h, (...)))\n"
       "end\n"
       "return function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
+  /* The SDK's reconcile runner keeps the real xpcall (core.xpcall): its
+   * handler (core.traceback) is trusted, bounded code that must run where
+   * the error was raised to see the bundle's frames. */
+  lua_pushlightuserdata(L, &key_core);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, g, "xpcall");
+  lua_setfield(L, -2, "xpcall");
+  lua_pop(L, 1);
   if (luaL_loadbuffer(L, xpcall_src, sizeof xpcall_src - 1, "=kuala.xpcall"))
     lua_error(L);
   lua_getfield(L, g, "pcall");
@@ -1565,7 +1578,7 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
       *cut = 0;
     if (!mine[0] && b->fail_at[0])
       snprintf(mine, sizeof mine, "%s", b->fail_at);
-    if (strncmp(at, "kuala/", 6) == 0 && mine[0]) {
+    if (sdk_chunk(at) && mine[0]) {
       char sdk[280];
       snprintf(sdk, sizeof sdk, "%.270s", at);
       snprintf(at, sizeof at, "%s (inside the SDK at %s)", mine, sdk);

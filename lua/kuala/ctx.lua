@@ -631,7 +631,9 @@ end
 function _M.run(c, backend, ns, name)
   local req = { namespace = ns, name = name }
   local ctx = _M.new(c, backend, req)
-  local ok, r = xpcall(body, traceback_of(backend), c, ctx, req)
+  -- The engine's backend hands over the VM's real xpcall (the sandbox's
+  -- runs handlers after unwinding, which would lose the bundle's frames).
+  local ok, r = (backend.xpcall or xpcall)(body, traceback_of(backend), c, ctx, req)
   if ok then return r end
   local s = tostring(r)
   if not (s:find("memory limit exceeded", 1, true) or s:find("not enough memory", 1, true) or

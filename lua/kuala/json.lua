@@ -25,6 +25,8 @@ _M.object_mt = core and core.object_mt or { __jsontype = "object" }
 ---@param t table|nil
 ---@return table
 function _M.array(t)
+  -- The marker metatables are protected: marking twice must not re-set it.
+  if t and getmetatable(t) == _M.array_mt then return t end
   return setmetatable(t or {}, _M.array_mt)
 end
 
@@ -32,6 +34,7 @@ end
 ---@param t table|nil
 ---@return table
 function _M.object(t)
+  if t and getmetatable(t) == _M.object_mt then return t end
   return setmetatable(t or {}, _M.object_mt)
 end
 

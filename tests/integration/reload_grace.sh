@@ -45,6 +45,7 @@ kuala.crd {
   scope = "Namespaced", status = true,
   schema = { spec = { count = { type = "integer" } } },
 }
+kuala.permissions { { "v1/ConfigMap", "patch" } } -- the slow apply (docs/permissions.md)
 kuala.controller {
   name = "slow",
   watch = "grace.kuala.dev/v1/Probe",
