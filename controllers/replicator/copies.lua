@@ -30,6 +30,43 @@ function _M.selector_of(src)
   return s
 end
 
+--- Whether `labels` match an equality-based label selector ("team=b",
+--- "env!=dev", "tier", "!legacy", comma-separated: all must hold).
+--- Matching here, on the namespaces the watch already caches, keeps one
+--- view of them: a second, selector-filtered cache could lag behind the
+--- watch that triggered the reconcile.
+function _M.matches(labels, selector)
+  labels = labels or {}
+  for term in selector:gmatch("[^,]+") do
+    term = term:match("^%s*(.-)%s*$")
+    local k, v = term:match("^(.-)%s*!=%s*(.*)$")
+    if k then
+      if labels[k] == v then return false end
+    else
+      k, v = term:match("^(.-)%s*==?%s*(.*)$")
+      if k then
+        if labels[k] ~= v then return false end
+      elseif term:sub(1, 1) == "!" then
+        if labels[term:sub(2):match("^%s*(.-)$")] ~= nil then return false end
+      elseif labels[term] == nil then
+        return false
+      end
+    end
+  end
+  return true
+end
+
+--- The namespaces (names) whose labels match `selector`, from the cache.
+function _M.matching_namespaces(ctx, selector)
+  local out = {}
+  for _, ns in ipairs(ctx:list("v1/Namespace", { namespace = false })) do
+    if not ns.metadata.deletionTimestamp and _M.matches(ns.metadata.labels, selector) then
+      out[#out + 1] = ns.metadata.name
+    end
+  end
+  return out
+end
+
 --- The copy of `src` for namespace `ns`.
 function _M.copy_of(src, ns)
   return {

@@ -4,8 +4,8 @@
 -- removes a copy when its namespace stops matching, and removes them all
 -- when the source goes (a finalizer). It shows:
 --   * a Lua index (`by_source`: copies by the source they came from),
---   * map functions that read the cache (a Namespace event finds the
---     sources whose selector matches it; a copy event finds its source),
+--   * map functions that read the cache (a Namespace event enqueues the
+--     sources; a copy event finds its source),
 --   * idempotence: skip_unchanged applies and no write when all is in sync.
 local kuala = require("kuala")
 local copies = require("copies")
@@ -14,31 +14,34 @@ local copies = require("copies")
 -- namespaces: beyond what watching ConfigMaps implies (docs/permissions.md).
 kuala.permissions { { "v1/ConfigMap", "create,patch,delete" } }
 
-local WATCH = { type = "v1/ConfigMap", labels = { [copies.REPLICATE] = "true" } }
+-- Sources are the ConfigMaps labelled replicate=true. The watch filters
+-- with a predicate rather than a label selector on purpose: the engine's
+-- cache for reads holds every ConfigMap, and one informer for both keeps
+-- events and reads in step (a label-selected watch is a second informer,
+-- whose events can arrive before the read cache has the object).
+local function is_source(cm)
+  local l = cm and cm.metadata and cm.metadata.labels
+  return l ~= nil and l[copies.REPLICATE] == "true"
+end
+
+local WATCH = {
+  type = "v1/ConfigMap",
+  predicates = { function(ev) return is_source(ev.object) or is_source(ev.old) end },
+}
 
 kuala.controller {
   name = "replicator",
   watch = WATCH,
   watches = {
-    -- A namespace appeared, changed labels or went: every source whose
-    -- selector matches it (read from the cache) reconciles...
-    { type = "v1/Namespace", map = function(ns, view)
+    -- A namespace appeared, changed labels or went: every source reconciles
+    -- (read from the cache; each decides from its own selector, so a
+    -- namespace that stopped matching loses its copy too). Deciding here
+    -- from the namespace cache would race with the namespace's own event.
+    { type = "v1/Namespace", map = function(_, view)
         local out = {}
-        for _, src in ipairs(view:list(WATCH.type, { all_namespaces = true,
-                                                      labels = WATCH.labels })) do
-          local sel = copies.selector_of(src)
-          if sel then
-            for _, m in ipairs(view:list("v1/Namespace", { namespace = false, selector = sel })) do
-              if m.metadata.name == ns.metadata.name then
-                out[#out + 1] = { namespace = src.metadata.namespace, name = src.metadata.name }
-              end
-            end
-          end
-        end
-        -- ...and every source with a copy there (the namespace may have
-        -- stopped matching: that copy has to go).
-        for _, cm in ipairs(view:list("v1/ConfigMap", { namespace = ns.metadata.name })) do
-          out[#out + 1] = copies.source_of(cm)
+        for _, cm in ipairs(view:list(WATCH.type, { all_namespaces = true,
+                                                     labels = { [copies.REPLICATE] = "true" } })) do
+          out[#out + 1] = { namespace = cm.metadata.namespace, name = cm.metadata.name }
         end
         return out
       end },
@@ -57,16 +60,16 @@ kuala.controller {
 
   reconcile = function(ctx, req)
     local src = ctx:get(req)
-    if not src then return end
+    if not is_source(src) then return end
     local sel = copies.selector_of(src)
     local want = {}
     if sel then
-      for _, ns in ipairs(ctx:list("v1/Namespace", { namespace = false, selector = sel })) do
-        if ns.metadata.name ~= src.metadata.namespace and not ns.metadata.deletionTimestamp then
-          want[ns.metadata.name] = true
-          local _, err = ctx:apply(copies.copy_of(src, ns.metadata.name),
+      for _, ns in ipairs(copies.matching_namespaces(ctx, sel)) do
+        if ns ~= src.metadata.namespace then
+          want[ns] = true
+          local _, err = ctx:apply(copies.copy_of(src, ns),
                                    { owner = false, skip_unchanged = true })
-          if err then error("copying into " .. ns.metadata.name .. ": " .. err) end
+          if err then error("copying into " .. ns .. ": " .. err) end
         end
       end
     end
@@ -80,12 +83,25 @@ kuala.controller {
     end
   end,
 
-  -- The source is being deleted: remove every copy first.
+  -- The source is being deleted: remove every copy first — those the cache
+  -- knows (index) and, by name, those in every matching namespace (a copy
+  -- written a moment ago may not be in the cache yet; deleting a missing
+  -- object is fine).
   finalize = function(ctx, src)
+    local targets = {}
     for _, cm in ipairs(ctx:list("v1/ConfigMap", { all_namespaces = true, index = "by_source",
                                                    value = copies.key_of(src) })) do
-      local _, err = ctx:delete(cm)
-      if err then error("removing the copy in " .. cm.metadata.namespace .. ": " .. err) end
+      targets[cm.metadata.namespace] = true
+    end
+    local sel = copies.selector_of(src)
+    if sel then
+      for _, ns in ipairs(copies.matching_namespaces(ctx, sel)) do
+        if ns ~= src.metadata.namespace then targets[ns] = true end
+      end
+    end
+    for ns in pairs(targets) do
+      local _, err = ctx:delete(copies.copy_of(src, ns))
+      if err then error("removing the copy in " .. ns .. ": " .. err) end
     end
   end,
 }

@@ -54,6 +54,16 @@ describe("controllers/replicator", function()
     assert.is_table(cluster:get("v1/ConfigMap", "settings", "team-b1"))
   end)
 
+  it("matches equality-based label selectors", function()
+    local l = { team = "b", tier = "web" }
+    assert.is_true(copies.matches(l, "team=b"))
+    assert.is_true(copies.matches(l, "team==b, tier"))
+    assert.is_true(copies.matches(l, "team!=c,!legacy"))
+    assert.is_false(copies.matches(l, "team=c"))
+    assert.is_false(copies.matches(l, "tier,!team"))
+    assert.is_false(copies.matches(nil, "team"))
+  end)
+
   it("maps a copy back to its source and ignores other ConfigMaps", function()
     assert.same({ namespace = "default", name = "settings" },
                 copies.source_of(copies.copy_of(source({}), "team-b1")))
