@@ -127,7 +127,8 @@ static double run(kuala_bundle_t *b, const char *controller, long n)
 
 static const char *BUNDLE =
     "local kuala = require('kuala')\n"
-    "local core = require('kuala.core')\n"
+    "local json = require('kuala.json') -- kuala.core is internal to the SDK\n"
+    "local core = { json_decode = json.decode, json_encode = json.encode }\n"
     "kuala.controller { name = 'noop', watch = 'apps/v1/Deployment',\n"
     "  reconcile = function() end }\n"
     "kuala.controller { name = 'get', watch = 'apps/v1/Deployment',\n"

@@ -102,6 +102,11 @@ static const char *meta_str(json_object *obj, const char *key)
   return NULL;
 }
 
+static const char *nz(const char *s)
+{
+  return s ? s : "";
+}
+
 static int is_initial_events_end(json_object *obj)
 {
   json_object *m, *a, *v;
@@ -385,6 +390,13 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
       l = ev->len - off;
     }
   }
+  if (kuala_log_enabled(KUALA_LOG_TRACE) && ev->object) {
+    static const char *names[] = {"?", "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
+    int t = (int)ev->type;
+    kuala_log(KUALA_LOG_TRACE, NULL, 0, "informer: watch event", "resource", inf->key.resource,
+              "type", t >= 0 && t < 6 ? names[t] : "?", "name", nz(meta_str(ev->object, "name")),
+              "resource_version", nz(meta_str(ev->object, "resourceVersion")), NULL);
+  }
   int rc = 0;
   switch (ev->type) {
     case KUALA_LW_ADDED:
@@ -548,6 +560,15 @@ static void start_watch(kuala_informer_t *inf)
   }
   inf->watch_pending = 1;
   inf->watch_h = h;
+  if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+    char to[32];
+    snprintf(to, sizeof to, "%ld", o.timeout_seconds);
+    kuala_log(KUALA_LOG_DEBUG, NULL, 0,
+              inf->st.watches > 1 ? "informer: watch reconnect" : "informer: watch start",
+              "resource", inf->key.resource, "namespace", inf->key.ns ? inf->key.ns : "",
+              "resource_version", o.resource_version ? o.resource_version : "", "streaming_list",
+              o.send_initial_events ? "true" : "false", "timeout_s", to, NULL);
+  }
   uv_timer_start(&inf->watchdog_timer, watchdog_fire,
                  (uint64_t)o.timeout_seconds * 1000 + inf->opts.watch_grace_ms, 0);
 }

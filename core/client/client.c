@@ -41,8 +41,9 @@
 #include "kuala/log.h"
 #include "kuala/version.h"
 
-#define DEFAULT_QPS 50.0
-#define DEFAULT_BURST 100
+/* No client-side limit unless asked for: the server's API Priority and
+ * Fairness and its 429 + Retry-After answers pace us (docs/client.md). */
+#define DEFAULT_QPS KUALA_CLIENT_QPS_OFF
 #define DEFAULT_MAX_BODY (64u << 20)
 #define DEFAULT_MAX_LINE (16u << 20)
 #define DEFAULT_TIMEOUT_MS 30000
@@ -380,8 +381,13 @@ int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_c
     c->cfg.user_agent = kuala_strdup("kuala/" KUALA_VERSION_STRING);
   }
   double qps = c->cfg.qps == 0 ? DEFAULT_QPS : c->cfg.qps;
-  int burst = c->cfg.burst == 0 ? DEFAULT_BURST : c->cfg.burst;
+  int burst = c->cfg.burst;
+  if (burst == 0) { /* default: two seconds' worth */
+    burst = qps >= 0.5 ? (qps < 1e6 ? (int)(2 * qps) : 2000000) : 1;
+  }
   if (qps > 0) {
+    c->qps = qps;
+    c->burst = burst;
     int rc = kuala_tokenbucket_new(&c->tb, loop, qps, burst);
     if (rc != 0) {
       kuala_client_config_free(&c->cfg);
@@ -422,6 +428,17 @@ int kuala_client_new(kuala_client_t **out, uv_loop_t *loop, const kuala_client_c
 const char *kuala_client_namespace(const kuala_client_t *c)
 {
   return c->cfg.ns;
+}
+
+int kuala_client_rate_limit(const kuala_client_t *c, double *qps, int *burst)
+{
+  if (qps) {
+    *qps = c->tb ? c->qps : 0;
+  }
+  if (burst) {
+    *burst = c->tb ? c->burst : 0;
+  }
+  return c->tb != NULL;
 }
 
 static void on_client_timer_closed(uv_handle_t *h)
@@ -1299,6 +1316,12 @@ static void begin_attempt(kuala_client_req_t *req)
   req->lines.skip_long = 1;
   setup_easy(req);
   req->attempts++;
+  if (kuala_log_enabled(KUALA_LOG_TRACE)) {
+    char at[16];
+    snprintf(at, sizeof(at), "%d", req->attempts);
+    kuala_log(KUALA_LOG_TRACE, NULL, 0, "API request sent", "method", req->method, "url", req->url,
+              "attempt", at, NULL);
+  }
   if (curl_multi_add_handle(c->multi, req->easy) != CURLM_OK) {
     kuala__client_req_defer(req, KUALA_EIO);
     return;
@@ -1328,6 +1351,10 @@ static void acquire(kuala_client_req_t *req)
     return;
   }
   req->state = REQ_WAIT_TOKEN;
+  if (kuala_log_enabled(KUALA_LOG_TRACE)) {
+    kuala_log(KUALA_LOG_TRACE, NULL, 0, "API request waits for a client-side token", "method",
+              req->method, "url", req->url, NULL);
+  }
   req->tbreq.data = req;
   if (kuala_tokenbucket_wait(c->tb, &req->tbreq, on_token) != 0) {
     kuala__client_req_defer(req, KUALA_ESHUTDOWN);
@@ -1374,6 +1401,17 @@ static void attempt_done(kuala_client_req_t *req, CURLcode rc)
     req->http_version = ver == CURL_HTTP_VERSION_2_0 ? 2 : 1;
   }
   count(c, req->method, rc == CURLE_OK || req->status > 0 ? req->status : 0);
+  if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+    curl_off_t us = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &us);
+    char st[16], ms[32], at[16];
+    snprintf(st, sizeof(st), "%d", req->status);
+    snprintf(ms, sizeof(ms), "%.3f", (double)us / 1000.0);
+    snprintf(at, sizeof(at), "%d", req->attempts);
+    kuala_log(KUALA_LOG_DEBUG, NULL, 0, "API call", "method", req->method, "url", req->url,
+              "status", rc == CURLE_OK ? st : curl_easy_strerror(rc), "attempt", at, "duration_ms",
+              ms, NULL);
+  }
   if (req->canceled) {
     kuala__client_req_defer(req, KUALA_ECANCELED);
     return;

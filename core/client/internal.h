@@ -110,6 +110,8 @@ struct kuala_client_s {
   uv_timer_t timer; /* curl's timer; teardown timer once closing */
   kuala_client_config_t cfg;
   kuala_tokenbucket_t *tb;
+  double qps; /* the token bucket's rate and burst (when tb) */
+  int burst;
   char *host; /* "host:port" for counters */
   /* tls_server_name: URL base naming that server, CONNECT_TO the real one */
   char *base_url;

@@ -28,8 +28,11 @@
 typedef struct {
   const char *kubeconfig;
   const char *context;
-  double exit_after; /* seconds; 0 = run until a signal */
-  int impersonate;   /* --impersonate-bundles */
+  double exit_after;     /* seconds; 0 = run until a signal */
+  double kube_api_qps;   /* -1 = not given (no client-side limit); 0 = none */
+  double kube_api_burst; /* 0 = not given */
+  double graceful_s;     /* -1 = not given (30 s) */
+  int impersonate;       /* --impersonate-bundles */
   kuala_runtime_opts_t rt;
   kuala__ops_opts_t ops; /* metrics, probes, leader election (ops.h) */
   char **bundles;
@@ -84,7 +87,18 @@ void kuala__cli_run_usage(FILE *f)
       "  --leader-election-retry-period=DUR  (default 15s, 10s, 2s; DUR: 15, 15s, 500ms)\n"
       "  --impersonate-bundles  each bundle's calls impersonate its ServiceAccount\n"
       "                         system:serviceaccount:NS:kuala-BUNDLE (NS: $POD_NAMESPACE\n"
-      "                         or the kubeconfig's namespace); see docs/permissions.md\n");
+      "                         or the kubeconfig's namespace); see docs/permissions.md\n"
+
+      "  --graceful-shutdown-timeout=SECONDS  on SIGTERM/SIGINT, how long running\n"
+      "                         reconciles may take to finish before they are cancelled\n"
+      "                         (default 30; a second signal exits at once)\n"
+      "  --kube-api-qps=N       client-side limit on API requests per second\n"
+      "                         (default 0: none; the server's priority and fairness and\n"
+      "                         429 Retry-After answers pace the client)\n"
+      "  --kube-api-burst=N     requests allowed at once above --kube-api-qps\n"
+      "                         (default 2 x qps)\n"
+      "  --log-level=LEVEL      error|warn|info|debug|trace (default info)\n"
+      "  --log-format=FMT       text|json (default text)\n");
 }
 
 /* One flag with a value: 1 when argv[*i] is `name` (a missing or bad
@@ -142,6 +156,8 @@ static int dur_flag(int argc, char **argv, int *i, const char *name, double *d, 
 static int parse_args(int argc, char **argv, run_opts_t *o)
 {
   memset(o, 0, sizeof(o[0]));
+  o->kube_api_qps = -1;
+  o->graceful_s = -1;
   o->bundles = kuala_calloc((size_t)argc + 1, sizeof(char *));
   o->watch = -1;
   o->configmaps = -1;
@@ -167,6 +183,11 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
     if (kuala__flag_is_help(a)) {
       kuala__cli_run_usage(stdout);
       return 1;
+    }
+    int g = kuala__flag_global(argc, argv, &i);
+    if (g != 0) {
+      bad = g < 0;
+      continue;
     }
     if (str_flag(argc, argv, &i, "--kubeconfig", &o->kubeconfig, &bad) ||
         str_flag(argc, argv, &i, "--context", &o->context, &bad)) {
@@ -194,7 +215,10 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
       o->rt.cpu_budget_ms = (uint32_t)d;
     } else if (num_flag(argc, argv, &i, "--reconcile-timeout-ms", &d, &bad)) {
       o->rt.deadline_ms = (uint32_t)d;
-    } else if (num_flag(argc, argv, &i, "--exit-after", &o->exit_after, &bad)) {
+    } else if (num_flag(argc, argv, &i, "--exit-after", &o->exit_after, &bad) ||
+               num_flag(argc, argv, &i, "--graceful-shutdown-timeout", &o->graceful_s, &bad) ||
+               num_flag(argc, argv, &i, "--kube-api-qps", &o->kube_api_qps, &bad) ||
+               num_flag(argc, argv, &i, "--kube-api-burst", &o->kube_api_burst, &bad)) {
       continue;
     } else if ((d = kuala__flag_bool(argv, i, "--impersonate-bundles", &o->impersonate)) != 0) {
       bad = d < 0;
@@ -339,6 +363,19 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   eo.bundles = (const char *const *)app->o.bundles;
   eo.nbundles = app->o.nbundles;
   eo.runtime = app->o.rt;
+  if (app->o.graceful_s >= 0) {
+    eo.graceful_shutdown_ms = app->o.graceful_s > 0 ? (int64_t)(app->o.graceful_s * 1000) : -1;
+  }
+  char q[32] = "none", b[32] = "none";
+  if (cfg->qps > 0) {
+    snprintf(q, sizeof(q), "%g", cfg->qps);
+    snprintf(b, sizeof(b), "%d",
+             cfg->burst        ? cfg->burst
+             : cfg->qps >= 0.5 ? (int)(2 * cfg->qps)
+                               : 1);
+  }
+  KUALA_LOG(KUALA_LOG_INFO, "API client", "server", cfg->server, "client_qps", q, "client_burst",
+            b);
   eo.watch = app->o.watch > 0;
   eo.configmaps = app->o.configmaps > 0 || (app->o.configmaps < 0 && app->o.nbundles == 0);
   eo.bundle_namespace = app->o.bundle_ns;
@@ -358,21 +395,58 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   return kuala_engine_start(app->engine, engine_ready, app);
 }
 
+/* --kube-api-qps / --kube-api-burst over the client's default, which is no
+ * client-side limit (docs/client.md says why). */
+static void apply_rate_flags(const run_opts_t *o, kuala_client_config_t *cfg)
+{
+  if (o->kube_api_qps > 0) {
+    cfg->qps = o->kube_api_qps;
+    cfg->burst = o->kube_api_burst >= 1e6 ? 1000000 : (int)o->kube_api_burst; /* 0: 2 x qps */
+  } else if (o->kube_api_qps == 0) {
+    cfg->qps = KUALA_CLIENT_QPS_OFF;
+  }
+}
+
+/* kubectl's order: --kubeconfig, else $KUBECONFIG, else ~/.kube/config;
+ * then the in-cluster service account. When none works, every source
+ * tried is named with what was wrong with it. */
 static int load_config(const run_opts_t *o, const char *path, kuala_client_config_t *cfg)
 {
   char *err = NULL;
   kuala_kubeconfig_opts_t ko = {path ? path : o->kubeconfig, o->context, NULL};
   int rc = kuala_kubeconfig_load(cfg, &ko, &err);
-  if (rc == KUALA_ENOENT && path == NULL && o->kubeconfig == NULL) {
-    kuala_free(err);
-    err = NULL;
+  if (rc && (path || o->kubeconfig)) {
+    fprintf(stderr, "kuala: no usable cluster configuration: --kubeconfig %s: %s\n",
+            path ? path : o->kubeconfig, err ? err : kuala_strerror(rc));
+  } else if (rc == KUALA_ENOENT) {
+    char *cluster_err = NULL;
     kuala_client_config_free(cfg);
-    rc = kuala_kubeconfig_in_cluster(cfg, NULL, &err);
-  }
-  if (rc) {
+    int crc = kuala_kubeconfig_in_cluster(cfg, NULL, &cluster_err);
+    if (crc) {
+      const char *env = getenv("KUBECONFIG");
+      const char *home = getenv("HOME");
+      fprintf(stderr, "kuala: no usable cluster configuration; tried:\n");
+      fprintf(stderr, "  --kubeconfig: not given\n");
+      if (env && *env) {
+        fprintf(stderr, "  $KUBECONFIG (%s): %s\n", env, err ? err : kuala_strerror(rc));
+        fprintf(stderr, "  ~/.kube/config: not read ($KUBECONFIG is set)\n");
+      } else {
+        fprintf(stderr, "  $KUBECONFIG: not set\n");
+        fprintf(stderr, "  ~/.kube/config (%s/.kube/config): %s\n", home ? home : "$HOME unset",
+                err ? err : kuala_strerror(rc));
+      }
+      fprintf(stderr, "  in-cluster service account: %s\n",
+              cluster_err ? cluster_err : kuala_strerror(crc));
+    }
+    kuala_free(cluster_err);
+    rc = crc;
+  } else if (rc) {
     fprintf(stderr, "kuala: no usable cluster configuration: %s\n", err ? err : kuala_strerror(rc));
   }
   kuala_free(err);
+  if (rc == 0) {
+    apply_rate_flags(o, cfg);
+  }
   return rc;
 }
 

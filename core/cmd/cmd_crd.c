@@ -1,15 +1,19 @@
 /*
- * cmd_crd.c: `kuala crd DIR...`.
+ * cmd_crd.c: `kuala crd DIR...`, and the offline runtime it shares with
+ * `kuala check` (cmd_check.c).
  *
- * Loads each bundle against a backend with an empty cache and no API
- * server (a bundle's top level cannot make API calls anyway), then prints
- * the CRDs the bundles declared, separated by "---". A bundle that fails to
- * load is reported with its file and line and the command exits with 1.
+ * The offline runtime is a Lua runtime whose backend has an empty cache and
+ * no API server (a bundle's top level cannot make API calls anyway), on a
+ * private loop: enough to load bundles and read their declarations. `crd`
+ * loads each bundle in it and prints the CRDs the bundles declared,
+ * separated by "---". A bundle that fails to load is reported with its file
+ * and line and the command exits with 1.
  */
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
+#include "flags.h"
 #include "kuala/alloc.h"
 #include "kuala/error.h"
 #include "kuala/runtime.h"
@@ -39,30 +43,49 @@ static void none_cancel(void *self, void *handle)
   (void)self, (void)handle;
 }
 
+int kuala__offline_open(kuala__offline_t *o)
+{
+  memset(o, 0, sizeof(*o));
+  if (uv_loop_init(&o->loop) != 0)
+    return KUALA_EIO;
+  static const kuala_backend_t be = {none_get,        none_list, none_start, none_cancel,
+                                     NULL /* self */, NULL,      NULL,       NULL};
+  int rc = kuala_runtime_new(&o->rt, &o->loop, &be, NULL);
+  if (rc) {
+    o->rt = NULL;
+    uv_loop_close(&o->loop);
+  }
+  return rc;
+}
+
+void kuala__offline_close(kuala__offline_t *o)
+{
+  kuala_runtime_free(o->rt);
+  o->rt = NULL;
+  uv_run(&o->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&o->loop);
+}
+
 int kuala__cli_crd(int argc, char **argv)
 {
-  if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+  if (argc < 2 || kuala__flag_is_help(argv[1])) {
     fprintf(argc < 2 ? stderr : stdout,
             "usage: kuala crd DIR...\n"
             "print the CustomResourceDefinitions the bundles declare (YAML)\n");
     return argc < 2 ? 2 : 0;
   }
-  uv_loop_t loop;
-  if (uv_loop_init(&loop) != 0)
-    return 1;
-  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL, NULL, NULL, NULL};
-  kuala_runtime_t *rt = NULL;
-  int status = 0;
-  int rc = kuala_runtime_new(&rt, &loop, &be, NULL);
+  kuala__offline_t off;
+  int rc = kuala__offline_open(&off);
   if (rc) {
     fprintf(stderr, "kuala crd: %s\n", kuala_strerror(rc));
-    status = 1;
+    return 1;
   }
+  int status = 0;
   int printed = 0;
-  for (int i = 1; rt && i < argc; i++) {
+  for (int i = 1; i < argc; i++) {
     kuala_bundle_t *b = NULL;
     char *err = NULL;
-    rc = kuala_bundle_load_dir(&b, rt, argv[i], NULL, NULL, &err);
+    rc = kuala_bundle_load_dir(&b, off.rt, argv[i], NULL, NULL, &err);
     if (rc) {
       fprintf(stderr, "kuala crd: %s\n", err ? err : kuala_strerror(rc));
       kuala_free(err);
@@ -83,8 +106,6 @@ int kuala__cli_crd(int argc, char **argv)
     kuala_free(yaml);
     kuala_bundle_close(b);
   }
-  kuala_runtime_free(rt);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  kuala__offline_close(&off);
   return status;
 }

@@ -6,17 +6,32 @@
  * our log at debug level. The child gets its own temporary directory for
  * the kubeconfig, removed on stop.
  *
+ * The emulator dies with `kuala dev`, whatever kills it (SIGKILL, SIGPIPE,
+ * a crash): it is started through a guard, `kuala` itself re-executed as
+ * the hidden command KUALA__DEVCLUSTER_GUARD_CMD. The guard asks the kernel
+ * for SIGTERM when its parent dies (PR_SET_PDEATHSIG), starts the emulator
+ * with PR_SET_PDEATHSIG(SIGKILL) on the guard, forwards a termination
+ * signal to it, waits for it and then removes the temporary directory. uv
+ * cannot run code between fork and exec, hence the re-exec; the guard is a
+ * fresh single-threaded process, so it may fork and wait freely. Only a
+ * SIGKILL of the guard itself leaves the directory behind (the emulator
+ * still dies, by its own death signal).
+ *
  * Ownership: the devcluster owns the process and pipe handles and frees
  * itself once both are closed (after stop, or after the child exited and
  * stop was called).
  */
 #include "devcluster.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kuala/alloc.h"
@@ -199,14 +214,32 @@ int kuala__devcluster_start(kuala__devcluster_t **out, uv_loop_t *loop, const ch
   }
   snprintf(d->kubeconfig, sizeof(d->kubeconfig), "%s/kubeconfig", d->dir);
 
-  char *argv[32];
+  /* Through the guard (see the top of this file): kuala GUARD PPID DIR
+   * BINARY ARGS... */
+  char self[PATH_MAX];
+  size_t self_len = sizeof(self);
+  if (uv_exepath(self, &self_len) != 0) {
+    KUALA_LOG(KUALA_LOG_ERROR, "cannot find the kuala executable to guard the emulator");
+    rmdir(d->dir);
+    kuala_free(found);
+    kuala_buf_free(&d->line);
+    kuala_free(d);
+    return KUALA_ENOENT;
+  }
+  char ppid[32];
+  snprintf(ppid, sizeof(ppid), "%ld", (long)getpid());
+  char *argv[40];
   size_t argc = 0;
+  argv[argc++] = self;
+  argv[argc++] = KUALA__DEVCLUSTER_GUARD_CMD;
+  argv[argc++] = ppid;
+  argv[argc++] = d->dir;
   argv[argc++] = found;
   argv[argc++] = "--port";
   argv[argc++] = "0";
   argv[argc++] = "--kubeconfig-out";
   argv[argc++] = d->kubeconfig;
-  for (size_t i = 0; args && args[i] && argc < 31; i++) {
+  for (size_t i = 0; args && args[i] && argc < 39; i++) {
     argv[argc++] = args[i];
   }
   argv[argc] = NULL;
@@ -222,7 +255,7 @@ int kuala__devcluster_start(kuala__devcluster_t **out, uv_loop_t *loop, const ch
   stdio[2].data.fd = 2;
   uv_process_options_t po;
   memset(&po, 0, sizeof(po));
-  po.file = found;
+  po.file = self;
   po.args = argv;
   po.exit_cb = on_exit_cb;
   po.stdio = stdio;
@@ -257,4 +290,88 @@ void kuala__devcluster_stop(kuala__devcluster_t *d)
     uv_close((uv_handle_t *)&d->out, handle_closed);
   }
   maybe_free(d);
+}
+
+/* --- the guard process ----------------------------------------------------- */
+
+static void guard_cleanup(const char *dir)
+{
+  char path[PATH_MAX + 16];
+  snprintf(path, sizeof(path), "%s/kubeconfig", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
+int kuala__devcluster_guard_main(int argc, char **argv)
+{
+  if (argc < 4) {
+    fprintf(stderr, "kuala: %s is internal to kuala dev\n", KUALA__DEVCLUSTER_GUARD_CMD);
+    return 2;
+  }
+  char *end = NULL;
+  long parent = strtol(argv[1], &end, 10);
+  const char *dir = argv[2];
+  if (end == argv[1] || *end != '\0') {
+    fprintf(stderr, "kuala: %s: bad parent pid %s\n", KUALA__DEVCLUSTER_GUARD_CMD, argv[1]);
+    return 2;
+  }
+  sigset_t waitset, old;
+  sigemptyset(&waitset);
+  sigaddset(&waitset, SIGTERM);
+  sigaddset(&waitset, SIGINT);
+  sigaddset(&waitset, SIGHUP);
+  sigaddset(&waitset, SIGQUIT);
+  sigaddset(&waitset, SIGCHLD);
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_IGN);
+  sigprocmask(SIG_BLOCK, &waitset, &old);
+  /* From here a dying parent means a pending SIGTERM; one that died before
+   * is seen as a new parent. */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if ((long)getppid() != parent) {
+    guard_cleanup(dir);
+    return 1;
+  }
+  pid_t guard = getpid();
+  pid_t child = fork();
+  if (child < 0) {
+    perror("kuala: cannot start kuala-apiserver");
+    guard_cleanup(dir);
+    return 1;
+  }
+  if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != guard) {
+      _exit(1);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[3], argv + 3);
+    fprintf(stderr, "kuala: cannot run %s: %s\n", argv[3], strerror(errno));
+    _exit(127);
+  }
+  int status = 0;
+  int forwarded = 0;
+  for (;;) {
+    siginfo_t si;
+    struct timespec grace = {5, 0};
+    int sig = sigtimedwait(&waitset, &si, forwarded ? &grace : NULL);
+    if (sig == SIGCHLD || (sig < 0 && errno == EAGAIN)) {
+      pid_t w = waitpid(child, &status, WNOHANG);
+      if (w == child) {
+        break;
+      }
+      if (sig < 0) {
+        kill(child, SIGKILL); /* no exit within the grace period */
+      }
+    } else if (sig > 0 && !forwarded) {
+      kill(child, SIGTERM);
+      forwarded = 1;
+    }
+  }
+  guard_cleanup(dir);
+  if (WIFEXITED(status)) {
+    return WEXITSTATUS(status);
+  }
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }

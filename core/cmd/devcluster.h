@@ -34,4 +34,11 @@ int kuala__devcluster_start(kuala__devcluster_t **out, uv_loop_t *loop, const ch
  * the loop has closed the handles. */
 void kuala__devcluster_stop(kuala__devcluster_t *d);
 
+/* The hidden `kuala` command that runs the guard between `kuala dev` and
+ * the emulator (see devcluster.c), and its main: argv[0] is the command,
+ * then the parent's pid, the temporary directory, the emulator binary and
+ * its arguments. Returns the emulator's exit status. */
+#define KUALA__DEVCLUSTER_GUARD_CMD "__devcluster-guard"
+int kuala__devcluster_guard_main(int argc, char **argv);
+
 #endif /* KUALA_DEVCLUSTER_H */

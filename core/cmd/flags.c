@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kuala/log.h"
+
 int kuala__flag_value(int argc, char **argv, int *i, const char *name, const char **value)
 {
   const char *a = argv[*i];
@@ -69,4 +71,32 @@ int kuala__flag_num(const char *name, const char *v, double *out)
 int kuala__flag_is_help(const char *a)
 {
   return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+int kuala__flag_global(int argc, char **argv, int *i)
+{
+  const char *v = NULL;
+  int m = kuala__flag_value(argc, argv, i, "--log-level", &v);
+  if (m > 0) {
+    kuala_log_level_t lvl;
+    if (kuala_log_parse_level(v, &lvl)) {
+      fprintf(stderr, "kuala: invalid --log-level %s (want error|warn|info|debug|trace)\n", v);
+      return -1;
+    }
+    kuala_log_set_level(lvl);
+    return 1;
+  }
+  if (m == 0) {
+    m = kuala__flag_value(argc, argv, i, "--log-format", &v);
+  }
+  if (m > 0) {
+    kuala_log_format_t fmt;
+    if (kuala_log_parse_format(v, &fmt)) {
+      fprintf(stderr, "kuala: invalid --log-format %s (want text|json)\n", v);
+      return -1;
+    }
+    kuala_log_set_format(fmt);
+    return 1;
+  }
+  return m;
 }

@@ -19,6 +19,11 @@ int kuala__flag_bool(char **argv, int i, const char *name, int *on);
 /* Non-negative number: 0, or -1 after printing what is wrong. */
 int kuala__flag_num(const char *name, const char *v, double *out);
 
+/* The global flags --log-level and --log-format, accepted before the
+ * subcommand and among its own flags: 1 when argv[*i] was one (applied,
+ * *i advanced past a separate value), 0 when not, -1 on a bad value. */
+int kuala__flag_global(int argc, char **argv, int *i);
+
 /* Whether `a` asks for help (-h, --help). */
 int kuala__flag_is_help(const char *a);
 

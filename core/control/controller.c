@@ -20,6 +20,7 @@
 #include "kuala/controller.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kuala/alloc.h"
@@ -375,7 +376,18 @@ static void finish_job(kuala_controller_job_t *job, const kuala_controller_resul
   if (res == NULL) {
     res = &ok;
   }
-  bucket_time(c, (double)(uv_hrtime() - job->started_ns) / 1e9);
+  double took = (double)(uv_hrtime() - job->started_ns) / 1e9;
+  bucket_time(c, took);
+  if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+    char ms[32];
+    snprintf(ms, sizeof(ms), "%.3f", took * 1000.0);
+    const char *result = res->err                 ? "error"
+                         : res->requeue_after > 0 ? "requeue_after"
+                         : res->requeue           ? "requeue"
+                                                  : "success";
+    kuala_log_kv_t ctx[] = {{"controller", c->name}, {"key", job->key}};
+    kuala_log(KUALA_LOG_DEBUG, ctx, 2, "reconcile end", "result", result, "duration_ms", ms, NULL);
+  }
   if (res->err) {
     c->st.error++;
     if (res->err == KUALA_ENOMEM) {
@@ -445,6 +457,10 @@ static void dispatch(kuala_controller_t *c)
     job->name = kuala_strdup(slash ? slash + 1 : key);
     job->started_ns = uv_hrtime();
     c->st.active++;
+    if (kuala_log_enabled(KUALA_LOG_DEBUG)) {
+      kuala_log_kv_t ctx[] = {{"controller", c->name}, {"key", key}};
+      kuala_log(KUALA_LOG_DEBUG, ctx, 2, "reconcile start", NULL);
+    }
     int rc = c->reconcile(c->data, job, job->ns, job->name);
     if (rc) {
       kuala_controller_result_t r = {rc, 0, 0, "reconcile could not start"};

@@ -95,6 +95,8 @@ struct version_s {
   vphase_t phase;
   size_t refs;
   size_t crds_pending;
+  char *crds; /* the CRDs it declared (JSON array), read once at load */
+  size_t crds_len;
   int crd_err;   /* first error of this CRD attempt */
   char *crd_msg; /* its message */
   int ctl_err;   /* first error of this controller attempt */
@@ -161,6 +163,7 @@ struct kuala_engine_s {
   int cm_synced;
   uv_timer_t progress;
   int manager_closed;
+  uv_timer_t *shutdown_grace; /* the graceful part of a stop is running */
   kuala_engine_ready_cb ready;
   void *ready_data;
   int ready_sent;
@@ -361,6 +364,7 @@ static void v_free(version_t *v)
   }
   kuala_free(v->ctls);
   kuala_free(v->crd_msg);
+  kuala_free(v->crds);
   kuala_free(v);
 }
 
@@ -1015,11 +1019,19 @@ static void install_crds(version_t *v)
   v->crd_err = 0;
   kuala_free(v->crd_msg);
   v->crd_msg = NULL;
-  int rc = kuala_bundle_crds_json(v->b, &json, &len);
-  if (rc == 0) {
-    rc = kuala_json_parse(&crds, json, len, NULL, 0);
+  int rc = 0;
+  if (v->crds == NULL) { /* once per version: retries reuse it */
+    rc = kuala_bundle_crds_json(v->b, &json, &len);
+    if (rc == 0) {
+      v->crds = json;
+      v->crds_len = len;
+    } else {
+      kuala_free(json);
+    }
   }
-  kuala_free(json);
+  if (rc == 0) {
+    rc = kuala_json_parse(&crds, v->crds, v->crds_len, NULL, 0);
+  }
   if (rc || !json_object_is_type(crds, json_type_array)) {
     json_object_put(crds);
     v_fail(v, "cannot read the bundle's CRDs", kuala_strerror(rc ? rc : KUALA_EINVAL));
@@ -1591,10 +1603,34 @@ static void reaper(uv_idle_t *h)
   }
 }
 
+/* The graceful part of a stop: the manager hands out no more keys while the
+ * running reconciles finish, up to opts.graceful_shutdown_ms; then (or as
+ * soon as they are all done) stop_now() cancels what still runs. The timer
+ * lives apart from the engine, which may be freed before it is closed. */
+static void grace_closed(uv_handle_t *h)
+{
+  kuala_free(h);
+}
+
+static void stop_now(kuala_engine_t *e);
+
+static void grace_fired(uv_timer_t *t)
+{
+  kuala_engine_t *e = t->data;
+  if (!e->manager_closed) {
+    KUALA_LOG(KUALA_LOG_WARN, "graceful shutdown timeout reached, cancelling running reconciles");
+  }
+  stop_now(e);
+}
+
 static void manager_closed(void *data)
 {
   kuala_engine_t *e = data;
   e->manager_closed = 1;
+  /* Not from inside the callback chain of the last reconcile: next turn. */
+  if (e->shutdown_grace) {
+    uv_timer_start(e->shutdown_grace, grace_fired, 0, 0);
+  }
 }
 
 void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data)
@@ -1605,7 +1641,11 @@ void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data
   e->stopping = 1;
   e->stopped = cb;
   e->stopped_data = data;
-  KUALA_LOG(KUALA_LOG_INFO, "engine stopping");
+  int64_t grace = e->opts.graceful_shutdown_ms ? e->opts.graceful_shutdown_ms : 30000;
+  char gs[32];
+  snprintf(gs, sizeof(gs), "%lldms", (long long)(grace > 0 ? grace : 0));
+  KUALA_LOG(KUALA_LOG_INFO, "engine stopping: no new reconciles, running ones may finish", "grace",
+            gs);
   e->handles++;
   uv_close((uv_handle_t *)&e->progress, handle_closed);
   e->progress.data = e;
@@ -1641,7 +1681,17 @@ void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data
     kuala_informer_reg_remove(e->cm_reg);
     e->cm_reg = NULL;
   }
+  e->shutdown_grace = kuala_calloc(1, sizeof(*e->shutdown_grace));
+  uv_timer_init(e->loop, e->shutdown_grace);
+  e->shutdown_grace->data = e;
+  uv_timer_start(e->shutdown_grace, grace_fired, grace > 0 ? (uint64_t)grace : 0, 0);
   kuala_manager_close(e->manager, manager_closed, e);
+}
+
+static void stop_now(kuala_engine_t *e)
+{
+  uv_close((uv_handle_t *)e->shutdown_grace, grace_closed);
+  e->shutdown_grace = NULL;
   kuala_runtime_free(e->runtime);
   kuala_informers_close(e->informers);
   kuala_client_close(e->client);

@@ -95,6 +95,7 @@ struct kuala_manager_s {
   int held;             /* kuala_manager_hold: leader-election gate */
   char *impersonate_ns; /* --impersonate-bundles: the bundles' namespace */
   int closing;
+  int released; /* closing, and the caches and calls are gone (release()) */
   kuala_manager_closed_cb closed_cb;
   void *closed_data;
 };
@@ -340,7 +341,7 @@ static int be_cache_wait(void *self, const kuala_cache_query_t *q, uint64_t time
                          kuala_call_done_cb done, void *data, void **handle)
 {
   kuala_manager_t *m = self;
-  if (m->closing) {
+  if (m->released) {
     return KUALA_ESHUTDOWN;
   }
   if (q == NULL || q->api_version == NULL || q->kind == NULL || done == NULL) {
@@ -594,7 +595,7 @@ static int be_call_start(void *self, const kuala_call_t *c, kuala_call_done_cb d
                          void **handle)
 {
   kuala_manager_t *m = self;
-  if (m->closing) {
+  if (m->released) {
     return KUALA_ESHUTDOWN;
   }
   if (c->api_version == NULL || c->kind == NULL || done == NULL) {
@@ -976,6 +977,31 @@ const kuala_backend_t *kuala_manager_backend(kuala_manager_t *m)
   return &m->backend;
 }
 
+/* The caches, the cache waits and the API calls stay usable while stopping
+ * controllers finish their running reconciles (a graceful stop); they go
+ * once the last controller is gone. */
+static void release(kuala_manager_t *m)
+{
+  m->released = 1;
+  size_t iter = 0;
+  void *v;
+  while (kuala__map_next(&m->caches, &iter, NULL, NULL, &v)) {
+    cache_t *c = v;
+    kuala_informer_reg_remove(c->reg);
+    kuala_free(c->key);
+    kuala_free(c);
+  }
+  kuala__map_free(&m->caches);
+  for (call_t *call = m->calls; call; call = call->next) {
+    be_call_cancel(m, call);
+  }
+  /* Waits answer ECANCELED now and detach; their pending resolve or
+   * informer callbacks free them without touching the manager. */
+  while (m->waits) {
+    wait_answer(m->waits, KUALA_ECANCELED);
+  }
+}
+
 void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
 {
   kuala_free(m->impersonate_ns);
@@ -984,7 +1010,13 @@ void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
 
 static void maybe_free(kuala_manager_t *m)
 {
-  if (!m->closing || m->calls || m->waits || m->live_ctls > 0) {
+  if (!m->closing || m->live_ctls > 0) {
+    return;
+  }
+  if (!m->released) {
+    release(m);
+  }
+  if (m->calls || m->waits) {
     return;
   }
   kuala__map_free(&m->caches);
@@ -1013,23 +1045,6 @@ void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *d
       ctl->stopping = 1;
       kuala_controller_stop(ctl->c, ctl_closed, ctl);
     }
-  }
-  size_t iter = 0;
-  void *v;
-  while (kuala__map_next(&m->caches, &iter, NULL, NULL, &v)) {
-    cache_t *c = v;
-    kuala_informer_reg_remove(c->reg);
-    kuala_free(c->key);
-    kuala_free(c);
-  }
-  kuala__map_free(&m->caches);
-  for (call_t *call = m->calls; call; call = call->next) {
-    be_call_cancel(m, call);
-  }
-  /* Waits answer ECANCELED now and detach; their pending resolve or
-   * informer callbacks free them without touching the manager. */
-  while (m->waits) {
-    wait_answer(m->waits, KUALA_ECANCELED);
   }
   maybe_free(m);
 }

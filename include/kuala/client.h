@@ -84,8 +84,9 @@ typedef struct kuala_client_config_s {
   char **exec_env;  /* NULL-terminated "NAME=VALUE" entries, may be NULL */
   char *exec_api_version;
   /* tuning (0 = default) */
-  double qps;                  /* client-side rate: default 50; KUALA_CLIENT_QPS_OFF = unlimited */
-  int burst;                   /* default 100 */
+  double qps;                  /* client-side rate limit in requests/s; default (0) and
+                                  KUALA_CLIENT_QPS_OFF: none (docs/client.md says why) */
+  int burst;                   /* with qps > 0: default 2 x qps (at least 1) */
   size_t max_body;             /* response body cap, default 64 MiB */
   size_t max_line;             /* watch line cap, default 16 MiB */
   uint64_t timeout_ms;         /* per-request timeout (not watches), default 30000 */
@@ -122,6 +123,9 @@ void kuala_client_close(kuala_client_t *c);
 
 /* The default namespace from the config (never NULL). Borrowed. */
 const char *kuala_client_namespace(const kuala_client_t *c);
+/* Whether the client limits its own request rate (1, with *qps and *burst
+ * set; either may be NULL) or not (0, both set to 0). */
+int kuala_client_rate_limit(const kuala_client_t *c, double *qps, int *burst);
 
 /* ------------------------------------------------------------------------
  * Requests.

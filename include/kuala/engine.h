@@ -43,6 +43,9 @@ typedef struct {
   /* --impersonate-bundles: each bundle's API calls impersonate
    * system:serviceaccount:<impersonate_ns>:kuala-<bundle>; NULL = off. */
   const char *impersonate_ns;
+  /* kuala_engine_stop: how long running reconciles may take to finish
+   * before they are cancelled; 0 = 30000, < 0 = cancel at once. */
+  int64_t graceful_shutdown_ms;
 } kuala_engine_opts_t;
 
 typedef struct {
@@ -64,9 +67,10 @@ typedef void (*kuala_engine_ready_cb)(void *data, const kuala_engine_stats_t *st
 int kuala_engine_new(kuala_engine_t **out, uv_loop_t *loop, const kuala_engine_opts_t *opts);
 int kuala_engine_start(kuala_engine_t *e, kuala_engine_ready_cb ready, void *data);
 void kuala_engine_stats(const kuala_engine_t *e, kuala_engine_stats_t *out);
-/* Graceful stop: controllers stop handing out keys, running reconciles end,
- * bundles close, informers and client close; `cb` runs when every handle is
- * closed (the loop then ends by itself). */
+/* Graceful stop: controllers stop handing out keys, running reconciles may
+ * finish within opts.graceful_shutdown_ms (then they are cancelled), bundles
+ * close, informers and client close; `cb` runs when every handle is closed
+ * (the loop then ends by itself). */
 typedef void (*kuala_engine_stopped_cb)(void *data);
 void kuala_engine_stop(kuala_engine_t *e, kuala_engine_stopped_cb cb, void *data);
 

@@ -80,9 +80,12 @@ int kuala_manager_held(const kuala_manager_t *m);
 void kuala_manager_remove_controller(kuala_manager_t *m, kuala_controller_t *c);
 size_t kuala_manager_controller_count(const kuala_manager_t *m);
 kuala_controller_t *kuala_manager_controller(kuala_manager_t *m, size_t i);
-/* Stop every controller and cache-only informer registration, cancel the
- * calls in flight, then free the manager and run `cb` (may be NULL) once the
- * last running reconcile and call have finished; run the loop afterwards.
+/* Stop every controller: no key is handed out any more, but running
+ * reconciles keep their caches and may still make API calls until they
+ * finish (a graceful stop: to cut it short, close the runtime, which cancels
+ * them). Once the last controller is gone, the cache-only informer
+ * registrations go and calls still in flight are cancelled; then the
+ * manager is freed and `cb` (may be NULL) runs. Run the loop afterwards.
  * The client and informers are the caller's to close, after this. */
 typedef void (*kuala_manager_closed_cb)(void *data);
 void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *data);

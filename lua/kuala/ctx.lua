@@ -614,15 +614,11 @@ local function warn_failure(c, ctx, req, msg)
   pcall(ctx.event, ctx, p, "Warning", "ReconcileError", first)
 end
 
-local function traceback_of(backend)
-  if backend.traceback then return function(e) return backend:traceback(e) end end
-  return function(e) return e end
-end
-
 --- Run one reconcile of controller `c` for namespace/name on `backend`.
 --- Handles the finalizer when the controller has `finalize`. Returns the
---- requeue delay in seconds (0 = none); raises on error with the bundle's
---- frames in the message, after a rate-limited Warning Event on the primary.
+--- requeue delay in seconds (0 = none); raises on error. Errors are not
+--- caught here, so the runtime sees the failed stack (the bundle's frames
+--- go into the message); it then calls report_failure.
 ---@param c table
 ---@param backend table
 ---@param ns string|nil
@@ -631,16 +627,19 @@ end
 function _M.run(c, backend, ns, name)
   local req = { namespace = ns, name = name }
   local ctx = _M.new(c, backend, req)
-  -- The engine's backend hands over the VM's real xpcall (the sandbox's
-  -- runs handlers after unwinding, which would lose the bundle's frames).
-  local ok, r = (backend.xpcall or xpcall)(body, traceback_of(backend), c, ctx, req)
-  if ok then return r end
-  local s = tostring(r)
-  if not (s:find("memory limit exceeded", 1, true) or s:find("not enough memory", 1, true) or
-          s:find("CPU budget exceeded", 1, true)) then
-    warn_failure(c, ctx, req, r) -- (a VM over a limit runs no more code)
-  end
-  error(r, 0)
+  return body(c, ctx, req)
+end
+
+--- After a failed reconcile: a Warning Event "ReconcileError" on the
+--- primary, at most one per object per minute.
+---@param c table
+---@param backend table
+---@param ns string|nil
+---@param name string
+---@param msg string
+function _M.report_failure(c, backend, ns, name, msg)
+  local req = { namespace = ns, name = name }
+  warn_failure(c, _M.new(c, backend, req), req, msg)
 end
 
 --- A read-only cache view for map functions: `get` and `list` (with

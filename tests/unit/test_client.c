@@ -644,6 +644,47 @@ START_TEST(test_client_rate_limited)
 }
 END_TEST
 
+/* As shipped the client does not throttle itself (docs/client.md: the
+ * server's priority and fairness and its 429s pace it); a configured qps
+ * turns the token bucket on, with a burst of two seconds' worth unless
+ * given. */
+START_TEST(test_client_no_client_side_limit_by_default)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.server = kuala_strdup("http://127.0.0.1:1");
+  kuala_client_t *c;
+  double qps = -1;
+  int burst = -1;
+  ck_assert_int_eq(kuala_client_new(&c, &loop, &cfg), 0);
+  ck_assert_int_eq(kuala_client_rate_limit(c, &qps, &burst), 0);
+  ck_assert(qps == 0 && burst == 0);
+  kuala_client_close(c);
+  cfg.qps = 5;
+  ck_assert_int_eq(kuala_client_new(&c, &loop, &cfg), 0);
+  ck_assert_int_eq(kuala_client_rate_limit(c, &qps, &burst), 1);
+  ck_assert(qps == 5.0);
+  ck_assert_int_eq(burst, 10);
+  kuala_client_close(c);
+  cfg.qps = 200;
+  cfg.burst = 300;
+  ck_assert_int_eq(kuala_client_new(&c, &loop, &cfg), 0);
+  ck_assert_int_eq(kuala_client_rate_limit(c, &qps, &burst), 1);
+  ck_assert(qps == 200.0);
+  ck_assert_int_eq(burst, 300);
+  kuala_client_close(c);
+  cfg.qps = KUALA_CLIENT_QPS_OFF;
+  ck_assert_int_eq(kuala_client_new(&c, &loop, &cfg), 0);
+  ck_assert_int_eq(kuala_client_rate_limit(c, NULL, NULL), 0);
+  kuala_client_close(c);
+  kuala_client_config_free(&cfg);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 START_TEST(test_client_bad_config)
 {
   uv_loop_t loop;
@@ -853,6 +894,7 @@ int main(void)
   tcase_add_test(tc, test_client_connection_reuse_and_counters);
   tcase_add_test(tc, test_client_rate_limited);
   tcase_add_test(tc, test_client_bad_config);
+  tcase_add_test(tc, test_client_no_client_side_limit_by_default);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

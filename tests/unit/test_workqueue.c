@@ -35,6 +35,40 @@ static void finish(uv_loop_t *loop, kuala_workqueue_t *q)
   ck_assert_int_eq(uv_loop_close(loop), 0);
 }
 
+/* The default limiter's overall bucket (10 qps, burst 100) paces only
+ * rate-limited re-adds: plain adds, however many, are ready at once. */
+START_TEST(test_workqueue_plain_adds_bypass_the_overall_bucket)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  kuala_workqueue_t *q = new_queue(&loop, NULL, NULL);
+  char key[32];
+  for (int i = 0; i < 500; i++) {
+    snprintf(key, sizeof(key), "ns/k%d", i);
+    ck_assert_int_eq(kuala_workqueue_add(q, key), 0);
+  }
+  kuala_workqueue_stats_t st;
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.depth, 500);
+  ck_assert_uint_eq(st.parked, 0);
+  const char *k;
+  for (int i = 0; i < 500; i++) {
+    ck_assert_int_eq(kuala_workqueue_get(q, &k), 0);
+    kuala_workqueue_done(q, k);
+  }
+  /* A rate-limited re-add goes through the limiter: parked, not queued. */
+  for (int i = 0; i < 150; i++) {
+    snprintf(key, sizeof(key), "ns/k%d", i);
+    ck_assert_int_eq(kuala_workqueue_add_rate_limited(q, key), 0);
+  }
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.depth, 0);
+  ck_assert_uint_eq(st.parked, 150);
+  kuala_workqueue_shutdown(q, KUALA_WORKQUEUE_CANCEL);
+  finish(&loop, q);
+}
+END_TEST
+
 START_TEST(test_workqueue_dedup)
 {
   uv_loop_t loop;
@@ -287,6 +321,7 @@ int main(void)
   TCase *tc = tcase_create("workqueue");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_workqueue_dedup);
+  tcase_add_test(tc, test_workqueue_plain_adds_bypass_the_overall_bucket);
   tcase_add_test(tc, test_workqueue_no_concurrent_same_key);
   tcase_add_test(tc, test_workqueue_delay_ordering);
   tcase_add_test(tc, test_workqueue_earliest_ready_time_wins);

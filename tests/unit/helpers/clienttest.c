@@ -63,7 +63,12 @@ int ct_run_until(uv_loop_t *loop, const int *flag, uint64_t ms)
   int expired = 0;
   uv_timer_init(loop, &t);
   t.data = &expired;
-  uv_timer_start(&t, on_deadline, ms, 0);
+  /* From now, not from the loop's cached time (which is stale after
+   * blocking work), and repeating: a deadline that fires in the timer phase
+   * before the poll would otherwise leave UV_RUN_ONCE blocked in the poll
+   * with no timer, forever when nothing else happens (seen on slow builds). */
+  uv_update_time(loop);
+  uv_timer_start(&t, on_deadline, ms, ms ? ms : 1);
   while (!*flag && !expired) {
     uv_run(loop, UV_RUN_ONCE);
   }
