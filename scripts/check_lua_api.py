@@ -57,10 +57,12 @@ def source_functions(root):
             parts = table.split(".") + [name]
             if any(p.startswith("_") for p in parts[1:]) or name.startswith("_"):
                 continue
+            real = [p for p in params_of(args) if p != "..."]
+            if sep == "." and table != "_M" and real[:1] in (["_"], ["self"]):
+                sep, real = ":", real[1:]  # a method written Cluster.f(_, ...)
             qual = (module if table == "_M" else
                     module + table[2:] if table.startswith("_M.") else table) + sep + name
             annotated = [PARAM.match(b).group(1) for b in block if PARAM.match(b)]
-            real = [p for p in params_of(args) if p != "..."]
             if [a for a in annotated if a != "..."] != real:
                 problems.append("%s:%d: %s: ---@param names %s differ from the parameters %s"
                                 % (path, i + 1, qual, annotated, real))
