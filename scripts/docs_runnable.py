@@ -6,6 +6,7 @@ A marker is an HTML comment on the line right before a fenced block:
                                   to NAME/main.lua, it must pass `kuala check`
                                   (`kuala crd` when the binary has no check)
   <!-- runnable: bundle-error NAME -->  the same, but loading must fail
+  <!-- runnable: file PATH -->    the block is written to PATH (samples, specs)
   <!-- runnable: crd NAME -->     the block is exactly what `kuala crd NAME` prints
   <!-- runnable: error NAME -->   `kuala crd NAME` must fail, and its stderr
                                   must contain every line of the block
@@ -87,6 +88,10 @@ def run_page(page, kuala, apiserver, has_check):
                 if (r.returncode != 0) != (kind == "bundle-error"):
                     failures.append("%s: `%s` exited %d:\n%s"
                                     % (where, " ".join(cmd[1:]), r.returncode, r.stderr))
+            elif kind == "file" and name and not os.path.isabs(name) and ".." not in name:
+                os.makedirs(os.path.dirname(os.path.join(work, name)) or work, exist_ok=True)
+                with open(os.path.join(work, name), "w") as f:
+                    f.write(text)
             elif kind in ("crd", "error"):
                 r = subprocess.run([kuala, "crd", name], cwd=work, capture_output=True,
                                    text=True, timeout=60)
