@@ -119,7 +119,7 @@ def run_page(page, kuala, apiserver, has_check):
 
 
 def main():
-    docs, kuala, apiserver = sys.argv[1:4]
+    docs, kuala, apiserver = (os.path.abspath(a) for a in sys.argv[1:4])
     helptext = subprocess.run([kuala, "help"], capture_output=True, text=True).stdout
     has_check = re.search(r"^\s+check\b", helptext, re.M) is not None
     failures, count = [], 0
