@@ -15,9 +15,12 @@ PKGS=(
   jq
   umoci skopeo
   prometheus
+  gnuplot-nox python3-kubernetes
 )
 # prometheus (with promtool): tests/integration/ops_metrics.sh scrapes kuala
 # with a real Prometheus on 127.0.0.1 and lints /metrics with promtool.
+# gnuplot-nox, python3-kubernetes: scripts/bench.sh plots its results and runs
+# the Python client as a peer (not needed by the test suite).
 # kubectl is a judge of the emulator in the test suite; it comes preinstalled
 # on these machines (1.32). Debian's kubernetes-client is 1.20 and lacks
 # --subresource, so we never install it; tests that need kubectl say so and
