@@ -91,8 +91,9 @@ def main():
                     key = "reload_latency_ms_p50" if note == "reload_latency_ms" else note
                     put(impl, key, v, status, note)
                 else:
-                    for key in FAILED_BENCH_KEYS.get(note, [note]):
-                        put(impl, key, None, status, note + " failed")
+                    bench = note.split(":")[0]
+                    for key in FAILED_BENCH_KEYS.get(bench, [bench]):
+                        put(impl, key, None, status, note)
 
     cpu_model = "unknown"
     with open("/proc/cpuinfo") as f:

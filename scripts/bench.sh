@@ -132,7 +132,7 @@ measure() {
     c=$(grep -c -E "$re" "$log" || true)
     [ "$c" -ge "$want" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then
-      status=failed note="exited after $c of $want: $(grep -v '^\s*$' "$log" | tail -1 | cut -c1-160)"
+      status=failed note="exited after $c of $want: $(lastline "$log")"
       break
     fi
     if [ $(($(date +%s%N) - t0)) -gt $((limit * 1000000000)) ]; then
@@ -161,6 +161,8 @@ measure() {
 record_missing() { # scenario impl n rep
   printf '%s\t%s\t%s\t%s\tmissing\tNA\tNA\tNA\t%s\n' "$1" "$2" "$3" "$4" "${missing[$2]}" >>"$rows"
 }
+
+lastline() { grep -v '^\s*$' "$1" 2>/dev/null | tail -1 | tr '\t' ' ' | cut -c1-160; }
 
 rotate() { # rep list... -> the list rotated by rep (interleaving order changes per rep)
   local r=$1
@@ -215,7 +217,7 @@ for rep in $(seq "$reps"); do
         printf 'converge\tkuala\t%s\t%s\tok\t%s\t%s\tNA\tbench/converge_bench.sh\n' "$converge" "$rep" "$s" "$c" >>"$rows"
         say "converge kuala rep=$rep: ${s}s cpu=${c}s"
       else
-        printf 'converge\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\t%s\n' "$converge" "$rep" "$(tail -1 "$tmp/conv.$rep")" >>"$rows"
+        printf 'converge\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\t%s\n' "$converge" "$rep" "$(lastline "$tmp/conv.$rep")" >>"$rows"
       fi
       cmd=("$kuala" run "$root/bench/bundles/converge")
       ;;
@@ -260,7 +262,8 @@ for rep in $(seq "$reps"); do
       ["ingest_ratio_to_jsonc", .ingest_ratio_to_jsonc], ["bare_informer_sync_seconds", .sync_seconds]
       | "micro\tkuala\t\($n)\t\($rep)\tok\t\(.[1])\tNA\tNA\t\(.[0])"' "$tmp/informer.$rep.json" >>"$rows"
   else
-    printf 'micro\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\tinformer_bench\n' "$informer_objects" "$rep" >>"$rows"
+    printf 'micro\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\tinformer_bench: %s\n' "$informer_objects" "$rep" \
+      "$(lastline "$tmp/informer.$rep.err")" >>"$rows"
   fi
   say "lua_bench --reconciles $lua_reconciles (rep $rep)"
   if "$build/bench/lua_bench" --reconciles "$lua_reconciles" >"$tmp/lua.$rep.txt" 2>&1; then
@@ -269,7 +272,8 @@ for rep in $(seq "$reps"); do
       printf 'micro\tkuala\t%s\t%s\tok\t%s\tNA\tNA\t%s\n' "$lua_reconciles" "$rep" "$v" "$k" >>"$rows"
     done
   else
-    printf 'micro\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\tlua_bench\n' "$lua_reconciles" "$rep" >>"$rows"
+    printf 'micro\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\tlua_bench: %s\n' "$lua_reconciles" "$rep" \
+      "$(lastline "$tmp/lua.$rep.txt")" >>"$rows"
   fi
 done
 # Hot reload: one emulator, reps reloads (reload_bench does its own repetitions).
@@ -280,7 +284,8 @@ if "$build/bench/reload_bench" "$KUBECONFIG" "$reload_objects" "$reps" "$tmp/rel
       "micro\tkuala\t\($n)\t\(.key + 1)\tok\t\(.value)\tNA\tNA\treload_latency_ms"),
     "micro\tkuala\t\($n)\t1\tok\t\(.relists)\tNA\tNA\treload_relists"' "$tmp/reload.json" >>"$rows"
 else
-  printf 'micro\tkuala\t%s\t1\tfailed\tNA\tNA\tNA\treload_bench\n' "$reload_objects" >>"$rows"
+  printf 'micro\tkuala\t%s\t1\tfailed\tNA\tNA\tNA\treload_bench: %s\n' "$reload_objects" \
+    "$(lastline "$tmp/reload.out")" >>"$rows"
 fi
 emu_stop
 
