@@ -7,12 +7,14 @@
 # RSS against N). Not part of the test suite. See docs/benchmarks.md.
 #
 #   scripts/bench.sh [--quick] [--reps R] [--sizes "N1 N2 ..."] [--converge N]
-#                    [--no-build] [--out DIR]
+#                    [--informer-objects N] [--reload-objects N] [--no-build] [--out DIR]
 #
 #   --quick     small sizes, 1 repetition: about 2 minutes, for trying it out
 #   --reps R    repetitions of every scenario (default 3)
 #   --sizes     object counts of the sync scenario (default 10000 25000 50000 100000)
 #   --converge  Echo custom resources of the operator scenario (default 2000)
+#   --informer-objects N  informer_bench's objects (default 100000)
+#   --reload-objects N    objects cached during reload_bench (default 10000)
 #   --no-build  use the binaries already in $KUALA_BUILD_DIR (default ./build)
 #   --out DIR   where the results go (default bench/results)
 #
@@ -40,9 +42,11 @@ while [ $# -gt 0 ]; do
   --reps) reps=$2 && shift ;;
   --sizes) sizes=$2 && shift ;;
   --converge) converge=$2 && shift ;;
+  --informer-objects) informer_objects=$2 && shift ;;
+  --reload-objects) reload_objects=$2 && shift ;;
   --no-build) do_build=0 ;;
   --out) out=$2 && shift ;;
-  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
   *) echo "bench.sh: unknown argument $1 (see --help)" >&2 && exit 2 ;;
   esac
   shift
