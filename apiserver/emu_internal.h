@@ -45,7 +45,7 @@ void emu_do_update(emu_t *e, emu_ctx_t *c);
 void emu_do_patch(emu_t *e, emu_ctx_t *c);
 void emu_do_delete(emu_t *e, emu_ctx_t *c);
 void emu_do_deletecollection(emu_t *e, emu_ctx_t *c);
-/* scale.c: /scale of apps/v1 Deployments. */
+/* scale.c: /scale of apps/v1 Deployments and of CRDs with subresources.scale. */
 int emu_is_scalable(const emu_rtype_t *rt);
 void emu_do_scale(emu_t *e, emu_ctx_t *c);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "emu.h"
+#include "emu_internal.h"
 #include "kuala/alloc.h"
 #include "kuala/json.h"
 
@@ -542,7 +543,7 @@ json_object *emu_discovery_resources(emu_t *e, const char *group, const char *ve
       snprintf(name, sizeof name, "%s/status", rt->plural);
       json_object_array_add(rows, row(name, "", rt->namespaced, rt->kind, verbs(sub)));
     }
-    if (strcmp(rt->group, "apps") == 0 && strcmp(rt->plural, "deployments") == 0) {
+    if (emu_is_scalable(rt)) {
       snprintf(name, sizeof name, "%s/scale", rt->plural);
       json_object *sc = row(name, "", rt->namespaced, "Scale", verbs(sub));
       kuala_json_set_str(sc, "group", "autoscaling");

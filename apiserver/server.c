@@ -1916,6 +1916,8 @@ static void admin_reply(kuala__httpd_req_t *req, emu_t *e)
   json_object_object_add(o, "watches", json_object_new_int(watches));
   json_object_object_add(o, "revision", json_object_new_int64((int64_t)e->rev));
   json_object_object_add(o, "requests", json_object_new_int64((int64_t)e->requests));
+  json_object_object_add(o, "forbidden",
+                         json_object_new_int64((int64_t)emu_auth_forbidden_count()));
   emu_reply_json(req, 200, o);
 }
 

@@ -44,6 +44,7 @@ static const char *const BUNDLE_FMT =
     "local kuala = require(\"kuala\")\n"
     "local VERSION = \"%d\"\n"
     "local marked = false\n"
+    "kuala.permissions { { \"v1/ConfigMap\", \"patch\" } }\n"
     "kuala.crd {\n"
     "  group = \"bench.kuala.dev\", version = \"v1\", kind = \"Probe\",\n"
     "  scope = \"Namespaced\",\n"

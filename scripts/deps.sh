@@ -11,12 +11,15 @@ PKGS=(
   libhttp-parser-dev libsqlite3-dev
   check lua-busted lua-check
   clang-format python3 curl
+  clang libclang-rt-dev
   nghttp2-server
   jq
   umoci skopeo
   prometheus
   gnuplot-nox python3-kubernetes
 )
+# clang + libclang-rt-dev (libclang_rt.fuzzer, ASan, UBSan): the libFuzzer
+# targets of tests/fuzz (fuzz/* in ctest); the main build stays on gcc.
 # prometheus (with promtool): tests/integration/ops_metrics.sh scrapes kuala
 # with a real Prometheus on 127.0.0.1 and lints /metrics with promtool.
 # gnuplot-nox, python3-kubernetes: scripts/bench.sh plots its results and runs

@@ -350,7 +350,7 @@ int kuala_json_parse(json_object **out, const char *s, size_t len, char *err, si
     obj = json_tokener_parse_ex(tok, "\n", 1);
     jerr = json_tokener_get_error(tok);
   }
-  if (jerr != json_tokener_success || obj == NULL) {
+  if (jerr != json_tokener_success) { /* (obj NULL and success: the document is null) */
     /* Valid text json-c still refuses (it should not happen): report it
      * and start the next document with a fresh tokener. */
     json_object_put(obj);

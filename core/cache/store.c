@@ -626,6 +626,10 @@ int kuala__json_array_next(const char *s, size_t n, size_t *pos, size_t *off, si
     return 0;
   }
   size_t end = kuala__json_skip(s, n, i);
+  if (end == i) {
+    *pos = n; /* not a value (text json-c refused): stop rather than spin */
+    return 0;
+  }
   *off = i;
   *len = end - i;
   *pos = end;

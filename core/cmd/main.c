@@ -15,6 +15,7 @@
 #include "devcluster.h"
 #include "flags.h"
 #include "cmd_rbac.h"
+#include "cmd_test.h"
 
 static void usage(FILE *f)
 {
@@ -28,6 +29,7 @@ static void usage(FILE *f)
           "  crd DIR...         print the CRDs the bundles declare (YAML)\n"
           "  bundle DIR         print the ConfigMap that ships a bundle (YAML, for kubectl apply)\n"
           "  rbac DIR...        print least-privilege RBAC for the bundles (YAML)\n"
+          "  test [DIR]         run the bundle's busted specs with the kuala SDK on the path\n"
           "  version            print the version\n"
           "  help               this text (every command also takes -h/--help)\n"
           "\n"
@@ -86,6 +88,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(argv[i], "rbac") == 0) {
     return kuala__cli_rbac(argc - i, argv + i);
+  }
+  if (strcmp(argv[i], "test") == 0) {
+    return kuala__cli_test(argc - i, argv + i);
   }
   if (strcmp(argv[i], "version") == 0) {
     if (i + 1 < argc && kuala__flag_is_help(argv[i + 1])) {

@@ -176,7 +176,8 @@ static void collect(void *data, kuala__probes_report_fn report, void *rdata)
   }
   if (waiting) {
     char msg[1200];
-    snprintf(msg, sizeof(msg), "caches not synced for controller(s) %s", why.data);
+    snprintf(msg, sizeof(msg), "caches not synced for controller(s) %s",
+             why.data ? why.data : "(names too long)");
     report(rdata, "caches", 0, msg);
   } else {
     report(rdata, "caches", 1, NULL);

@@ -54,6 +54,7 @@ struct kuala_controller_s {
   char *name;
   char *primary_group;
   char *primary_kind;
+  int primary_cluster_scoped;
   watch_t *watches;
   size_t nwatches;
   int concurrency;
@@ -127,6 +128,7 @@ int kuala_controller_new(kuala_controller_t **out, uv_loop_t *loop, kuala_inform
   c->name = kuala_strdup(opts->name);
   c->primary_group = kuala_strdup(opts->primary_group ? opts->primary_group : "");
   c->primary_kind = dup_or_null(opts->primary_kind);
+  c->primary_cluster_scoped = opts->primary_cluster_scoped;
   c->concurrency = opts->concurrency > 0 ? opts->concurrency : 1;
   c->reconcile = opts->reconcile;
   c->data = opts->data;
@@ -219,8 +221,9 @@ static void map_owner(kuala_controller_t *c, const kuala_obj_t *obj)
     const char *name = kuala_json_path_str(ref, "name");
     if (ctl && json_object_get_boolean(ctl) && kind && av && name &&
         strcmp(kind, c->primary_kind) == 0 && group_matches(av, c->primary_group)) {
-      /* An owner is in the same namespace (or cluster-scoped). */
-      enqueue_key(c, obj->ns, name);
+      /* A namespaced owner is in the child's namespace; a cluster-scoped
+       * one (a Tenant owning a Namespace's quota) has none. */
+      enqueue_key(c, c->primary_cluster_scoped ? NULL : obj->ns, name);
       break;
     }
   }

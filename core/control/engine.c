@@ -95,6 +95,8 @@ struct version_s {
   vphase_t phase;
   size_t refs;
   size_t crds_pending;
+  char *crds; /* the CRDs it declared (JSON array), read once at load */
+  size_t crds_len;
   int crd_err;   /* first error of this CRD attempt */
   char *crd_msg; /* its message */
   int ctl_err;   /* first error of this controller attempt */
@@ -362,6 +364,7 @@ static void v_free(version_t *v)
   }
   kuala_free(v->ctls);
   kuala_free(v->crd_msg);
+  kuala_free(v->crds);
   kuala_free(v);
 }
 
@@ -1016,11 +1019,19 @@ static void install_crds(version_t *v)
   v->crd_err = 0;
   kuala_free(v->crd_msg);
   v->crd_msg = NULL;
-  int rc = kuala_bundle_crds_json(v->b, &json, &len);
-  if (rc == 0) {
-    rc = kuala_json_parse(&crds, json, len, NULL, 0);
+  int rc = 0;
+  if (v->crds == NULL) { /* once per version: retries reuse it */
+    rc = kuala_bundle_crds_json(v->b, &json, &len);
+    if (rc == 0) {
+      v->crds = json;
+      v->crds_len = len;
+    } else {
+      kuala_free(json);
+    }
   }
-  kuala_free(json);
+  if (rc == 0) {
+    rc = kuala_json_parse(&crds, v->crds, v->crds_len, NULL, 0);
+  }
   if (rc || !json_object_is_type(crds, json_type_array)) {
     json_object_put(crds);
     v_fail(v, "cannot read the bundle's CRDs", kuala_strerror(rc ? rc : KUALA_EINVAL));

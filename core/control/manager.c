@@ -731,9 +731,17 @@ static void ctl_start(ctl_t *ctl)
       ctl->caches_held = 1;
     }
   }
-  kuala_controller_opts_t o = {
-      ctl->name, ctl->res[0].group, ctl->res[0].kind, specs, ctl->nwatches, ctl->concurrency, NULL,
-      NULL,      ctl->reconcile,    ctl->data};
+  kuala_controller_opts_t o = {ctl->name,
+                               ctl->res[0].group,
+                               ctl->res[0].kind,
+                               specs,
+                               ctl->nwatches,
+                               ctl->concurrency,
+                               NULL,
+                               NULL,
+                               ctl->reconcile,
+                               ctl->data,
+                               !ctl->res[0].namespaced};
   int rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
   if (rc == 0) {
     kuala_controller_hold(ctl->c, m->held);

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kuala/alloc.h"
@@ -46,6 +47,7 @@
 #define WATCHDOG_TICK_NS 5000000 /* 5 ms while nothing runs */
 #define WATCHDOG_MIN_NS 500000   /* 0.5 ms: shortest sleep while Lua runs */
 #define WEDGE_NS 2000000000LL    /* 2 s of CPU past the budget */
+#define TICK_NS 1000000          /* 1 ms of loop-thread CPU: slice-end check */
 #define RETRY_NS 1000000         /* 1 ms: next try to yield where it could not */
 /* Profiler line mode, timer every 2 ms of CPU: how soon compiled code
  * leaves its trace once the hook is set. */
@@ -67,8 +69,10 @@ struct kuala__lua_cpu_s {
   int wedged;  /* the fallback signal handlers are installed */
   struct sigaction old_term, old_int;
   kuala__lua_cpu_mem_cb over_memory; /* asked by the hook; may be NULL */
-  pthread_t loop;                    /* the thread that runs Lua */
-  lua_State *volatile sig_L;         /* what the signal handler hooks */
+  timer_t tick;                      /* CPU-time timer of the loop thread */
+  int has_tick;
+  pthread_t loop;            /* the thread that runs Lua */
+  lua_State *volatile sig_L; /* what the signal handler hooks */
 };
 
 /* The slice running on this thread (for the hook). */
@@ -158,7 +162,9 @@ static void on_signal(int sig)
   (void)sig;
   kuala__lua_cpu_t *cpu = active;
   lua_State *L = cpu ? cpu->sig_L : NULL;
-  if (L)
+  /* From the tick timer the slice may not be over yet (clock_gettime is
+   * async-signal-safe; slice_end_ns is written by this thread only). */
+  if (L && clock_ns(CLOCK_THREAD_CPUTIME_ID) >= cpu->slice_end_ns)
     lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
 }
 
@@ -300,6 +306,8 @@ void kuala__lua_cpu_free(kuala__lua_cpu_t *cpu)
   pthread_cond_signal(&cpu->cv);
   pthread_mutex_unlock(&cpu->mu);
   pthread_join(cpu->thread, NULL);
+  if (cpu->has_tick)
+    timer_delete(cpu->tick);
   if (cpu->wedged) {
     sigaction(SIGTERM, &cpu->old_term, NULL);
     sigaction(SIGINT, &cpu->old_int, NULL);
@@ -314,13 +322,40 @@ void kuala__lua_cpu_free(kuala__lua_cpu_t *cpu)
 static void profile_cb(void *data, lua_State *L, int samples, int vmstate)
 {
   /* Nothing to record: the profiler is here for the hook-mask checks it
-   * makes the JIT compile into traces. */
+   * makes the JIT compile into traces. (It cannot install the count hook
+   * itself: LuaJIT restores the hook mask after the callback.) */
   (void)data, (void)L, (void)samples, (void)vmstate;
+}
+
+/* A timer on the loop thread's own CPU clock sends it the watchdog signal
+ * every TICK_NS of its CPU time, so the end of a slice is seen without
+ * waiting for the watchdog thread to be scheduled (slow on a loaded
+ * machine). Best effort: without it the watchdog thread does the same. */
+static void start_tick(kuala__lua_cpu_t *cpu)
+{
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = watchdog_signal;
+  sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &cpu->tick) != 0)
+    return;
+  struct itimerspec its;
+  memset(&its, 0, sizeof its);
+  its.it_value.tv_nsec = TICK_NS;
+  its.it_interval.tv_nsec = TICK_NS;
+  if (timer_settime(cpu->tick, 0, &its, NULL) != 0) {
+    timer_delete(cpu->tick);
+    return;
+  }
+  cpu->has_tick = 1;
 }
 
 int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co,
                              int64_t budget_ns, int64_t slice_ns)
 {
+  if (!cpu->has_tick && slice_ns > 0)
+    start_tick(cpu);
   if (profiled != main) {
     if (profiled)
       luaJIT_profile_stop(profiled);

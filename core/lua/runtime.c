@@ -97,6 +97,9 @@ struct task_s {
   void *data;
   task_t *prev, *next;
   task_t *rq_prev, *rq_next; /* run queue links */
+  int nargs;                 /* arguments of the entry function */
+  char *ctl, *ns, *name;     /* the request (a failure is reported with them) */
+  int report;                /* a failure report (kuala._reconcile_failed) */
 };
 
 struct kuala_bundle_s {
@@ -149,7 +152,8 @@ struct kuala_runtime_s {
     task_t *head, *tail;
   } rq[2];
   unsigned turn;
-  uv_idle_t *idle; /* created at the first need, closed by kuala_runtime_free */
+  int64_t slice_ns; /* SLICE_NS, or $KUALA_LUA_SLICE_MS (0: no preemption) */
+  uv_idle_t *idle;  /* created at the first need, closed by kuala_runtime_free */
 };
 
 static kuala_bundle_t *bundle_of(lua_State *L)
@@ -245,7 +249,7 @@ static void bundle_where(lua_State *co, char *out, size_t outlen)
 {
   lua_Debug ar;
   out[0] = 0;
-  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+  for (int level = 0; level < 200 && lua_getstack(co, level, &ar); level++) {
     if (lua_getinfo(co, "Sl", &ar) && !sdk_frame(&ar)) {
       snprintf(out, outlen, "%s:%d", ar.short_src, ar.currentline);
       return;
@@ -260,7 +264,9 @@ static void bundle_traceback(lua_State *co, char *out, size_t outlen)
   lua_Debug ar;
   size_t used = strlen(out);
   int folded = 0, lines = 0, any = 0;
-  for (int level = 0; lua_getstack(co, level, &ar) && used + 1 < outlen; level++) {
+  /* Bounded (200 levels): it runs as an error handler, where no hook can
+   * stop it. */
+  for (int level = 0; level < 200 && lua_getstack(co, level, &ar) && used + 1 < outlen; level++) {
     if (!lua_getinfo(co, "Sln", &ar))
       continue;
     if (sdk_frame(&ar)) {
@@ -312,6 +318,7 @@ static task_t *current_task(lua_State *L, kuala_bundle_t *b, const char *what)
 }
 
 static void task_resume(task_t *t, int nargs);
+static void report_failure(kuala_bundle_t *b, task_t *failed, const char *msg);
 
 static void op_cancel(kuala_bundle_t *b, op_t *op)
 {
@@ -682,6 +689,19 @@ static int l_core_traceback(lua_State *L)
   return 1;
 }
 
+/* core.bundle_files() -> {[name] = source}: the bundle's own files (for
+ * kuala._type_warnings). */
+static int l_core_bundle_files(lua_State *L)
+{
+  kuala_bundle_t *b = bundle_of(L);
+  lua_createtable(L, 0, (int)b->nfiles);
+  for (size_t i = 0; i < b->nfiles; i++) {
+    lua_pushlstring(L, b->files[i].src, b->files[i].len);
+    lua_setfield(L, -2, b->files[i].name);
+  }
+  return 1;
+}
+
 /* core.in_reconcile() -> boolean: whether a reconcile coroutine runs (reads
  * may wait), as opposed to module top level, predicates and map functions. */
 static int l_core_in_reconcile(lua_State *L)
@@ -758,6 +778,7 @@ static void push_core(lua_State *L)
                                  {"cache_start", l_core_cache_start},
                                  {"in_reconcile", l_core_in_reconcile},
                                  {"traceback", l_core_traceback},
+                                 {"bundle_files", l_core_bundle_files},
                                  {"enqueue", l_core_enqueue},
                                  {"random_bytes", l_core_random_bytes},
                                  {NULL, NULL}};
@@ -1470,6 +1491,11 @@ static int build_sandbox(lua_State *L)
   push_core(L);
   lua_pushstring(L, b->name);
   lua_setfield(L, -2, "bundle");
+  /* LuaJIT's own xpcall, for the SDK only: its reconcile runner needs the
+   * handler (core.traceback, bounded C) to run where the error was raised.
+   * Bundles get the budget-safe one below. */
+  lua_getfield(L, g, "xpcall");
+  lua_setfield(L, -2, "xpcall");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   /* coroutine.resume/wrap that forward API waits of nested coroutines to
@@ -1525,14 +1551,9 @@ static int build_sandbox(lua_State *L)
       "  return false, handled(pcall(h, (...)))\n"
       "end\n"
       "return function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
-  /* The SDK's reconcile runner keeps the real xpcall (core.xpcall): its
-   * handler (core.traceback) is trusted, bounded code that must run where
-   * the error was raised to see the bundle's frames. */
-  lua_pushlightuserdata(L, &key_core);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, g, "xpcall");
-  lua_setfield(L, -2, "xpcall");
-  lua_pop(L, 1);
+  /* The SDK's reconcile runner catches nothing: a failed reconcile's
+   * coroutine keeps its stack, and describe_failure reads the bundle's
+   * frames from it. */
   if (luaL_loadbuffer(L, xpcall_src, sizeof xpcall_src - 1, "=kuala.xpcall"))
     lua_error(L);
   lua_getfield(L, g, "pcall");
@@ -1942,6 +1963,9 @@ static void task_finish(task_t *t, int err, const char *message, double requeue_
   kuala_reconcile_result_t res = {err, message, requeue_after};
   kuala_reconcile_done_cb done = t->done;
   void *data = t->data;
+  kuala_free(t->ctl);
+  kuala_free(t->ns);
+  kuala_free(t->name);
   kuala_free(t);
   done(data, &res); /* last: it may close the bundle */
 }
@@ -1998,7 +2022,7 @@ static void task_resume(task_t *t, int nargs)
   int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
-  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, SLICE_NS);
+  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, rt->slice_ns);
   b->current = t;
   b->in_lua++;
   t->started = 1;
@@ -2039,6 +2063,10 @@ static void task_resume(task_t *t, int nargs)
       snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
                b->deadline_ms);
     }
+    /* A script error: a Warning Event on the primary (rate-limited by the
+     * SDK). Not for limit hits: a VM past its budget runs no more code. */
+    if (code == KUALA_EINVAL && !t->report)
+      report_failure(b, t, msg);
     task_finish(t, code, msg, 0);
   } else if (t->expired) {
     snprintf(msg, sizeof msg, "bundle %s: reconcile deadline of %u ms exceeded", b->name,
@@ -2074,7 +2102,73 @@ static void rq_idle(uv_idle_t *h)
     task_finish(t, KUALA_ETIMEDOUT, msg, 0);
     return;
   }
-  task_resume(t, t->started ? 0 : 3);
+  task_resume(t, t->started ? 0 : t->nargs);
+}
+
+/* Start a task running kuala.<fn>(controller, ns, name[, msg]). */
+static int task_start(kuala_bundle_t *b, const char *fn, const char *controller, const char *ns,
+                      const char *name, const char *msg, kuala_reconcile_done_cb done, void *data)
+{
+  task_t *t = kuala_calloc(1, sizeof *t);
+  t->b = b;
+  t->done = done;
+  t->data = data;
+  t->started_ms = uv_now(b->rt->loop);
+  t->ctl = kuala_strdup(controller);
+  t->ns = ns && *ns ? kuala_strdup(ns) : NULL;
+  t->name = kuala_strdup(name);
+  t->report = msg != NULL;
+  t->nargs = msg ? 4 : 3;
+  lua_State *L = b->L;
+  /* The pushes below run with the cap lifted: they are small, and an
+   * unprotected allocation failure here would abort. */
+  b->enforce = 0;
+  t->co = lua_newthread(L);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b->refs++;
+  lua_pushlightuserdata(t->co, &key_loaded);
+  lua_rawget(t->co, LUA_REGISTRYINDEX);
+  lua_getfield(t->co, -1, "kuala");
+  lua_getfield(t->co, -1, fn);
+  lua_replace(t->co, 1);
+  lua_settop(t->co, 1);
+  lua_pushstring(t->co, controller);
+  if (ns && *ns) {
+    lua_pushstring(t->co, ns);
+  } else {
+    lua_pushnil(t->co);
+  }
+  lua_pushstring(t->co, name);
+  if (msg)
+    lua_pushstring(t->co, msg);
+  b->enforce = 1;
+  t->next = b->tasks;
+  if (b->tasks)
+    b->tasks->prev = t;
+  b->tasks = t;
+  b->active++;
+  if (bundle_hot(b)) {
+    /* Under pressure: wait in the low queue instead of running now. */
+    rq_push(b->rt, t);
+    return 0;
+  }
+  task_resume(t, t->nargs);
+  return 0;
+}
+
+static void report_done(void *data, const kuala_reconcile_result_t *res)
+{
+  (void)data, (void)res;
+}
+
+/* Run kuala._reconcile_failed for a failed reconcile: the SDK records a
+ * rate-limited Warning Event on the primary. Fire and forget. */
+static void report_failure(kuala_bundle_t *b, task_t *failed, const char *msg)
+{
+  if (b->closing || b->in_lua || failed->ctl == NULL)
+    return;
+  (void)task_start(b, "_reconcile_failed", failed->ctl, failed->ns, failed->name, msg, report_done,
+                   NULL);
 }
 
 int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char *ns,
@@ -2093,44 +2187,7 @@ int kuala_bundle_reconcile(kuala_bundle_t *b, const char *controller, const char
   }
   if (i == b->ncontrollers)
     return KUALA_ENOENT;
-  task_t *t = kuala_calloc(1, sizeof *t);
-  t->b = b;
-  t->done = done;
-  t->data = data;
-  t->started_ms = uv_now(b->rt->loop);
-  lua_State *L = b->L;
-  /* The pushes below run with the cap lifted: they are small, and an
-   * unprotected allocation failure here would abort. */
-  b->enforce = 0;
-  t->co = lua_newthread(L);
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  b->refs++;
-  lua_pushlightuserdata(t->co, &key_loaded);
-  lua_rawget(t->co, LUA_REGISTRYINDEX);
-  lua_getfield(t->co, -1, "kuala");
-  lua_getfield(t->co, -1, "_reconcile");
-  lua_replace(t->co, 1);
-  lua_settop(t->co, 1);
-  lua_pushstring(t->co, controller);
-  if (ns && *ns) {
-    lua_pushstring(t->co, ns);
-  } else {
-    lua_pushnil(t->co);
-  }
-  lua_pushstring(t->co, name);
-  b->enforce = 1;
-  t->next = b->tasks;
-  if (b->tasks)
-    b->tasks->prev = t;
-  b->tasks = t;
-  b->active++;
-  if (bundle_hot(b)) {
-    /* Under pressure: wait in the low queue instead of running now. */
-    rq_push(b->rt, t);
-    return 0;
-  }
-  task_resume(t, 3);
-  return 0;
+  return task_start(b, "_reconcile", controller, ns, name, NULL, done, data);
 }
 
 size_t kuala_bundle_active(const kuala_bundle_t *b)
@@ -2262,6 +2319,11 @@ int kuala_bundle_crds(kuala_bundle_t *b, int yaml, char **out, size_t *len)
 {
   *out = NULL;
   return call_sdk_string(b, yaml ? "_crds_yaml" : "_crds_json", -1, out, len);
+}
+
+int kuala_bundle_type_warnings(kuala_bundle_t *b, char **out, size_t *len)
+{
+  return call_sdk_string(b, "_type_warnings", -1, out, len);
 }
 
 int kuala_bundle_crds_json(kuala_bundle_t *b, char **out, size_t *len)
@@ -2453,6 +2515,11 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   rt->memory_limit = opts && opts->memory_limit ? opts->memory_limit : DEFAULT_MEMORY;
   rt->cpu_budget_ms = opts && opts->cpu_budget_ms ? opts->cpu_budget_ms : DEFAULT_CPU_MS;
   rt->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
+  /* Benchmarks compare with preemption off: KUALA_LUA_SLICE_MS=0. */
+  const char *slice = getenv("KUALA_LUA_SLICE_MS");
+  rt->slice_ns = slice && *slice ? (int64_t)(strtod(slice, NULL) * 1e6) : SLICE_NS;
+  if (rt->slice_ns < 0)
+    rt->slice_ns = 0;
   const char *sdk = opts && opts->sdk_dir ? opts->sdk_dir : getenv("KUALA_SDK_DIR");
   if (sdk && *sdk)
     rt->sdk_dir = kuala_strdup(sdk);

@@ -93,6 +93,9 @@ typedef struct {
   const kuala_informer_opts_t *informer_opts; /* NULL = defaults */
   kuala_reconcile_fn reconcile;
   void *data;
+  /* The primary kind is cluster-scoped: KUALA_MAP_OWNER keys carry no
+   * namespace (a namespaced child's owner is not in the child's namespace). */
+  int primary_cluster_scoped;
 } kuala_controller_opts_t;
 
 /* Reconcile histogram bounds (seconds), controller-runtime's buckets. */

@@ -95,6 +95,7 @@ size_t kuala_engine_bundle_dirs(const kuala_engine_t *e, const char *const **dir
  *    "memory_bytes": N (the running VM; 0 when none)}
  * Served at /bundles and as kuala_bundle_* metrics. */
 int kuala_engine_bundles_json(kuala_engine_t *e, char **out, size_t *len);
+
 /* Borrowed parts of the engine, for hosts that serve metrics or run leader
  * election beside it: valid from kuala_engine_new until kuala_engine_stop. */
 struct kuala_manager_s;

@@ -210,6 +210,12 @@ size_t kuala_bundle_memory(const kuala_bundle_t *b);
 /* Every CRD the bundle declared (kuala.crd{...}): a JSON array when yaml is
  * 0, else a YAML stream of documents. The caller frees *out. */
 int kuala_bundle_crds(kuala_bundle_t *b, int yaml, char **out, size_t *len);
+/* Type strings in the bundle ("apps/v1/Deploymnet") that are neither
+ * built-in kinds nor declared by its kuala.crd, found in its controllers and
+ * in string literals of its files: a JSON array of {"file", "line", "type",
+ * "message"} ("file"/"line" absent for declarations). Offline, so these are
+ * warnings (`kuala check`): the type may come from another CRD. */
+int kuala_bundle_type_warnings(kuala_bundle_t *b, char **out, size_t *len);
 /* Same as kuala_bundle_crds(b, 0, out, len). */
 int kuala_bundle_crds_json(kuala_bundle_t *b, char **out, size_t *len);
 

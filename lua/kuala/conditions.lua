@@ -67,8 +67,9 @@ function _M.set(target, cond)
               message = cond.message or "",
               lastTransitionTime = cond.lastTransitionTime or util.now_rfc3339(),
               observedGeneration = og }
+  -- (An empty list created above keeps its array marker: the marker is a
+  -- protected metatable in the engine, and a non-empty array needs none.)
   st.conditions[#st.conditions + 1] = n
-  setmetatable(st.conditions, nil)
   return true
 end
 

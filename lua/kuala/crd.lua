@@ -162,7 +162,9 @@ end
 ---@param spec table group, version, kind, schema; optional scope
 ---  ("Namespaced"|"Cluster"), plural, singular, short_names, categories,
 ---  status (true, or a field table for the status schema), columns
----  ({name=, type=, path=, description=, priority=}), description
+---  ({name=, type=, path=, description=, priority=}), description, scale
+---  ({spec = ".spec.replicas", status = ".status.replicas",
+---  selector = ".status.selector"}: the scale subresource)
 ---@return table
 function _M.build(spec)
   if type(spec) ~= "table" then error("kuala.crd needs a table", 0) end
@@ -205,6 +207,28 @@ function _M.build(spec)
     schema = { openAPIV3Schema = root },
   }
   if spec.status then ver.subresources = { status = json.object() } end
+  if spec.scale ~= nil then
+    local sc = spec.scale
+    if type(sc) ~= "table" then fail("scale", "must be {spec = '.spec.replicas', status = ...}") end
+    for k in pairs(sc) do
+      if k ~= "spec" and k ~= "status" and k ~= "selector" then
+        fail("scale", "unknown key '" .. tostring(k) .. "' (spec, status, selector)")
+      end
+    end
+    if type(sc.spec) ~= "string" or not sc.spec:match("^%.spec%.[%w_.]+$") then
+      fail("scale.spec", "must be a path under .spec, e.g. .spec.replicas")
+    end
+    if type(sc.status) ~= "string" or not sc.status:match("^%.status%.[%w_.]+$") then
+      fail("scale.status", "must be a path under .status, e.g. .status.replicas")
+    end
+    if sc.selector ~= nil and (type(sc.selector) ~= "string" or
+        not sc.selector:match("^%.status%.[%w_.]+$")) then
+      fail("scale.selector", "must be a path under .status, e.g. .status.selector")
+    end
+    if not spec.status then fail("scale", "needs status = true (the scale reads .status)") end
+    ver.subresources.scale = { specReplicasPath = sc.spec, statusReplicasPath = sc.status,
+                               labelSelectorPath = sc.selector }
+  end
   if spec.columns then
     local cols = {}
     for i, c in ipairs(spec.columns) do

@@ -361,11 +361,56 @@ local function add_owner(self, md)
   md.ownerReferences = refs
 end
 
+-- Whether `have` already holds every value of `want` (what the server
+-- added, defaults and status, does not count). Lists match item by item.
+local function holds(have, want)
+  if type(want) ~= "table" then return have == want end
+  if type(have) ~= "table" then return false end
+  if json.is_array(want) then
+    if not json.is_array(have) and next(have) ~= nil then return false end
+    if #have ~= #want then return false end
+    for i = 1, #want do
+      if not holds(have[i], want[i]) then return false end
+    end
+    return true
+  end
+  for k, v in pairs(want) do
+    if not holds(have[k], v) then return false end
+  end
+  return true
+end
+
+-- The cached object when it already holds everything `obj` asks for.
+local function unchanged(self, obj, md)
+  local cur = self:get(obj.apiVersion .. "/" .. obj.kind, md.name, md.namespace)
+  if not cur then return nil end
+  local want = {}
+  for k, v in pairs(obj) do
+    if k ~= "metadata" and k ~= "status" then want[k] = v end
+  end
+  want.metadata = { labels = md.labels, annotations = md.annotations }
+  if not holds(cur, want) then return nil end
+  -- Owner references: each wanted one present (by uid).
+  for _, r in ipairs(md.ownerReferences or {}) do
+    local found = false
+    for _, h in ipairs(cur.metadata.ownerReferences or {}) do
+      if h.uid == r.uid then found = true end
+    end
+    if not found then return nil end
+  end
+  return cur
+end
+
 --- Server-side apply `obj` with field manager = the controller's name and
 --- force. The primary becomes its controller owner unless opts.owner ==
 --- false; its namespace defaults to the request's unless opts.cluster.
+--- With opts.skip_unchanged, no request is sent when the cached object
+--- already holds every field `obj` sets (labels, annotations, owner
+--- references included): the cached object is returned. Use it for
+--- idempotent reconciles; fields this controller applied earlier and no
+--- longer sets are then not removed until something else changes.
 ---@param obj table
----@param opts table|nil {owner = false, cluster = true, force = false}
+---@param opts table|nil {owner = false, cluster = true, force = false, skip_unchanged = true}
 ---@return table|nil applied
 ---@return string|nil err
 ---@return table|nil status
@@ -376,6 +421,10 @@ function Context:apply(obj, opts)
   if not md.name then error("ctx:apply needs metadata.name", 2) end
   if md.namespace == nil and not opts.cluster then md.namespace = self.req.namespace end
   if opts.owner ~= false then add_owner(self, md) end
+  if opts.skip_unchanged then
+    local cur = unchanged(self, obj, md)
+    if cur then return cur end
+  end
   return call(self, { verb = "APPLY", api_version = obj.apiVersion, kind = obj.kind,
                       namespace = md.namespace, name = md.name, body = obj,
                       force = opts.force ~= false })
@@ -614,15 +663,11 @@ local function warn_failure(c, ctx, req, msg)
   pcall(ctx.event, ctx, p, "Warning", "ReconcileError", first)
 end
 
-local function traceback_of(backend)
-  if backend.traceback then return function(e) return backend:traceback(e) end end
-  return function(e) return e end
-end
-
 --- Run one reconcile of controller `c` for namespace/name on `backend`.
 --- Handles the finalizer when the controller has `finalize`. Returns the
---- requeue delay in seconds (0 = none); raises on error with the bundle's
---- frames in the message, after a rate-limited Warning Event on the primary.
+--- requeue delay in seconds (0 = none); raises on error. Errors are not
+--- caught here, so the runtime sees the failed stack (the bundle's frames
+--- go into the message); it then calls report_failure.
 ---@param c table
 ---@param backend table
 ---@param ns string|nil
@@ -631,16 +676,19 @@ end
 function _M.run(c, backend, ns, name)
   local req = { namespace = ns, name = name }
   local ctx = _M.new(c, backend, req)
-  -- The engine's backend hands over the VM's real xpcall (the sandbox's
-  -- runs handlers after unwinding, which would lose the bundle's frames).
-  local ok, r = (backend.xpcall or xpcall)(body, traceback_of(backend), c, ctx, req)
-  if ok then return r end
-  local s = tostring(r)
-  if not (s:find("memory limit exceeded", 1, true) or s:find("not enough memory", 1, true) or
-          s:find("CPU budget exceeded", 1, true)) then
-    warn_failure(c, ctx, req, r) -- (a VM over a limit runs no more code)
-  end
-  error(r, 0)
+  return body(c, ctx, req)
+end
+
+--- After a failed reconcile: a Warning Event "ReconcileError" on the
+--- primary, at most one per object per minute.
+---@param c table
+---@param backend table
+---@param ns string|nil
+---@param name string
+---@param msg string
+function _M.report_failure(c, backend, ns, name, msg)
+  local req = { namespace = ns, name = name }
+  warn_failure(c, _M.new(c, backend, req), req, msg)
 end
 
 --- A read-only cache view for map functions: `get` and `list` (with

@@ -66,14 +66,6 @@ function _M:start_cache(api_version, kind)
   core.cache_start({ api_version = api_version, kind = kind })
 end
 
-function _M:traceback(e)
-  return core.traceback(e)
-end
-
--- The VM's real xpcall, for the reconcile runner (kuala.ctx): bundles get a
--- sandboxed one whose handler runs after unwinding (docs/lua-runtime.md).
-_M.xpcall = core.xpcall
-
 function _M:now()
   return core.now()
 end

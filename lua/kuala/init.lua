@@ -438,6 +438,34 @@ function _M._reconcile(name, ns, objname)
   return ctxlib.run(c, require("kuala.engine"), ns, objname)
 end
 
+--- After a failed reconcile (called by C in its own coroutine): the
+--- rate-limited Warning Event on the primary.
+---@param name string
+---@param ns string|nil
+---@param objname string
+---@param msg string
+function _M._reconcile_failed(name, ns, objname, msg)
+  local c = _M._by_name[name]
+  if not c then return end
+  ctxlib.report_failure(c, require("kuala.engine"), ns, objname, msg)
+end
+
+--- Type strings not known offline, as a JSON array of {file, line, type,
+--- message} (`kuala check` prints them as warnings). `sources` maps file
+--- names to their text; inside the engine the bundle's files are used.
+---@param sources table<string, string>|nil
+---@return string
+function _M._type_warnings(sources)
+  if sources == nil then
+    local ok, core = pcall(require, "kuala.core")
+    if ok and type(core) == "table" and core.bundle_files then sources = core.bundle_files() end
+  end
+  local w = require("kuala.types").warnings(_M._controllers, _M._crds, sources)
+  local s, err = json.encode(json.array(w))
+  if not s then error(err, 0) end
+  return s
+end
+
 --- All declared CRDs as a JSON array (engine).
 ---@return string
 function _M._crds_json()

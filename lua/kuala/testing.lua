@@ -15,8 +15,10 @@
 -- resourceVersion and generation, supports apply (recursive merge), create
 -- (generateName too), update (resourceVersion conflicts), merge patches
 -- (kuala.null deletes), the status subresource, and deletion with
--- finalizers. It is a test double: server-side validation, defaulting and
--- garbage collection are not emulated.
+-- finalizers, schema defaults of the CRDs the loaded bundle declares, and a
+-- clock the spec controls (cluster:advance) for requeue_after and
+-- ctx:enqueue. It is a test double: server-side validation and garbage
+-- collection are not emulated.
 local json = require("kuala.json")
 local util = require("kuala.util")
 local ctxlib = require("kuala.ctx")
@@ -65,7 +67,80 @@ end
 ---@return kuala.FakeCluster
 function _M.cluster()
   return setmetatable({ objects = {}, calls = {}, logs = {}, _rv = 0, _uid = 0,
-                        _fail = {} }, Cluster)
+                        _fail = {}, clock = 1000000, queue = {} }, Cluster)
+end
+
+-- ---- clock and queue -----------------------------------------------------
+
+--- The fake clock (seconds). Starts at 1000000; only cluster:advance moves it.
+---@return number
+function Cluster:now()
+  return self.clock
+end
+
+local function schedule(self, controller, req, after)
+  self.queue[#self.queue + 1] = { controller = controller, due = self.clock + (after or 0),
+                                  req = { namespace = req.namespace, name = req.name } }
+end
+
+--- Move the clock forward by `seconds` and return the requests that came
+--- due ({controller=, req=, due=}, earliest first), removing them from the
+--- queue: the requeue_after of reconciles and ctx:enqueue(req, after).
+---@param seconds number
+---@return table[]
+function Cluster:advance(seconds)
+  self.clock = self.clock + (seconds or 0)
+  local due, rest = {}, {}
+  for _, e in ipairs(self.queue) do
+    if e.due <= self.clock then due[#due + 1] = e else rest[#rest + 1] = e end
+  end
+  table.sort(due, function(a, b) return a.due < b.due end)
+  self.queue = rest
+  return due
+end
+
+--- Advance the clock and reconcile every request that came due. Returns
+--- the results in order ({controller=, req=, result=, err=}).
+---@param seconds number
+---@return table[]
+function Cluster:run_due(seconds)
+  local out = {}
+  for _, e in ipairs(self:advance(seconds)) do
+    local r, err = self:reconcile(e.controller, e.req)
+    out[#out + 1] = { controller = e.controller, req = e.req, result = r, err = err }
+  end
+  return out
+end
+
+-- ---- schema defaults -------------------------------------------------------
+
+local function apply_defaults(schema, v)
+  if type(schema) ~= "table" or type(v) ~= "table" then return end
+  if schema.type == "object" and schema.properties then
+    for k, sub in pairs(schema.properties) do
+      if v[k] == nil and sub.default ~= nil then v[k] = copy(sub.default) end
+      if v[k] ~= nil then apply_defaults(sub, v[k]) end
+    end
+  elseif schema.type == "object" and type(schema.additionalProperties) == "table" then
+    for _, x in pairs(v) do apply_defaults(schema.additionalProperties, x) end
+  elseif schema.type == "array" and schema.items then
+    for _, x in ipairs(v) do apply_defaults(schema.items, x) end
+  end
+end
+
+-- Defaults from the openAPIV3Schema of a CRD declared by the loaded bundle.
+local function default_object(obj)
+  local kuala = package.loaded["kuala"]
+  if not kuala or type(obj) ~= "table" then return end
+  for _, c in ipairs(kuala._crds or {}) do
+    if c.spec.names.kind == obj.kind then
+      for _, ver in ipairs(c.spec.versions) do
+        if c.spec.group .. "/" .. ver.name == obj.apiVersion then
+          apply_defaults(ver.schema.openAPIV3Schema, obj)
+        end
+      end
+    end
+  end
 end
 
 function Cluster:_next_rv()
@@ -93,6 +168,7 @@ function Cluster:seed(...)
     obj.metadata.uid = obj.metadata.uid or ("uid-" .. self._uid)
     obj.metadata.resourceVersion = self:_next_rv()
     obj.metadata.generation = obj.metadata.generation or 1
+    default_object(obj)
     self:_store(obj)
   end
   return self
@@ -172,10 +248,18 @@ function Cluster:list_cached(q)
     if o.apiVersion == q.api_version and o.kind == q.kind and
         (q.namespace == nil or o.metadata.namespace == q.namespace) and
         matches_selector(o, q.selector) then
-      if q.index then
-        error("the fake cluster has no user indexes (index '" .. q.index .. "')", 3)
+      local ok = true
+      if q.index == "namespace" then
+        ok = o.metadata.namespace == q.value
+      elseif q.index == "owner" then
+        ok = false
+        for _, r in ipairs(o.metadata.ownerReferences or {}) do
+          if r.uid == q.value then ok = true end
+        end
+      elseif q.index then
+        error("the fake cluster has no index '" .. q.index .. "'", 3)
       end
-      keys[#keys + 1] = k
+      if ok then keys[#keys + 1] = k end
     end
   end
   table.sort(keys)
@@ -206,6 +290,8 @@ function Cluster:_write(c)
     md.uid = "uid-" .. self._uid
     md.resourceVersion = self:_next_rv()
     md.generation = 1
+    md.creationTimestamp = util.now_rfc3339()
+    default_object(obj)
     self.objects[k] = obj
     return copy(obj)
   elseif c.verb == "APPLY" then
@@ -226,6 +312,7 @@ function Cluster:_write(c)
       obj.metadata.generation = 1
     end
     obj.metadata.resourceVersion = self:_next_rv()
+    default_object(obj)
     self.objects[key(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name)] = obj
     return copy(obj)
   elseif c.verb == "UPDATE" or c.verb == "PATCH" then
@@ -262,6 +349,7 @@ function Cluster:_write(c)
       end
     end
     obj.metadata.resourceVersion = self:_next_rv()
+    default_object(obj)
     if obj.metadata.deletionTimestamp and #(obj.metadata.finalizers or {}) == 0 then
       self.objects[k] = nil
     else
@@ -312,7 +400,104 @@ local function backend_of(cluster)
     list = function(_, q) return cluster:list_cached(q) end,
     call = function(_, c) return cluster:call(c) end,
     log = function(_, level, msg, fields) return cluster:log(level, msg, fields) end,
+    now = function() return cluster:now() end,
+    enqueue = function(_, controller, ns, name, after)
+      local kuala = require("kuala")
+      if name == nil then
+        local c = kuala._by_name[controller]
+        for _, o in pairs(cluster.objects) do
+          if o.apiVersion == c._watch.api_version and o.kind == c._watch.kind then
+            schedule(cluster, controller, { namespace = o.metadata.namespace,
+                                            name = o.metadata.name }, 0)
+          end
+        end
+      else
+        schedule(cluster, controller, { namespace = ns, name = name }, after)
+      end
+      return true
+    end,
+    traceback = function(e)
+      if debug and debug.traceback and type(e) == "string" then return debug.traceback(e, 2) end
+      return e
+    end,
   }
+end
+
+--- Delete an object as a user would (kubectl delete): with finalizers it
+--- gets a deletionTimestamp, else it is gone. Returns true, or nil,
+--- "ENOTFOUND".
+---@param type_ string
+---@param name string
+---@param namespace string|nil
+---@return boolean|nil ok
+---@return string|nil err
+function Cluster:delete(type_, name, namespace)
+  local api_version, kind = util.parse_type(type_)
+  local r, err = self:_write({ verb = "DELETE", api_version = api_version, kind = kind,
+                               namespace = namespace, name = name })
+  if not r then return nil, err end
+  return true
+end
+
+local function event_of(ev)
+  if ev.object == nil then error("an event needs {type=, object=[, old=]}", 3) end
+  return { type = ev.type or "ADDED", object = ev.object, old = ev.old }
+end
+
+--- Whether an event passes the predicates (and namespace/label scoping) of
+--- controller `name`'s watch of the object's type. ev = {type = "ADDED"|
+--- "MODIFIED"|"DELETED", object=, old=}.
+---@param name string
+---@param ev table
+---@return boolean
+function Cluster.passes(_, name, ev)
+  local kuala = require("kuala")
+  local c = kuala._by_name[name]
+  if not c then error("no controller '" .. tostring(name) .. "'", 2) end
+  ev = event_of(ev)
+  local all = { c._watch }
+  for _, w in ipairs(c.owns) do all[#all + 1] = w end
+  for _, w in ipairs(c.watches) do all[#all + 1] = w end
+  for _, w in ipairs(all) do
+    if w.api_version == ev.object.apiVersion and w.kind == ev.object.kind then
+      return kuala._passes(c, w, ev)
+    end
+  end
+  return false
+end
+
+--- The requests an event enqueues for controller `name`: the primary's
+--- own key, the controller owner of owned objects, or what the map
+--- function returns (its ctx reads this cluster). Predicates apply.
+---@param name string
+---@param ev table {type=, object=, old=}
+---@return kuala.Request[]
+function Cluster:requests(name, ev)
+  local kuala = require("kuala")
+  local c = kuala._by_name[name]
+  if not c then error("no controller '" .. tostring(name) .. "'", 2) end
+  ev = event_of(ev)
+  local out, seen = {}, {}
+  local function add(list)
+    for _, r in ipairs(list) do
+      local k = (r.namespace or "") .. "/" .. r.name
+      if not seen[k] then
+        seen[k] = true
+        out[#out + 1] = { namespace = r.namespace, name = r.name }
+      end
+    end
+  end
+  local function match(w)
+    return w.api_version == ev.object.apiVersion and w.kind == ev.object.kind
+  end
+  if match(c._watch) then add(kuala._requests(name, "watch", ev, backend_of(self))) end
+  for i, w in ipairs(c.owns) do
+    if match(w) then add(kuala._requests(name, { "owns", i }, ev, backend_of(self))) end
+  end
+  for i, w in ipairs(c.watches) do
+    if match(w) then add(kuala._requests(name, { "watches", i }, ev, backend_of(self))) end
+  end
+  return out
 end
 
 --- Run controller `name`'s reconcile for req = {namespace=, name=}.
@@ -325,8 +510,13 @@ function Cluster:reconcile(name, req)
   local kuala = require("kuala")
   local c = kuala._by_name[name]
   if not c then error("no controller '" .. tostring(name) .. "' (did you testing.load it?)", 2) end
-  local ok, r = pcall(ctxlib.run, c, backend_of(self), req.namespace, req.name)
-  if not ok then return nil, r end
+  local be = backend_of(self)
+  local ok, r = xpcall(ctxlib.run, be.traceback, c, be, req.namespace, req.name)
+  if not ok then
+    ctxlib.report_failure(c, be, req.namespace, req.name, r)
+    return nil, r
+  end
+  if r > 0 then schedule(self, name, req, r) end
   return { requeue_after = r }
 end
 
@@ -349,11 +539,13 @@ function _M.reset()
 end
 
 --- Reset, then run bundle `dir`'s entry module (default "main") with the
---- bundle's own modules on the path. Returns the kuala module.
----@param dir string
+--- bundle's own modules on the path. Returns the kuala module. `dir`
+--- defaults to $KUALA_BUNDLE_DIR (set by `kuala test`), else ".".
+---@param dir string|nil
 ---@param entry string|nil
 ---@return table kuala
 function _M.load(dir, entry)
+  dir = dir or os.getenv("KUALA_BUNDLE_DIR") or "."
   _M.reset()
   local saved = package.path
   package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path

@@ -3,9 +3,13 @@
 # emulator accepts whole: every rendered object is created, and the
 # Deployment keeps the properties operations rely on (requests/limits,
 # probes on the probe port, a locked-down security context, leader
-# election, a PodDisruptionBudget that selects its pods).
+# election, a PodDisruptionBudget that selects its pods). The RBAC is what
+# `kuala rbac` generates today (deploy/generate.sh), every flag the
+# Deployment passes is one `kuala run` knows, and the bundle ConfigMaps from
+# kustomize's configMapGenerator hold exactly what `kuala bundle` prints.
 set -uo pipefail
 src=${KUALA_SOURCE_DIR:?}
+bin=${KUALA_BINARY_DIR:?}
 source "$src/tests/integration/lib/emulator_lib.sh"
 command -v kubectl >/dev/null || { echo "SKIP: kubectl is missing"; exit 77; }
 emu_start
@@ -41,4 +45,30 @@ expect_eq "service account" "$(jp deploy/kuala '.spec.template.spec.serviceAccou
 expect_eq "PodDisruptionBudget selects the pods" \
   "$(jp pdb/kuala '.spec.selector.matchLabels.app\.kubernetes\.io/name')" \
   "$(jp deploy/kuala '.spec.template.metadata.labels.app\.kubernetes\.io/name')"
+
+# RBAC: the committed file is a fresh generation.
+"$src/deploy/generate.sh" "$bin/core/kuala" "$EMU_DIR/rbac.yaml"
+expect_eq "deploy/kubernetes/rbac.yaml is what deploy/generate.sh makes now" \
+  "$(diff "$src/deploy/kubernetes/rbac.yaml" "$EMU_DIR/rbac.yaml" && echo same)" "same"
+expect_eq "the engine's ClusterRole was applied" \
+  "$(kubectl get clusterrole kuala -o name)" "clusterrole.rbac.authorization.k8s.io/kuala"
+
+# Every flag of the Deployment is one `kuala run` accepts.
+help=$("$bin/core/kuala" run --help)
+for flag in $(jp deploy/kuala "$c.args[*]" | tr ' ' '\n' | grep '^--' | sed 's/=.*//'); do
+  expect_contains "kuala run knows $flag" "$help" "$flag"
+done
+
+# Bundles: each controllers/*/ bundle is generated, and matches kuala bundle.
+for d in "$src"/controllers/*/; do
+  [ -f "$d/main.lua" ] || continue
+  name=$(basename "$d")
+  got=$(kubectl -n kuala-system get configmap "$name" -o json 2>/dev/null |
+    jq -S '{label: .metadata.labels["kuala.dev/bundle"], data: .data}')
+  want=$("$bin/core/kuala" bundle "$d" --name "$name" |
+    kubectl create --dry-run=client -o json -f - 2>/dev/null |
+    jq -S '{label: .metadata.labels["kuala.dev/bundle"], data: .data}')
+  expect_eq "bundle ConfigMap $name matches kuala bundle" "$got" "$want"
+  [ -n "$want" ] && [ "$want" != null ] || fail "kuala bundle $name printed nothing usable"
+done
 finish

@@ -90,8 +90,7 @@ echo "ok: only the leader reconciles (a: 3, b: 0); the standby's cache holds all
 
 # kill -9: no release; b must wait for the lease to expire (4 s from the
 # moment it last saw the record change) and takes over within a few retries.
-kill -9 "${PID[a]}"
-wait "${PID[a]}" 2>/dev/null || true
+{ kill -9 "${PID[a]}" && wait "${PID[a]}"; } 2>/dev/null || true
 start=$(now)
 poll "replica b to lead after kill -9 of a" 10 leads b
 took=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')

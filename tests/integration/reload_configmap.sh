@@ -71,7 +71,8 @@ ship || fail "kuala bundle | kubectl apply failed"
 grep -q 'lib.version.lua:' "$tmp/cm.yaml" || fail "lib/version.lua is not the key lib.version.lua"
 grep -q 'kuala.dev/bundle-hash: "sha256:' "$tmp/cm.yaml" || fail "no hash annotation"
 
-"$bin/core/kuala" run --kubeconfig="$KUBECONFIG" --reload-grace-period=5 >"$tmp/kuala.log" 2>&1 &
+"$bin/core/kuala" run --kubeconfig="$KUBECONFIG" --reload-grace-period=5 \
+  --metrics-bind-address=127.0.0.1:0 --health-probe-bind-address=0 >"$tmp/kuala.log" 2>&1 &
 kuala_pid=$!
 pids+=($kuala_pid)
 wait_for "engine ready" grep -q "engine ready" "$tmp/kuala.log"
@@ -121,6 +122,24 @@ ev_obj=$(kubectl get events -n default --field-selector reason=BundleLoadFailed 
 [ "$ev_obj" = "ConfigMap/probe" ] || fail "the event is on '$ev_obj', not ConfigMap/probe"
 probe 3
 wait_for "v2 to keep reconciling after a broken update" status_is v2/3
+# /bundles and the metrics say the same.
+maddr=$(sed -n 's/.*serving metrics address=\([0-9.]*:[0-9]*\).*/\1/p' "$tmp/kuala.log" | head -1)
+[ -n "$maddr" ] || fail "no metrics address logged"
+curl -sf "http://$maddr/bundles" >"$tmp/bundles.json" || fail "GET /bundles failed"
+python3 - "$tmp/bundles.json" <<'PY' || fail "/bundles: $(cat "$tmp/bundles.json")"
+import json, sys
+b = [x for x in json.load(open(sys.argv[1])) if x["name"] == "probe"][0]
+assert b["source"] == "configmap:default/probe", b
+assert b["state"] == "running", b
+assert b["hash"].startswith("sha256:"), b
+assert b["loads"] == 2, b
+assert b["load_errors"] == 1, b
+assert "main.lua:18" in b["last_error"], b
+assert b["loaded_at"].endswith("Z"), b
+assert b["memory_bytes"] > 0, b
+PY
+curl -sf "http://$maddr/metrics" | grep -E '^kuala_bundle_load_errors_total\{[^}]*bundle="probe"[^}]*\} 1$' >/dev/null \
+  || fail "kuala_bundle_load_errors_total for probe is not 1"
 
 # 4. Removing the ConfigMap stops the controllers, keeps the CRD and the CR.
 kubectl delete cm probe -n default >/dev/null
@@ -130,6 +149,10 @@ sleep 2
 status_is v2/3 || fail "a removed bundle still reconciles ($(kubectl get probe p1 -o jsonpath='{.status}'))"
 kubectl get crd probes.reload.kuala.dev >/dev/null || fail "the CRD was deleted"
 kubectl get probe p1 -n default >/dev/null || fail "the custom resource was deleted"
+curl -sf "http://$maddr/bundles" | python3 -c '
+import json, sys
+b = [x for x in json.load(sys.stdin) if x["name"] == "probe"][0]
+assert b["state"] == "removed", b' || fail "/bundles does not say removed"
 
 # 5. Shipping it again brings it back (a fresh version, same name).
 write_bundle v5

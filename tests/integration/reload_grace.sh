@@ -40,6 +40,7 @@ mkdir -p "$b"
 write_bundle() { # write_bundle VERSION SLOW(0|1)
   cat >"$b/main.lua" <<EOF
 local kuala = require("kuala")
+kuala.permissions { { "v1/ConfigMap", "patch" } }
 kuala.crd {
   group = "grace.kuala.dev", version = "v1", kind = "Probe",
   scope = "Namespaced", status = true,

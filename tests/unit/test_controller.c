@@ -247,6 +247,7 @@ typedef struct {
   kuala_controller_t *c;
   rec_t rec;
   int closed;
+  int cluster_scoped; /* the primary is cluster-scoped */
 } fixture_t;
 
 static void on_closed(void *data)
@@ -289,8 +290,9 @@ static void setup(fixture_t *fx)
 static void start(fixture_t *fx, const kuala_watch_spec_t *watches, size_t n, int concurrency,
                   kuala_ratelimiter_t *limiter)
 {
-  kuala_controller_opts_t o = {"webapp",    "demo.kuala.dev", "WebApp", watches,   n,
-                               concurrency, limiter,          NULL,     reconcile, &fx->rec};
+  kuala_controller_opts_t o = {"webapp",  "demo.kuala.dev", "WebApp",          watches,
+                               n,         concurrency,      limiter,           NULL,
+                               reconcile, &fx->rec,         fx->cluster_scoped};
   ck_assert_int_eq(kuala_controller_new(&fx->c, &fx->loop, fx->informers, &o), 0);
   fx->rec.c = fx->c;
   ck_assert_int_eq(kuala_controller_start(fx->c), 0);
@@ -381,6 +383,35 @@ START_TEST(test_controller_owned_objects_map_to_their_owner)
   kuala_controller_stats(fx.c, &st);
   ck_assert_int_eq(fx.rec.n, 2);
   ck_assert_uint_eq(st.events, 3);
+  teardown(&fx);
+}
+END_TEST
+
+/* A cluster-scoped primary (a Tenant) owning namespaced objects: the
+ * owner's key has no namespace. */
+START_TEST(test_controller_cluster_scoped_owner_key_has_no_namespace)
+{
+  fixture_t fx;
+  setup(&fx);
+  fx.cluster_scoped = 1;
+  fake_seed(&fx.fake, "webapps",
+            "{\"apiVersion\":\"demo.kuala.dev/v1\",\"kind\":\"WebApp\",\"metadata\":{\"name\":"
+            "\"team-a\",\"resourceVersion\":\"1\",\"generation\":1}}");
+  kuala_watch_spec_t watches[2] = {primary, primary};
+  watches[1].key.group = "";
+  watches[1].key.resource = "resourcequotas";
+  watches[1].mode = KUALA_MAP_OWNER;
+  start(&fx, watches, 2, 1, NULL);
+  run_until(&fx, 1);
+  ck_assert_int_eq(count_key(&fx.rec, "team-a"), 1);
+  fake_event(&fx.fake, "resourcequotas", KUALA_LW_ADDED,
+             "{\"apiVersion\":\"v1\",\"kind\":\"ResourceQuota\",\"metadata\":{\"name\":"
+             "\"quota\",\"namespace\":\"team-a\",\"resourceVersion\":\"20\","
+             "\"ownerReferences\":[{\"apiVersion\":\"demo.kuala.dev/v1\",\"kind\":\"WebApp\","
+             "\"name\":\"team-a\",\"uid\":\"u1\",\"controller\":true}]}}");
+  run_until(&fx, 2);
+  ck_assert_int_eq(count_key(&fx.rec, "team-a"), 2);
+  ck_assert_int_eq(count_key(&fx.rec, "team-a/team-a"), 0);
   teardown(&fx);
 }
 END_TEST
@@ -493,7 +524,7 @@ START_TEST(test_controller_hold_queues_keys_without_reconciling)
   fake_seed(&fx.fake, "webapps", APP("a", 1));
   fake_seed(&fx.fake, "webapps", APP("b", 1));
   kuala_controller_opts_t o = {"webapp", "demo.kuala.dev", "WebApp", &primary, 1, 1, NULL,
-                               NULL,     reconcile,        &fx.rec};
+                               NULL,     reconcile,        &fx.rec,  0};
   ck_assert_int_eq(kuala_controller_new(&fx.c, &fx.loop, fx.informers, &o), 0);
   fx.rec.c = fx.c;
   kuala_controller_hold(fx.c, 1);
@@ -539,7 +570,7 @@ START_TEST(test_controller_invalid_options)
   kuala_informers_t *inf;
   ck_assert_int_eq(kuala_informers_new(&inf, &loop, &fake_source, &fake), 0);
   kuala_controller_t *c;
-  kuala_controller_opts_t o = {"x", "", "Thing", &primary, 0, 1, NULL, NULL, reconcile, NULL};
+  kuala_controller_opts_t o = {"x", "", "Thing", &primary, 0, 1, NULL, NULL, reconcile, NULL, 0};
   ck_assert_int_eq(kuala_controller_new(&c, &loop, inf, &o), KUALA_EINVAL);
   o.nwatches = 1;
   o.reconcile = NULL;
@@ -562,6 +593,7 @@ int main(void)
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_controller_reconciles_each_listed_object_once);
   tcase_add_test(tc, test_controller_owned_objects_map_to_their_owner);
+  tcase_add_test(tc, test_controller_cluster_scoped_owner_key_has_no_namespace);
   tcase_add_test(tc, test_controller_error_backs_off_then_forgets);
   tcase_add_test(tc, test_controller_requeue_after_comes_back);
   tcase_add_test(tc, test_controller_concurrency_limit_and_generation_predicate);

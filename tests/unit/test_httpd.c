@@ -41,6 +41,7 @@ typedef struct {
   uv_timer_t timer;
   kuala__httpd_req_t *held;
   int stream_left;
+  unsigned header_ms; /* opts.header_timeout_ms (0 = default) */
 } fixture_t;
 
 static int count_occ(const char *hay, const char *needle)
@@ -138,7 +139,9 @@ static void handler(void *data, kuala__httpd_req_t *req)
   fixture_t *f = data;
   f->handled++;
   const char *path = kuala__httpd_path(req);
-  if (kuala__httpd_req_too_large(req)) {
+  if (kuala__httpd_req_has_nul(req)) {
+    kuala__httpd_respond(req, 400, "text/plain", "nul", 3);
+  } else if (kuala__httpd_req_too_large(req)) {
     kuala__httpd_respond(req, 413, "text/plain", "big", 3);
   } else if (strcmp(path, "/slow") == 0) {
     /* Answered later: the pipelined request behind it must wait. */
@@ -177,7 +180,11 @@ static void run(fixture_t *f, size_t max_body)
   f->done.data = f;
   uv_timer_init(&f->loop, &f->timer);
   f->timer.data = f;
-  kuala__httpd_opts_t o = {.port = 0, .max_body = max_body, .handler = handler, .data = f};
+  kuala__httpd_opts_t o = {.port = 0,
+                           .max_body = max_body,
+                           .handler = handler,
+                           .data = f,
+                           .header_timeout_ms = f->header_ms};
   ck_assert_int_eq(kuala__httpd_start(&f->srv, &f->loop, &o), 0);
   f->port = kuala__httpd_port(f->srv);
   ck_assert_int_gt(f->port, 0);
@@ -296,6 +303,39 @@ START_TEST(test_httpd_expect_continue)
 }
 END_TEST
 
+START_TEST(test_httpd_header_timeout)
+{
+  /* Headers that never end: the server closes after header_timeout_ms,
+   * long before the client's 5 s read timeout. */
+  fixture_t *f = kuala_calloc(1, sizeof *f);
+  f->request = "GET /echo HTTP/1.1\r\nHost: x\r\n";
+  f->until = NULL;
+  f->header_ms = 200;
+  run(f, 0);
+  ck_assert_int_eq(f->eof, 1);
+  ck_assert_int_eq(f->handled, 0);
+  ck_assert_int_eq((int)f->rlen, 0);
+  kuala_free(f);
+}
+END_TEST
+
+START_TEST(test_httpd_nul_in_target)
+{
+  /* %00 would end the decoded C string: the handler is told. */
+  fixture_t *f = kuala_calloc(1, sizeof *f);
+  f->request =
+      "GET /echo%00junk HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /echo?x=a%00 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /echo?x=%41 HTTP/1.1\r\nHost: x\r\n\r\n";
+  f->until = "\r\n\r\n";
+  f->count = 3;
+  run(f, 0);
+  ck_assert_int_eq(count_occ(f->response, "HTTP/1.1 400 Bad Request"), 2);
+  ck_assert_ptr_nonnull(strstr(f->response, "B[][A][-]"));
+  kuala_free(f);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("httpd");
@@ -308,6 +348,8 @@ int main(void)
   tcase_add_test(tc, test_httpd_bad_request_closes);
   tcase_add_test(tc, test_httpd_connection_close);
   tcase_add_test(tc, test_httpd_expect_continue);
+  tcase_add_test(tc, test_httpd_header_timeout);
+  tcase_add_test(tc, test_httpd_nul_in_target);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

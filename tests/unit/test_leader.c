@@ -40,6 +40,11 @@ static void on_closed(void *data)
   ((events_t *)data)->closed++;
 }
 
+static void on_closed_flag(void *data)
+{
+  (*(int *)data)++;
+}
+
 static kuala_leader_t *candidate(uv_loop_t *loop, kuala_client_t *c, const char *id, events_t *ev)
 {
   kuala_leader_opts_t o;
@@ -161,6 +166,74 @@ START_TEST(test_leader_one_leads_release_hands_over)
 }
 END_TEST
 
+/* POST to the emulator's admin port (pause/resume every API request). */
+static void admin(uv_loop_t *loop, const char *admin_url, const char *path)
+{
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.server = kuala_strdup(admin_url);
+  cfg.qps = KUALA_CLIENT_QPS_OFF;
+  kuala_client_t *c;
+  ck_assert_int_eq(kuala_client_new(&c, loop, &cfg), 0);
+  kuala_client_config_free(&cfg);
+  ct_result_t r;
+  memset(&r, 0, sizeof(r));
+  kuala_client_req_t *req;
+  ck_assert_int_eq(kuala_client_request(&req, c, "POST", path, NULL, NULL, 0, NULL, ct_on_resp, &r),
+                   0);
+  ck_assert(ct_run_until(loop, &r.calls, 10000));
+  ck_assert_int_eq(r.err, 0);
+  ct_result_free(&r);
+  kuala_client_close(c);
+}
+
+/* A leader that cannot renew within the renew deadline stops leading
+ * (every controller would be held), and leads again once it can. */
+START_TEST(test_leader_loses_lease_when_renewals_fail)
+{
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  emuproc_t emu;
+  memset(&emu, 0, sizeof(emu));
+  const char *args[] = {"--admin-port", "0", NULL};
+  ck_assert_int_eq(emuproc_start(&emu, &loop, args), 0);
+  ck_assert_int_gt(emu.admin_port, 0);
+  kuala_client_config_t cfg;
+  kuala_client_config_init(&cfg);
+  cfg.server = kuala_strdup(emu.url);
+  cfg.qps = KUALA_CLIENT_QPS_OFF;
+  kuala_client_t *c;
+  ck_assert_int_eq(kuala_client_new(&c, &loop, &cfg), 0);
+  kuala_client_config_free(&cfg);
+  events_t ev = {0, 0, 0};
+  kuala_leader_t *l = candidate(&loop, c, "host_solo", &ev);
+  ck_assert_int_eq(kuala_leader_start(l), 0);
+  ck_assert(run_until_leader(&loop, l, 10000));
+  ck_assert_int_eq(ev.started, 1);
+
+  /* Every request now hangs: after the 2 s renew deadline it stops leading
+   * (bound: 6 s). */
+  admin(&loop, emu.admin_url, "/faults/pause");
+  ck_assert(ct_run_until(&loop, &ev.stopped, 6000));
+  ck_assert_int_eq(kuala_leader_is_leader(l), 0);
+
+  /* The API server answers again: the Lease still names us, so we renew
+   * it and lead again (a second term). */
+  admin(&loop, emu.admin_url, "/faults/resume");
+  ck_assert(run_until_leader(&loop, l, 10000));
+  ck_assert_int_eq(ev.started, 2);
+  ck_assert_uint_eq(kuala_leader_terms(l), 2);
+
+  int closed = 0;
+  kuala_leader_stop(l, on_closed_flag, &closed);
+  ck_assert(ct_run_until(&loop, &closed, 5000));
+  kuala_client_close(c);
+  emuproc_stop(&emu, &loop);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 START_TEST(test_leader_bad_options_and_identity)
 {
   uv_loop_t loop;
@@ -216,6 +289,7 @@ int main(void)
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_leader_bad_options_and_identity);
   tcase_add_test(tc, test_leader_one_leads_release_hands_over);
+  tcase_add_test(tc, test_leader_loses_lease_when_renewals_fail);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

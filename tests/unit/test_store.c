@@ -519,6 +519,26 @@ START_TEST(test_store_iteration_stops)
 }
 END_TEST
 
+/* Found by tests/fuzz (fuzz_compact, regressions/compact/array-next-spins):
+ * on text that is not JSON, kuala__json_array_next returned the same
+ * empty element for ever. */
+START_TEST(test_store_array_scan_stops_on_garbage)
+{
+  const char *bad = "[1,}<<]";
+  size_t pos = 0, off, len, steps = 0;
+  while (kuala__json_array_next(bad, strlen(bad), &pos, &off, &len)) {
+    ck_assert_uint_lt(++steps, 10);
+  }
+  const char *good = "[1, \"a,]\" ,{\"b\":[2]}]";
+  pos = 0;
+  steps = 0;
+  while (kuala__json_array_next(good, strlen(good), &pos, &off, &len)) {
+    steps++;
+  }
+  ck_assert_uint_eq(steps, 3);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
   Suite *su = suite_create("store");
@@ -533,6 +553,7 @@ static Suite *store_suite(void)
   tcase_add_test(tc, test_store_transform_and_metadata_only);
   tcase_add_test(tc, test_store_many_objects_stay_consistent);
   tcase_add_test(tc, test_store_iteration_stops);
+  tcase_add_test(tc, test_store_array_scan_stops_on_garbage);
   suite_add_tcase(su, tc);
   return su;
 }

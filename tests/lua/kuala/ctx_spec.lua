@@ -56,6 +56,51 @@ describe("kuala.ctx", function()
     assert.is_nil(c.body.metadata.ownerReferences)
   end)
 
+  it("skips an apply the cache already holds when asked (skip_unchanged)", function()
+    local live = { apiVersion = "v1", kind = "ConfigMap",
+                   metadata = { name = "cm", namespace = "ns", uid = "c1", resourceVersion = "9",
+                                labels = { app = "a", extra = "server" },
+                                ownerReferences = { ctxlib.owner_ref(primary) } },
+                   data = { k = "v", other = "kept" } }
+    be = backend({ ["App/ns/a"] = primary, ["ConfigMap/ns/cm"] = live })
+    ctx = ctxlib.new(controller, be, { namespace = "ns", name = "a" })
+    local want = function(v)
+      return { apiVersion = "v1", kind = "ConfigMap",
+               metadata = { name = "cm", labels = { app = "a" } }, data = { k = v } }
+    end
+    assert.equal(live, ctx:apply(want("v"), { skip_unchanged = true }))
+    assert.equal(0, #be.calls)
+    ctx:apply(want("changed"), { skip_unchanged = true })
+    assert.equal(1, #be.calls)
+    ctx:apply(want("v")) -- without the option: always sent
+    assert.equal(2, #be.calls)
+    -- A missing owner reference or label is a change.
+    live.metadata.ownerReferences = nil
+    ctx:apply(want("v"), { skip_unchanged = true })
+    assert.equal(3, #be.calls)
+    live.metadata.ownerReferences = { ctxlib.owner_ref(primary) }
+    live.metadata.labels.app = nil
+    ctx:apply(want("v"), { skip_unchanged = true })
+    assert.equal(4, #be.calls)
+  end)
+
+  it("compares lists item by item for skip_unchanged", function()
+    local live = { apiVersion = "v1", kind = "Service",
+                   metadata = { name = "s", namespace = "ns", uid = "s1",
+                                ownerReferences = { ctxlib.owner_ref(primary) } },
+                   spec = { ports = { { port = 80, protocol = "TCP", targetPort = 8080 } } } }
+    be = backend({ ["App/ns/a"] = primary, ["Service/ns/s"] = live })
+    ctx = ctxlib.new(controller, be, { namespace = "ns", name = "a" })
+    local svc = function(ports)
+      return { apiVersion = "v1", kind = "Service", metadata = { name = "s" },
+               spec = { ports = ports } }
+    end
+    ctx:apply(svc({ { port = 80, targetPort = 8080 } }), { skip_unchanged = true })
+    assert.equal(0, #be.calls) -- the server's default (protocol) does not count
+    ctx:apply(svc({ { port = 80, targetPort = 8080 }, { port = 443 } }), { skip_unchanged = true })
+    assert.equal(1, #be.calls)
+  end)
+
   it("does not add the same owner twice", function()
     local obj = { apiVersion = "v1", kind = "ConfigMap",
                   metadata = { name = "cm", ownerReferences = { ctxlib.owner_ref(primary) } } }
