@@ -95,6 +95,10 @@ def main():
                     for key in FAILED_BENCH_KEYS.get(bench, [bench]):
                         put(impl, key, None, status, note)
 
+    if a.mode == "full" and (a.reps != "3" or a.sizes.split() != ["10000", "25000", "50000", "100000"]
+                             or a.converge != "2000" or a.informer_objects != "100000"
+                             or a.reload_objects != "10000"):
+        a.mode = "custom"  # not the defaults: say so next to every figure
     cpu_model = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -145,7 +149,9 @@ def main():
         "values": "median of the repetitions; ranges_min_max_runs holds [min, max, runs]",
         "note": ("measured on a machine shared with other jobs (see the load averages): read "
                  "the ratios between implementations of the same run, not absolute times"
-                 + ("; --quick run: small sizes, one repetition" if a.mode == "quick" else "")),
+                 + ("; --quick run: small sizes, one repetition" if a.mode == "quick" else
+                    "; custom run: sizes/repetitions differ from the defaults (see command)"
+                    if a.mode == "custom" else "")),
     }
     res.update(block("kuala"))
     res["peers"] = {}
