@@ -128,12 +128,14 @@ measure() {
   local sc=$1 impl=$2 n=$3 rep=$4 re=$5 want=$6 limit=$7
   shift 7
   local log=$tmp/$sc.$impl.$n.$rep.log t0 t1 pid c status=ok note=""
+: >"$log" # exists before the first poll (the child opens it after the fork)
   t0=$(date +%s%N)
-  "$@" >"$log" 2>&1 &
+  "$@" >>"$log" 2>&1 &
   pid=$!
   pids+=("$pid")
   while :; do
     c=$(grep -c -E "$re" "$log" || true)
+    c=${c:-0}
     [ "$c" -ge "$want" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then
       status=failed note="exited after $c of $want: $(lastline "$log")"
