@@ -128,7 +128,7 @@ measure() {
   local sc=$1 impl=$2 n=$3 rep=$4 re=$5 want=$6 limit=$7
   shift 7
   local log=$tmp/$sc.$impl.$n.$rep.log t0 t1 pid c status=ok note=""
-: >"$log" # exists before the first poll (the child opens it after the fork)
+  : >"$log" # exists before the first poll (the child opens it after the fork)
   t0=$(date +%s%N)
   "$@" >>"$log" 2>&1 &
   pid=$!
