@@ -21,7 +21,7 @@ kuala.controller {
   watch = WATCH,
   watches = {
     -- A namespace appeared, changed labels or went: every source whose
-    -- selector matches it (read from the cache) reconciles.
+    -- selector matches it (read from the cache) reconciles...
     { type = "v1/Namespace", map = function(ns, view)
         local out = {}
         for _, src in ipairs(view:list(WATCH.type, { all_namespaces = true,
@@ -34,6 +34,11 @@ kuala.controller {
               end
             end
           end
+        end
+        -- ...and every source with a copy there (the namespace may have
+        -- stopped matching: that copy has to go).
+        for _, cm in ipairs(view:list("v1/ConfigMap", { namespace = ns.metadata.name })) do
+          out[#out + 1] = copies.source_of(cm)
         end
         return out
       end },

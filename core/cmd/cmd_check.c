@@ -7,7 +7,9 @@
  * limits as `kuala run`, and validates the declarations (controllers,
  * watches, CRDs). Every problem is printed with the bundle, the file and
  * the line the runtime reports; the exit status is 1 when any bundle has
- * one, 0 when all are fine, 2 for bad usage. A module that is only
+ * one, 0 when all are fine, 2 for bad usage. Type strings that are
+ * neither built in nor declared by the bundle's CRDs are printed as
+ * warnings with their file and line (the exit status does not change). A module that is only
  * required later, inside a reconcile, is not compiled here.
  */
 #include <stdio.h>
@@ -28,6 +30,41 @@ static void usage(FILE *f)
           "load and validate controller bundles offline (no cluster needed):\n"
           "syntax, sandbox, limits, controller and CRD declarations. Prints\n"
           "one line per bundle; exits 1 when any bundle has a problem.\n");
+}
+
+/* Type strings discovery could not know offline ("apps/v1/Deploymnet"):
+ * warnings, not errors — the kind may come from a CRD another bundle or
+ * chart installs. */
+static void print_type_warnings(const char *dir, kuala_bundle_t *b)
+{
+  char *json = NULL;
+  size_t len = 0;
+  json_object *arr = NULL;
+  if (kuala_bundle_type_warnings(b, &json, &len) == 0 &&
+      kuala_json_parse(&arr, json, len, NULL, 0) == 0 &&
+      json_object_is_type(arr, json_type_array)) {
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+      json_object *w = json_object_array_get_idx(arr, i);
+      const char *file = kuala_json_path_str(w, "file");
+      json_object *line = kuala_json_path(w, "line");
+      const char *msg = kuala_json_path_str(w, "message");
+      const char *type = kuala_json_path_str(w, "type");
+      if (file && line) {
+        fprintf(stderr, "kuala check: warning: %s/%s:%d: %s\n", dir, file,
+                json_object_get_int(line),
+                msg    ? msg
+                : type ? type
+                       : "unknown type");
+      } else {
+        fprintf(stderr, "kuala check: warning: %s: %s\n", dir,
+                msg    ? msg
+                : type ? type
+                       : "unknown type");
+      }
+    }
+  }
+  json_object_put(arr);
+  kuala_free(json);
 }
 
 /* Check one bundle directory; 0 when it is fine. */
@@ -81,6 +118,7 @@ static int check_one(kuala__offline_t *off, const char *dir)
             kuala_bundle_name(b));
     bad = 1;
   }
+  print_type_warnings(dir, b);
   if (!bad) {
     printf("ok %s: bundle %s, %zu controller%s, %zu CRD%s\n", dir, kuala_bundle_name(b),
            ncontrollers, ncontrollers == 1 ? "" : "s", ncrds, ncrds == 1 ? "" : "s");

@@ -19,38 +19,12 @@
 #include "kuala/runtime.h"
 #include "cmd_crd.h"
 
-static int none_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
-{
-  (void)self, (void)q, (void)json, (void)len;
-  return KUALA_ENOTFOUND;
-}
-
-static int none_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each, void *data)
-{
-  (void)self, (void)q, (void)each, (void)data;
-  return 0;
-}
-
-static int none_start(void *self, const kuala_call_t *call, kuala_call_done_cb done, void *data,
-                      void **handle)
-{
-  (void)self, (void)call, (void)done, (void)data, (void)handle;
-  return KUALA_ENOSYS;
-}
-
-static void none_cancel(void *self, void *handle)
-{
-  (void)self, (void)handle;
-}
-
 int kuala__offline_open(kuala__offline_t *o)
 {
   memset(o, 0, sizeof(*o));
   if (uv_loop_init(&o->loop) != 0)
     return KUALA_EIO;
-  static const kuala_backend_t be = {none_get,        none_list, none_start, none_cancel,
-                                     NULL /* self */, NULL,      NULL,       NULL};
-  int rc = kuala_runtime_new(&o->rt, &o->loop, &be, NULL);
+  int rc = kuala_runtime_new(&o->rt, &o->loop, kuala_backend_offline(), NULL);
   if (rc) {
     o->rt = NULL;
     uv_loop_close(&o->loop);

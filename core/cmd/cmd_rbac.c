@@ -37,33 +37,8 @@
 #include "kuala/permissions.h"
 #include "kuala/runtime.h"
 #include "cmd_rbac.h"
+#include "cmd_crd.h"
 #include "flags.h"
-
-/* ---- an offline backend (no API server) ---- */
-
-static int none_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
-{
-  (void)self, (void)q, (void)json, (void)len;
-  return KUALA_ENOTFOUND;
-}
-
-static int none_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each, void *data)
-{
-  (void)self, (void)q, (void)each, (void)data;
-  return 0;
-}
-
-static int none_start(void *self, const kuala_call_t *call, kuala_call_done_cb done, void *data,
-                      void **handle)
-{
-  (void)self, (void)call, (void)done, (void)data, (void)handle;
-  return KUALA_ENOSYS;
-}
-
-static void none_cancel(void *self, void *handle)
-{
-  (void)self, (void)handle;
-}
 
 /* ---- kinds to resources ---- */
 
@@ -377,19 +352,15 @@ int kuala__cli_rbac(int argc, char **argv)
     kuala_free(dirs);
     return 2;
   }
-  uv_loop_t loop;
-  if (uv_loop_init(&loop) != 0) {
+  kuala__offline_t off;
+  int status = 0;
+  int rc = kuala__offline_open(&off);
+  if (rc) {
+    fprintf(stderr, "kuala rbac: %s\n", kuala_strerror(rc));
     kuala_free(dirs);
     return 1;
   }
-  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL, NULL, NULL, NULL};
-  kuala_runtime_t *rt = NULL;
-  int status = 0;
-  int rc = kuala_runtime_new(&rt, &loop, &be, NULL);
-  if (rc) {
-    fprintf(stderr, "kuala rbac: %s\n", kuala_strerror(rc));
-    status = 1;
-  }
+  kuala_runtime_t *rt = off.rt;
   kuala_bundle_t **bundles = kuala_calloc(ndirs, sizeof *bundles);
   size_t nb = 0;
   for (size_t i = 0; rt && i < ndirs; i++) {
@@ -453,9 +424,7 @@ int kuala__cli_rbac(int argc, char **argv)
   kuala_free(crd_plurals);
   crd_plurals = NULL;
   ncrd_plurals = 0;
-  kuala_runtime_free(rt);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  kuala__offline_close(&off);
   kuala_free(dirs);
   return status;
 }

@@ -1692,6 +1692,9 @@ static void stop_now(kuala_engine_t *e)
 {
   uv_close((uv_handle_t *)e->shutdown_grace, grace_closed);
   e->shutdown_grace = NULL;
+  if (!e->manager_closed) {
+    kuala_manager_cancel(e->manager); /* its caches go before the informers */
+  }
   kuala_runtime_free(e->runtime);
   kuala_informers_close(e->informers);
   kuala_client_close(e->client);

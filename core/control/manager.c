@@ -1002,6 +1002,14 @@ static void release(kuala_manager_t *m)
   }
 }
 
+void kuala_manager_cancel(kuala_manager_t *m)
+{
+  if (m->closing && !m->released) {
+    release(m);
+    maybe_free(m);
+  }
+}
+
 void kuala_manager_set_impersonation(kuala_manager_t *m, const char *ns)
 {
   kuala_free(m->impersonate_ns);

@@ -14,11 +14,11 @@
  *    integer, a userdata holding the exact decimal digits, which encodes back
  *    to the same digits whatever their size (never rounded or clamped).
  *
- * The boxed integer's metatable is protected (`__metatable` returns a
- * string), so its C functions cannot be reached and called with the wrong
- * argument; they check their arguments anyway. The array and object
- * markers hold no functions and stay plain: `json.array(t)` on a table
- * that already has a marker must keep working.
+ * Every metatable handed to bundle code is protected (`__metatable`): the
+ * markers return themselves, so `getmetatable(t) == json.array_mt` keeps
+ * working; the boxed integer's returns a string, so its C functions cannot
+ * be reached and called with the wrong argument. Those functions check
+ * their arguments anyway.
  *
  * Encoding walks the Lua value into a capped buffer. It never raises a Lua
  * error except when the VM runs out of memory, so callers pass a buffer that
@@ -91,15 +91,19 @@ static int bigint_eq(lua_State *L)
 void kuala__lua_json_init(lua_State *L)
 {
   lua_pushlightuserdata(L, &kuala__lua_key_array_mt);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushliteral(L, "array");
   lua_setfield(L, -2, "__jsontype");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   lua_pushlightuserdata(L, &kuala__lua_key_object_mt);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushliteral(L, "object");
   lua_setfield(L, -2, "__jsontype");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   lua_pushlightuserdata(L, &kuala__lua_key_int64_mt);

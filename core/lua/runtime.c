@@ -2499,6 +2499,40 @@ int kuala_bundle_predicate(kuala_bundle_t *b, const char *controller, const char
   return rc ? 0 : c.result;
 }
 
+/* ---- the offline backend ------------------------------------------------ */
+
+static int offline_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
+{
+  (void)self, (void)q, (void)json, (void)len;
+  return KUALA_ENOTFOUND;
+}
+
+static int offline_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each,
+                        void *data)
+{
+  (void)self, (void)q, (void)each, (void)data;
+  return 0;
+}
+
+static int offline_start(void *self, const kuala_call_t *call, kuala_call_done_cb done, void *data,
+                         void **handle)
+{
+  (void)self, (void)call, (void)done, (void)data, (void)handle;
+  return KUALA_ENOSYS;
+}
+
+static void offline_cancel(void *self, void *handle)
+{
+  (void)self, (void)handle;
+}
+
+const kuala_backend_t *kuala_backend_offline(void)
+{
+  static const kuala_backend_t be = {offline_get, offline_list, offline_start, offline_cancel,
+                                     NULL,        NULL,         NULL,          NULL};
+  return &be;
+}
+
 /* ---- runtime ------------------------------------------------------------ */
 
 int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backend_t *backend,

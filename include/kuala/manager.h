@@ -89,5 +89,10 @@ kuala_controller_t *kuala_manager_controller(kuala_manager_t *m, size_t i);
  * The client and informers are the caller's to close, after this. */
 typedef void (*kuala_manager_closed_cb)(void *data);
 void kuala_manager_close(kuala_manager_t *m, kuala_manager_closed_cb cb, void *data);
+/* After kuala_manager_close: end the graceful part now (drop the cache
+ * registrations, cancel calls and waits in flight) so that the informers
+ * may be closed; the manager is still freed (and `cb` run) only once the
+ * last reconcile has ended. */
+void kuala_manager_cancel(kuala_manager_t *m);
 
 #endif /* KUALA_MANAGER_H */

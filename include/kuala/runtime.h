@@ -112,6 +112,11 @@ typedef struct {
                  uint64_t after_ms);
 } kuala_backend_t;
 
+/* A backend with an empty cache that refuses API calls (KUALA_ENOSYS):
+ * loading bundles and reading their declarations offline (`kuala crd`,
+ * `kuala check`, `kuala rbac`) and tests that need no cluster. Static. */
+const kuala_backend_t *kuala_backend_offline(void);
+
 /* ---- runtime ------------------------------------------------------------ */
 
 typedef struct {

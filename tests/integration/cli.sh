@@ -70,6 +70,19 @@ grep -q "runtime/main.lua:2" "$tmp/check.err" || fail "no runtime/main.lua:2 in:
 grep -q "lib/util.lua:2:" "$tmp/check.err" || fail "no lib/util.lua:2 in: $(cat "$tmp/check.err")"
 grep -q "empty.*declares no controller" "$tmp/check.err" || fail "empty bundle not reported"
 grep -q "nomain" "$tmp/check.err" || fail "a directory without main.lua not reported"
+# A misspelt type is a warning with file and line; the bundle still passes.
+mkdir -p "$tmp/typo"
+cat >"$tmp/typo/main.lua" <<'LUA'
+local kuala = require("kuala")
+kuala.controller { name = "typo", watch = "v1/ConfigMap",
+  reconcile = function(ctx, req)
+    return ctx:get("apps/v1/Deploymnet", req.name)
+  end }
+LUA
+"$kuala" check "$tmp/typo" >"$tmp/typo.out" 2>"$tmp/typo.err" \
+  || fail "a misspelt type must only warn: $(cat "$tmp/typo.err")"
+grep -q "warning: .*typo/main.lua:4: .*apps/v1/Deploymnet" "$tmp/typo.err" \
+  || fail "no warning with file:line for the misspelt type: $(cat "$tmp/typo.err")"
 echo "ok: kuala check"
 
 # 3. A missing kubeconfig names every source tried.

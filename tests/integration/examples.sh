@@ -37,6 +37,14 @@ is() { [ "$(jp "$1" "$2" ${3:+-n "$3"} -o "jsonpath={$4}")" = "$5" ]; }
 
 poll 30 is webapp hello default .status.phase Ready
 expect_eq "webapp: the sample WebApp is Ready" "$(jp webapp hello -o 'jsonpath={.status.phase}')" "Ready"
+expect_eq "webapp: Ready condition" "$(jp webapp hello -o 'jsonpath={.status.conditions[0].status}')" "True"
+expect_eq "webapp: spec.env reaches the container" \
+  "$(jp deploy hello -o 'jsonpath={.spec.template.spec.containers[0].env[0].value}')" "hello from kuala"
+kubectl scale webapp hello --replicas=3 >/dev/null || fail "kubectl scale webapp"
+poll 30 is deploy hello default .spec.replicas 3
+expect_eq "webapp: kubectl scale (scale subresource) reaches the Deployment" \
+  "$(jp deploy hello -o 'jsonpath={.spec.replicas}')" "3"
+poll 30 is webapp hello default .status.readyReplicas 3
 poll 30 is tenant team-a "" '.status.conditions[0].status' True
 expect_eq "tenant: Ready condition" "$(jp tenant team-a -o 'jsonpath={.status.conditions[0].reason}')" "Provisioned"
 expect_eq "tenant: namespace owned by the Tenant" \
@@ -50,7 +58,9 @@ poll 30 is configmap shared-settings team-b .data.log_level info
 expect_eq "replicator: copied into the matching namespace" \
   "$(jp configmap shared-settings -n team-b -o 'jsonpath={.data.log_level}')" "info"
 
-# Idempotence: reconciles with nothing to change send no write.
+# Idempotence: reconciles with nothing to change send no write. (WebApp
+# filters on generation, so its annotation alone starts no reconcile; the
+# webapp bundle's own idempotence is in tests/lua/controllers/webapp_spec.lua.)
 writes() {
   curl -s "http://$metrics/metrics" |
     awk '/^rest_client_requests_total\{/ && /method="(POST|PUT|PATCH|DELETE)"/ {s += $NF} END {print s + 0}'
@@ -63,6 +73,7 @@ sleep 2 # let the follow-up reconciles of the writes above settle
 w0=$(writes) t0=$(reconciles tenant) r0=$(reconciles replicator)
 kubectl annotate tenant team-a example.kuala.dev/touched=1 >/dev/null
 kubectl annotate configmap shared-settings example.kuala.dev/touched=1 >/dev/null
+kubectl annotate webapp hello example.kuala.dev/touched=1 >/dev/null
 poll 20 test "$(reconciles tenant)" -gt "$t0"
 poll 20 sh -c "[ \$(curl -s http://$metrics/metrics | grep -c 'controller=\"replicator\"') -gt 0 ]"
 for _ in $(seq 50); do [ "$(reconciles tenant)" -gt "$t0" ] && [ "$(reconciles replicator)" -gt "$r0" ] && break; sleep 0.2; done

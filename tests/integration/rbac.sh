@@ -113,13 +113,18 @@ for d in "${bundles[@]}"; do
 done
 [ ${#samples[@]} -gt 0 ] || fail "no samples in controllers/"
 wait_for "the bundles' CRDs" kc apply -f "$(IFS=,; echo "${samples[*]}")"
-has_status() { # every sample object has a status written by its controller
+has_status() { # every sample custom resource has a status written by its controller
   local f
   for f in "${samples[@]}"; do
-    [ -n "$(kc get -f "$f" -o jsonpath='{.status}')" ] || return 1
+    kc get -f "$f" -o json |
+      jq -e '[(.items // [.])[] | select(.apiVersion | test("\\.kuala\\.dev/")) | .status != null]
+             | all' >/dev/null || return 1
   done
 }
 wait_for "every sample to be reconciled" has_status
+# replicator (its sample is plain ConfigMaps): the copy reached the namespace.
+copied() { [ -n "$(kc get configmap shared-settings -n team-b -o name)" ]; }
+wait_for "the replicator's copy" copied
 # webapp: its Deployment and Service exist and the app becomes Ready.
 ready() { [ "$(kc get webapp hello -o jsonpath='{.status.phase}')" = Ready ]; }
 wait_for "the WebApp to be Ready" ready

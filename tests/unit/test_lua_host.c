@@ -4,8 +4,8 @@
  * asynchronous answers, errors and invalid answers, the allow-list, and
  * the calls nobody waits for any more (deadline, bundle closed, a
  * synchronous function that did not answer) finished later by the host
- * without harm. The backend has no cache and refuses API calls: host
- * modules do not need the cluster.
+ * without harm. The offline backend is enough: host modules do not need
+ * the cluster.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,30 +17,6 @@
 #include "kuala/log.h"
 #include "kuala/runtime.h"
 #include "kuala_test.h"
-
-static int none_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
-{
-  (void)self, (void)q, (void)json, (void)len;
-  return KUALA_ENOTFOUND;
-}
-
-static int none_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each, void *data)
-{
-  (void)self, (void)q, (void)each, (void)data;
-  return 0;
-}
-
-static int none_start(void *self, const kuala_call_t *call, kuala_call_done_cb done, void *data,
-                      void **handle)
-{
-  (void)self, (void)call, (void)done, (void)data, (void)handle;
-  return KUALA_ENOSYS;
-}
-
-static void none_cancel(void *self, void *handle)
-{
-  (void)self, (void)handle;
-}
 
 /* ---- the host's module: a key/value store --------------------------------- */
 
@@ -145,9 +121,8 @@ static void fx_init(fx_t *fx, uint32_t deadline_ms)
   memset(fx, 0, sizeof *fx);
   kuala_log_set_sink(quiet_sink, NULL);
   ck_assert_int_eq(uv_loop_init(&fx->loop), 0);
-  kuala_backend_t be = {none_get, none_list, none_start, none_cancel, NULL, NULL, NULL, NULL};
   kuala_runtime_opts_t o = {0, 0, deadline_ms, NULL};
-  ck_assert_int_eq(kuala_runtime_new(&fx->rt, &fx->loop, &be, &o), 0);
+  ck_assert_int_eq(kuala_runtime_new(&fx->rt, &fx->loop, kuala_backend_offline(), &o), 0);
   fx->host.loop = &fx->loop;
   uv_timer_init(&fx->loop, &fx->host.timer);
   fx->host.timer.data = &fx->host;

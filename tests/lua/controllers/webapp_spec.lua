@@ -44,8 +44,34 @@ describe("controllers/webapp", function()
     cluster:seed(dep)
     assert(cluster:reconcile("webapp", { namespace = "default", name = "web" }))
     app = cluster:get("demo.kuala.dev/v1/WebApp", "web", "default")
-    assert.same({ readyReplicas = 1, phase = "Ready" }, app.status)
+    assert.equal(1, app.status.readyReplicas)
+    assert.equal("Ready", app.status.phase)
+    assert.equal("True", app.status.conditions[1].status)
+    assert.equal("Available", app.status.conditions[1].reason)
+    assert.equal("app.kubernetes.io/managed-by=kuala,app.kubernetes.io/name=web",
+                 app.status.selector)
     assert.equal("Ready", cluster:events()[1].reason)
+  end)
+
+  it("passes spec.env to the container, sorted, and declares the scale subresource", function()
+    local crd = require("kuala")._crds[1]
+    assert.same({ specReplicasPath = ".spec.replicas", statusReplicasPath = ".status.replicas",
+                  labelSelectorPath = ".status.selector" },
+                crd.spec.versions[1].subresources.scale)
+    cluster:seed(webapp({ image = "nginx:1", replicas = 1, port = 8080,
+                          env = { B = "2", A = "1" } }))
+    assert(cluster:reconcile("webapp", { namespace = "default", name = "web" }))
+    local dep = cluster:get("apps/v1/Deployment", "web", "default")
+    assert.same({ { name = "A", value = "1" }, { name = "B", value = "2" } },
+                dep.spec.template.spec.containers[1].env)
+  end)
+
+  it("sends no write when nothing changed (idempotent)", function()
+    cluster:seed(webapp({ image = "nginx:1", replicas = 1, port = 8080 }))
+    assert(cluster:reconcile("webapp", { namespace = "default", name = "web" }))
+    local n = #cluster:writes()
+    assert(cluster:reconcile("webapp", { namespace = "default", name = "web" }))
+    assert.equal(n, #cluster:writes())
   end)
 
   it("does nothing once the WebApp is deleted", function()
