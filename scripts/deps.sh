@@ -16,11 +16,14 @@ PKGS=(
   jq
   umoci skopeo
   prometheus
+  gnuplot-nox python3-kubernetes
 )
 # clang + libclang-rt-dev (libclang_rt.fuzzer, ASan, UBSan): the libFuzzer
 # targets of tests/fuzz (fuzz/* in ctest); the main build stays on gcc.
 # prometheus (with promtool): tests/integration/ops_metrics.sh scrapes kuala
 # with a real Prometheus on 127.0.0.1 and lints /metrics with promtool.
+# gnuplot-nox, python3-kubernetes: scripts/bench.sh plots its results and runs
+# the Python client as a peer (not needed by the test suite).
 # kubectl is a judge of the emulator in the test suite; it comes preinstalled
 # on these machines (1.32). Debian's kubernetes-client is 1.20 and lacks
 # --subresource, so we never install it; tests that need kubectl say so and
