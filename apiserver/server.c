@@ -1030,6 +1030,7 @@ static void do_list(emu_t *e, emu_ctx_t *c)
   }
   kuala_buf_puts(&b, "},\"items\":[");
   if (plain && views_bytes > LIST_STREAM_MIN) {
+    kuala_buf_free(&items); /* unused: the stream takes the views */
     list_stream(e, req, &b, views, nviews);
     goto done;
   }
