@@ -826,6 +826,8 @@ static void ctl_start(ctl_t *ctl)
       specs[i].generation_changed = 0;
       specs[i].predicate = filter_event;
       specs[i].predicate_data = f;
+      specs[i].scope_ns = ns;
+      specs[i].scope_labels = sel;
     }
     /* Reads of watched kinds share the informer. */
     cache_t *cache = cache_for(m, r, 0);

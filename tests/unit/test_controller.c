@@ -318,6 +318,8 @@ static const kuala_watch_spec_t primary = {{"demo.kuala.dev", "v1", "webapps", N
                                            NULL,
                                            0,
                                            NULL,
+                                           NULL,
+                                           NULL,
                                            NULL};
 
 START_TEST(test_controller_reconciles_each_listed_object_once)

@@ -5,7 +5,7 @@
  * event starts always reads the object (it used to run a second informer,
  * whose events could come before the read cache had the object), and it
  * still sees only its own objects, with adds and deletes when labels
- * change.
+ * change, also when a hold is released and every primary is enqueued.
  */
 #include <check.h>
 
@@ -225,6 +225,21 @@ START_TEST(test_manager_filtered_watch_shares_the_read_cache)
     ck_assert_int_ge(count_in(e.seen, name), 1);
   }
   ck_assert_uint_eq(kuala_informers_count(e.inf), 1);
+
+  /* Held and let go (leader election): every primary object is enqueued
+   * again, which means the watch's objects only: pre-in, in-* but in-5,
+   * out-3. */
+  kuala_manager_hold(e.m, 1);
+  n = e.reconciles;
+  e.seen[0] = '\0';
+  kuala_manager_hold(e.m, 0);
+  UNTIL(&e.loop, e.reconciles >= n + 21, 20000);
+  ct_run_for(&e.loop, 200);
+  ck_assert_int_eq(e.reconciles, n + 21);
+  ck_assert_int_eq(count_in(e.seen, "default/out-3;"), 1);
+  ck_assert_int_eq(count_in(e.seen, "default/in-5;"), 0);
+  ck_assert_int_eq(count_in(e.seen, "other/"), 0);
+  ck_assert_int_eq(e.read_missing, 0);
 
   kuala_manager_close(e.m, NULL, NULL);
   kuala_manager_cancel(e.m);
