@@ -37,11 +37,12 @@ typedef struct cache_s {
 
 /* A watch restricted to a namespace or a label selector does not get an
  * informer of its own: it shares the resource's unfiltered one (the one
- * cache reads use) and its events are filtered here, as controller-runtime
- * filters a shared cache. With two informers the filtered stream could
- * start a reconcile before the read cache had the object (ctx:get
- * answered nil for an object that exists); one informer keeps events and
- * reads in step, and keeps one copy of each object in memory. The watch
+ * cache reads use) and its events are filtered here (controller-runtime,
+ * too, has one informer per kind and filters with predicates). With two
+ * informers the filtered stream could start a reconcile before the read
+ * cache had the object (ctx:get answered nil for an object that exists);
+ * one informer keeps events and reads in step, and keeps one copy of each
+ * object in memory. The watch
  * still sees only its objects, with the events a server-side filtered
  * watch would send: an update that makes an object match is an add, one
  * that makes it stop matching is a delete (of the last matching state),
