@@ -281,9 +281,14 @@ int main(int argc, char **argv)
   while (!codec.ended)
     uv_run(&loop, UV_RUN_ONCE);
 
-  kuala__lua_rcache_stats_t rs;
+  kuala__lua_rcache_stats_t rs = {0};
+#ifndef LUA_BENCH_BASELINE /* built against a library without the read cache */
   kuala__lua_bundle_rcache_stats(b, &rs);
+#endif
   const char *rc_env = getenv("KUALA_LUA_READ_CACHE");
+#ifdef LUA_BENCH_BASELINE
+  rc_env = "0";
+#endif
   codec_t getloop = {0};
   kuala_bundle_reconcile(b, "getloop", "bench", "web", on_codec, &getloop);
   while (!getloop.ended)
