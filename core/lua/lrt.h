@@ -56,6 +56,8 @@ typedef struct {
 int kuala__lua_json_push_cached(lua_State *L, const char *s, size_t len, size_t budget,
                                 kuala_buf_t *scratch, char *err, size_t errlen);
 void kuala__lua_rcache_stats(lua_State *L, kuala__lua_rcache_stats_t *out);
+/* Drop every entry of the read cache (after a memory error). */
+void kuala__lua_rcache_clear(lua_State *L);
 /* Create the marker metatables in the registry. */
 void kuala__lua_json_init(lua_State *L);
 

@@ -530,11 +530,14 @@ static void push_query(lua_State *L, kuala_cache_query_t *q)
 }
 
 /* A cached object as a fresh table tree, through the VM's read cache
- * (ljson.c), which may use up to 1/8 of the memory cap. */
+ * (ljson.c), which may use up to 1/8 of the memory cap and is bypassed
+ * while the VM uses more than 3/4 of it. */
 static void push_decoded(lua_State *L, kuala_bundle_t *b, const char *json, size_t len)
 {
   char why[160];
   size_t budget = b->rt->read_cache ? b->mem_limit / 8 : 0;
+  if (b->mem_used > b->mem_limit / 4 * 3)
+    budget = 0; /* short of memory: decode, keep nothing more */
   if (kuala__lua_json_push_cached(L, json, len, budget, &b->scratch, why, sizeof why)) {
     luaL_error(L, "cache returned %s", why);
   }
@@ -1689,7 +1692,9 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
       b->mem_tripped = 0;
       snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s",
                b->name, what, b->mem_limit, at[0] ? " at " : "", at);
-      /* Give the garbage back now, so the next run starts under the cap. */
+      /* Give the garbage back now, so the next run starts under the cap;
+       * the read cache's constructors too. */
+      kuala__lua_rcache_clear(b->L);
       lua_gc(b->L, LUA_GCCOLLECT, 0);
       b->mem_over = b->mem_used > b->mem_limit;
       code = KUALA_ENOMEM;

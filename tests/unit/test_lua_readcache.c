@@ -15,12 +15,16 @@
  * the bundle as long strings, by resourceVersion) and raises on any
  * difference (values, markers, lengths, key sets); the C side
  * checks the cache's counters, so each test proves the cached path ran.
+ *
+ * Also: the cache is dropped after a memory error, and the encoder's string
+ * and integer writers agree with kuala_buf_json_str and printf.
  */
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
 #include "kuala/alloc.h"
+#include "kuala/buf.h"
 #include "kuala/error.h"
 #include "kuala/json.h"
 #include "kuala/log.h"
@@ -278,7 +282,9 @@ static const char *BUNDLE_CONTROLLERS =
     "    o.spec.list[6].x[1] = 'in'\n"
     "    o.spec.obj = nil\n"
     "    assert(ctx:update(o))\n"
-    "  end }\n"
+    "  end }\n";
+
+static const char *BUNDLE_MORE =
     /* Lists go through the same cache. */
     "kuala.controller { name = 'list', watch = 'demo.kuala.dev/v1/App',\n"
     "  reconcile = function(ctx, req)\n"
@@ -302,6 +308,23 @@ static const char *BUNDLE_CONTROLLERS =
     "      end\n"
     "      if req.name == 'huge' then assert(#o.pad == 80 * 1024) end\n"
     "    end\n"
+    "  end }\n"
+    /* Every byte in a string, and integers, through the encoder. */
+    "kuala.controller { name = 'bytes', watch = 'demo.kuala.dev/v1/App',\n"
+    "  reconcile = function(ctx)\n"
+    "    local t = {}\n"
+    "    for i = 0, 255 do t[#t + 1] = string.char(i) end\n"
+    "    assert(ctx:update({ apiVersion = 'demo.kuala.dev/v1', kind = 'App',\n"
+    "      metadata = { name = 'web', namespace = 'ns1' }, s = table.concat(t) .. 'end',\n"
+    "      n = { -0.0, -5, 0, 2^53, -2^53, 12, 0.5, 1e300 } }))\n"
+    "  end }\n"
+    "kuala.controller { name = 'gc', watch = 'demo.kuala.dev/v1/App',\n"
+    "  reconcile = function() collectgarbage('collect') end }\n"
+    /* A memory bomb. */
+    "kuala.controller { name = 'bomb', watch = 'demo.kuala.dev/v1/App',\n"
+    "  reconcile = function()\n"
+    "    local t = {}\n"
+    "    for i = 1, 1e8 do t[i] = ('x'):rep(100) .. i end\n"
     "  end }\n"
     /* Many distinct documents: read each twice (so each gets a constructor). */
     "kuala.controller { name = 'many', watch = 'demo.kuala.dev/v1/App',\n"
@@ -342,9 +365,9 @@ static kuala_bundle_t *load_bundle(size_t memory_limit)
   ck_assert_int_eq(kuala_runtime_new(&fx.rt, &fx.loop, &be, &opts), 0);
   fx.live = 1;
   kuala_test_defer(fixture_release, NULL);
-  size_t n = strlen(BUNDLE_HEAD) + strlen(BUNDLE_CONTROLLERS) + 1;
+  size_t n = strlen(BUNDLE_HEAD) + strlen(BUNDLE_CONTROLLERS) + strlen(BUNDLE_MORE) + 1;
   char *src = kuala_malloc(n);
-  snprintf(src, n, "%s%s", BUNDLE_HEAD, BUNDLE_CONTROLLERS);
+  snprintf(src, n, "%s%s%s", BUNDLE_HEAD, BUNDLE_CONTROLLERS, BUNDLE_MORE);
   kuala_bundle_file_t f = {"main.lua", src, strlen(src)};
   kuala_bundle_t *b = NULL;
   char *err = NULL;
@@ -513,6 +536,61 @@ START_TEST(test_readcache_memory_is_bounded)
 }
 END_TEST
 
+/* The encoder's string and integer writers (rewritten with the cache) give
+ * what kuala_buf_json_str and printf give. */
+START_TEST(test_readcache_encoder_strings_and_integers)
+{
+  kuala_bundle_t *b = load_bundle(0);
+  EXPECT_OK(reconcile(b, "bytes", "web"));
+  char raw[260];
+  for (int i = 0; i < 256; i++)
+    raw[i] = (char)i;
+  memcpy(raw + 256, "end", 3);
+  kuala_buf_t want;
+  kuala_buf_init(&want, 1 << 20);
+  ck_assert_int_eq(kuala_buf_puts(&want, "\"s\":"), 0);
+  ck_assert_int_eq(kuala_buf_json_str(&want, raw, 259), 0);
+  int found = strstr(last_body, want.data) != NULL;
+  char msg[200];
+  snprintf(msg, sizeof msg, "%.150s", want.data);
+  kuala_buf_free(&want);
+  ck_assert_msg(found, "body %s lacks %s", last_body, msg);
+  ck_assert_msg(strstr(last_body,
+                       "\"n\":[0,-5,0,9007199254740992,-9007199254740992,12,0.5,"
+                       "1.0000000000000001e+300]") ||
+                    strstr(last_body,
+                           "\"n\":[0,-5,0,9007199254740992,-9007199254740992,12,0.5,"
+                           "1e+300]"),
+                "%s", last_body);
+  kuala_test_cleanup();
+}
+END_TEST
+
+START_TEST(test_readcache_is_dropped_after_a_memory_error)
+{
+  kuala_bundle_t *b = load_bundle(8u << 20);
+  EXPECT_OK(reconcile(b, "read", "web"));
+  kuala__lua_rcache_stats_t s = stats(b);
+  ck_assert_uint_eq(s.builds, 1);
+  ck_assert_uint_gt(s.bytes, 0);
+  result_t r = reconcile(b, "bomb", "web");
+  ck_assert_int_eq(r.err, KUALA_ENOMEM);
+  s = stats(b);
+  ck_assert_uint_eq(s.bytes, 0);
+  /* The constructor is gone: decoded again (and right), then rebuilt.
+   * (Until the bomb's garbage is collected the VM is above 3/4 of its cap
+   * and reads bypass the cache.) */
+  EXPECT_OK(reconcile(b, "gc", "web"));
+  ck_assert_uint_lt(kuala_bundle_memory(b), 4u << 20);
+  EXPECT_OK(reconcile(b, "read", "web"));
+  ck_assert_uint_eq(stats(b).misses, s.misses + 2);
+  ck_assert_uint_eq(stats(b).builds, 2);
+  ck_assert_uint_eq(stats(b).hits, s.hits + 1);
+  ck_assert_uint_lt(kuala_bundle_memory(b), 8u << 20);
+  kuala_test_cleanup();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("lua_readcache");
@@ -524,6 +602,8 @@ int main(void)
   tcase_add_test(tc, test_readcache_encode_of_a_mutated_read_is_exact);
   tcase_add_test(tc, test_readcache_lists_and_documents_without_constructor);
   tcase_add_test(tc, test_readcache_memory_is_bounded);
+  tcase_add_test(tc, test_readcache_is_dropped_after_a_memory_error);
+  tcase_add_test(tc, test_readcache_encoder_strings_and_integers);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
