@@ -36,6 +36,7 @@
 #include "kuala/buf.h"
 #include "kuala/error.h"
 #include "kuala/json.h"
+#include "base/jscan.h"
 #include "base/map.h"
 #include "store.h"
 
@@ -104,6 +105,9 @@ struct kuala_store_s {
   size_t mem; /* tracked allocations */
   kuala_buf_t scratch;
   kuala_buf_t keybuf;
+  kuala_buf_t strbuf[3]; /* decoded name, namespace, rv of escaped text */
+  node_t **enodes;       /* emit array reused by text puts */
+  size_t enodes_cap;
 };
 
 struct kuala_store_emit_s {
@@ -811,6 +815,9 @@ int kuala_store_new(kuala_store_t **out, const kuala_store_opts_t *opts)
   s->nidx = IDX_USER0;
   kuala_buf_init(&s->scratch, s->opts.max_object_bytes);
   kuala_buf_init(&s->keybuf, 0);
+  for (int i = 0; i < 3; i++) {
+    kuala_buf_init(&s->strbuf[i], 0);
+  }
   *out = s;
   return 0;
 }
@@ -841,6 +848,10 @@ void kuala_store_free(kuala_store_t *s)
   kuala_free(s->ptab);
   kuala_buf_free(&s->scratch);
   kuala_buf_free(&s->keybuf);
+  for (int i = 0; i < 3; i++) {
+    kuala_buf_free(&s->strbuf[i]);
+  }
+  kuala_free(s->enodes);
   kuala_free(s);
 }
 
@@ -1045,6 +1056,45 @@ static void entry_destroy(kuala_store_t *s, uint32_t id)
   id_release(s, id);
 }
 
+/* Link a new entry for an object whose nodes are in em and whose stored
+ * text is json[0..jlen), replacing the one in `slot` (NULL: a new key),
+ * and report the change. */
+static int commit(kuala_store_t *s, const char *name, size_t namelen, const char *rv, size_t rvlen,
+                  size_t nslen, uint32_t h, pslot_t *slot, const char *json, size_t jlen,
+                  kuala_store_emit_t *em, kuala_store_change_cb cb, void *data)
+{
+  if (jlen > s->opts.max_object_bytes || jlen > UINT32_MAX) {
+    emit_abort(em);
+    return KUALA_E2BIG;
+  }
+  uint32_t old_id = slot ? slot->v - 1 : 0;
+  uint32_t id = id_alloc(s);
+  entry_t *e = entry_build(s, name, namelen, rv, rvlen, json, jlen, em, nslen > 0, h);
+  s->ents[id] = e;
+  s->json_bytes += jlen;
+  entry_link_nodes(s, id);
+  if (slot) {
+    entry_t *old = s->ents[old_id];
+    slot->v = id + 1;
+    entry_unlink_nodes(old, old_id);
+    if (cb) {
+      kuala_obj_t ov, nv;
+      e_view(old, &ov);
+      e_view(e, &nv);
+      cb(data, KUALA_STORE_UPDATED, &ov, &nv, 0);
+    }
+    entry_destroy(s, old_id);
+  } else {
+    ptab_insert(s, id);
+    if (cb) {
+      kuala_obj_t nv;
+      e_view(e, &nv);
+      cb(data, KUALA_STORE_ADDED, NULL, &nv, 0);
+    }
+  }
+  return 0;
+}
+
 int kuala_store_put(kuala_store_t *s, json_object *obj, const char *raw, size_t rawlen, int flags,
                     kuala_store_change_cb cb, void *data)
 {
@@ -1129,38 +1179,290 @@ int kuala__store_put_ex(kuala_store_t *s, json_object *obj, const char *raw, siz
         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &l);
     jlen = l;
   }
-  if (jlen > s->opts.max_object_bytes || jlen > UINT32_MAX) {
-    emit_abort(&em);
-    rc = KUALA_E2BIG;
-    goto cleanup;
-  }
-  uint32_t id = id_alloc(s);
-  entry_t *e = entry_build(s, name, namelen, rv, rvlen, json, jlen, &em, nslen > 0, h);
-  s->ents[id] = e;
-  s->json_bytes += jlen;
-  entry_link_nodes(s, id);
-  if (slot) {
-    entry_t *old = s->ents[old_id];
-    slot->v = id + 1;
-    entry_unlink_nodes(old, old_id);
-    if (cb) {
-      kuala_obj_t ov, nv;
-      e_view(old, &ov);
-      e_view(e, &nv);
-      cb(data, KUALA_STORE_UPDATED, &ov, &nv, 0);
-    }
-    entry_destroy(s, old_id);
-  } else {
-    ptab_insert(s, id);
-    if (cb) {
-      kuala_obj_t nv;
-      e_view(e, &nv);
-      cb(data, KUALA_STORE_ADDED, NULL, &nv, 0);
-    }
-  }
+  rc = commit(s, name, namelen, rv, rvlen, nslen, h, slot, json, jlen, &em, cb, data);
 cleanup:
   kuala_free(em.nodes);
   return rc;
+}
+
+/* ---- puts from scanned text (no tree) ---- */
+
+static void remove_at(kuala_store_t *s, pslot_t *slot, kuala_store_change_cb cb, void *data,
+                      int unknown);
+
+int kuala__store_wants_tree(const kuala_store_t *s)
+{
+  return s->opts.transform || s->opts.metadata_only || s->nidx > IDX_USER0;
+}
+
+/* A scanned string's bytes: in the text when it has no escape, else
+ * decoded into buf. */
+static const char *jstr(const char *text, const kuala__jstr_t *v, kuala_buf_t *buf, size_t *len)
+{
+  if (!v->esc) {
+    *len = v->len;
+    return text + v->off;
+  }
+  kuala_buf_reset(buf);
+  kuala__jscan_unescape(text + v->off, v->len, buf);
+  kuala_buf_putc(buf, '\0');
+  *len = buf->len - 1;
+  return buf->data;
+}
+
+/* Two raw keys equal once decoded. */
+static int key_eq(const char *t, const kuala__jstr_t *a, const kuala__jstr_t *b)
+{
+  if (!a->esc && !b->esc) {
+    return a->len == b->len && memcmp(t + a->off, t + b->off, a->len) == 0;
+  }
+  kuala_buf_t x, y;
+  kuala_buf_init(&x, 0);
+  kuala_buf_init(&y, 0);
+  kuala__jscan_unescape(t + a->off, a->len, &x);
+  kuala__jscan_unescape(t + b->off, b->len, &y);
+  int eq = x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+  kuala_buf_free(&x);
+  kuala_buf_free(&y);
+  return eq;
+}
+
+static int is_key(const char *t, const kuala__jstr_t *k, const char *lit, size_t litlen)
+{
+  if (!k->esc) {
+    return k->len == litlen && memcmp(t + k->off, lit, litlen) == 0;
+  }
+  /* (rare) decode and compare */
+  kuala_buf_t x;
+  kuala_buf_init(&x, 0);
+  kuala__jscan_unescape(t + k->off, k->len, &x);
+  int eq = x.len == litlen && memcmp(x.data, lit, litlen) == 0;
+  kuala_buf_free(&x);
+  return eq;
+}
+
+/* The text version of collect_nodes: labels and owner UIDs read from the
+ * spans the scan recorded. A label key given twice is refused (a decoder
+ * keeps only one of them; the index would hold both). */
+static int collect_nodes_text(kuala_store_t *s, const char *t, const kuala__jobj_t *o,
+                              const char *ns, size_t nslen, kuala_store_emit_t *em)
+{
+  if (nslen > 0) {
+    emit_add_node(em, node_get(s, IDX_NS, ns, nslen, 0));
+  }
+  if (o->labels.len) {
+    kuala_buf_t *kb = &s->keybuf;
+    const char *lt = t + o->labels.off;
+    size_t pos = 0, nkeys = 0;
+    kuala__jstr_t k;
+    kuala__jspan_t v;
+    kuala__jstr_t seen[64];
+    while (kuala__jscan_member_next(lt, o->labels.len, &pos, &k, &v)) {
+      /* Duplicates: checked among the first 64 keys directly, beyond
+       * that against the label nodes collected so far. */
+      for (size_t i = 0; i < nkeys && i < 64; i++) {
+        if (key_eq(lt, &seen[i], &k)) {
+          emit_abort(em);
+          return KUALA_EBADMSG;
+        }
+      }
+      if (nkeys < 64) {
+        seen[nkeys] = k;
+      }
+      nkeys++;
+      if (lt[v.off] != '"') {
+        continue;
+      }
+      kuala_buf_reset(kb);
+      if (k.esc) {
+        kuala__jscan_unescape(lt + k.off, k.len, kb);
+      } else {
+        kuala_buf_append(kb, lt + k.off, k.len);
+      }
+      size_t kl = kb->len;
+      if (kl > UINT16_MAX || em->n >= MAX_NODES) {
+        emit_abort(em);
+        return KUALA_E2BIG;
+      }
+      if (nkeys > 64) {
+        for (size_t i = 0; i < em->n; i++) {
+          node_t *n = em->nodes[i];
+          if (n->index == IDX_LABELS && n->split == kl && memcmp(n->key, kb->data, kl) == 0) {
+            emit_abort(em);
+            return KUALA_EBADMSG;
+          }
+        }
+      }
+      kuala_buf_putc(kb, '\0');
+      const char *vs = lt + v.off + 1;
+      size_t vl = v.len - 2;
+      if (memchr(vs, '\\', vl)) {
+        kuala__jscan_unescape(vs, vl, kb);
+      } else {
+        kuala_buf_append(kb, vs, vl);
+      }
+      emit_add_node(em, node_get(s, IDX_LABELS, kb->data, kb->len, (uint16_t)kl));
+    }
+  }
+  if (o->owners.len) {
+    const char *ot = t + o->owners.off;
+    size_t pos = 0;
+    kuala__jspan_t el;
+    while (kuala__jscan_elem_next(ot, o->owners.len, &pos, &el)) {
+      if (ot[el.off] != '{') {
+        continue;
+      }
+      /* The last "uid" wins, as in a decoder. */
+      const char *et = ot + el.off;
+      size_t p2 = 0;
+      kuala__jstr_t k;
+      kuala__jspan_t v, uid = {0, 0};
+      while (kuala__jscan_member_next(et, el.len, &p2, &k, &v)) {
+        if (is_key(et, &k, "uid", 3)) {
+          uid = v;
+        }
+      }
+      if (uid.len < 3 || et[uid.off] != '"' || em->n >= MAX_NODES) {
+        continue; /* absent, not a string, or "" */
+      }
+      kuala__jstr_t us = {uid.off + 1, uid.len - 2, 1, 0};
+      us.esc = memchr(et + us.off, '\\', us.len) != NULL;
+      size_t ulen;
+      const char *u = jstr(et, &us, &s->keybuf, &ulen);
+      if (ulen > 0) {
+        emit_add_node(em, node_get(s, IDX_OWNER, u, ulen, 0));
+      }
+    }
+  }
+  return 0;
+}
+
+/* The object o of the scanned text t through the tree path (a store that
+ * needs one), or refused like kuala_store_put refuses it. */
+static int put_tree(kuala_store_t *s, const char *t, const kuala__jobj_t *o, int flags,
+                    kuala_store_change_cb cb, void *data, int del)
+{
+  json_object *obj = NULL;
+  int rc = kuala_json_parse(&obj, t + o->off, o->len, NULL, 0);
+  if (rc == 0) {
+    rc = del ? kuala_store_delete_obj(s, obj, t + o->off, o->len, cb, data)
+             : kuala__store_put_ex(s, obj, t + o->off, o->len, flags, cb, data, NULL);
+  }
+  json_object_put(obj);
+  return rc;
+}
+
+/* Name, namespace and RV of a scanned object, checked as put checks them. */
+static int text_key(kuala_store_t *s, const char *t, const kuala__jobj_t *o, const char **name,
+                    size_t *namelen, const char **ns, size_t *nslen, const char **rv, size_t *rvlen)
+{
+  if (o->flags & KUALA_JOBJ_NOTOBJ || !(o->flags & KUALA_JOBJ_META)) {
+    return KUALA_EINVAL;
+  }
+  if (o->flags & KUALA_JOBJ_DUP) {
+    return KUALA_EBADMSG; /* which name would the object have? */
+  }
+  if (!o->name.set) {
+    return KUALA_EINVAL;
+  }
+  *name = jstr(t, &o->name, &s->strbuf[0], namelen);
+  if (*namelen == 0 || *namelen > UINT16_MAX) {
+    return KUALA_EINVAL;
+  }
+  *ns = "";
+  *nslen = 0;
+  if (o->ns.set) {
+    *ns = jstr(t, &o->ns, &s->strbuf[1], nslen);
+  }
+  *rv = "";
+  *rvlen = 0;
+  if (o->rv.set) {
+    *rv = jstr(t, &o->rv, &s->strbuf[2], rvlen);
+  }
+  return *rvlen > UINT16_MAX ? KUALA_EINVAL : 0;
+}
+
+int kuala__store_put_text(kuala_store_t *s, const char *t, const kuala__jobj_t *o, int flags,
+                          kuala_store_change_cb cb, void *data)
+{
+  if (kuala__store_wants_tree(s) && !(o->flags & KUALA_JOBJ_NOTOBJ)) {
+    return put_tree(s, t, o, flags, cb, data, 0);
+  }
+  const char *name, *ns, *rv;
+  size_t namelen, nslen, rvlen;
+  int rc = text_key(s, t, o, &name, &namelen, &ns, &nslen, &rv, &rvlen);
+  if (rc < 0) {
+    return rc;
+  }
+  uint32_t h = key_hash(ns, nslen, name, namelen);
+  pslot_t *slot = ptab_find(s, h, ns, nslen, name, namelen);
+  if (slot && (flags & KUALA_STORE_SKIP_SAME_RV) && rvlen > 0) {
+    entry_t *old = s->ents[slot->v - 1];
+    if (old->rv_len == rvlen && memcmp(e_rv(old), rv, rvlen) == 0) {
+      old->seen = s->mark;
+      return 0;
+    }
+  }
+  kuala_store_emit_t em = {s, 0, s->enodes, 0, s->enodes_cap, 0};
+  if ((rc = collect_nodes_text(s, t, o, ns, nslen, &em)) == 0) {
+    kuala_buf_reset(&s->scratch);
+    rc = kuala__json_compact(t + o->off, o->len, !s->opts.keep_managed_fields, &s->scratch, NULL);
+    if (rc < 0) {
+      emit_abort(&em);
+    } else {
+      rc = commit(s, name, namelen, rv, rvlen, nslen, h, slot, s->scratch.data, s->scratch.len, &em,
+                  cb, data);
+    }
+  }
+  s->enodes = em.nodes;
+  s->enodes_cap = em.cap;
+  return rc;
+}
+
+int kuala__store_delete_text(kuala_store_t *s, const char *t, const kuala__jobj_t *o,
+                             kuala_store_change_cb cb, void *data)
+{
+  if (kuala__store_wants_tree(s) && !(o->flags & KUALA_JOBJ_NOTOBJ)) {
+    return put_tree(s, t, o, 0, cb, data, 1);
+  }
+  const char *name, *ns, *rv;
+  size_t namelen, nslen, rvlen;
+  int rc = text_key(s, t, o, &name, &namelen, &ns, &nslen, &rv, &rvlen);
+  if (rc < 0) {
+    return rc;
+  }
+  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  if (!slot) {
+    return KUALA_ENOTFOUND;
+  }
+  if (!cb) {
+    remove_at(s, slot, NULL, NULL, 0);
+    return 0;
+  }
+  /* Report the event's object (it carries the deletion's RV), as
+   * kuala_store_delete_obj does. */
+  uint32_t id = slot->v - 1;
+  entry_t *e = s->ents[id];
+  ptab_remove(s, slot);
+  entry_unlink_nodes(e, id);
+  kuala_buf_reset(&s->scratch);
+  rc = kuala__json_compact(t + o->off, o->len, !s->opts.keep_managed_fields, &s->scratch, NULL);
+  kuala_obj_t v;
+  e_view(e, &v);
+  if (rc == 0 && s->scratch.data) {
+    if (!o->rv.esc) { /* (decoded strings are NUL-terminated already) */
+      kuala_buf_reset(&s->strbuf[2]);
+      kuala_buf_append(&s->strbuf[2], rv, rvlen);
+      kuala_buf_putc(&s->strbuf[2], '\0');
+      rv = s->strbuf[2].data;
+    }
+    v.rv = rv;
+    v.json = s->scratch.data;
+    v.json_len = s->scratch.len;
+  }
+  cb(data, KUALA_STORE_DELETED, NULL, &v, 0);
+  entry_destroy(s, id);
+  return 0;
 }
 
 int kuala_store_put_json(kuala_store_t *s, const char *json, size_t len, int flags,
