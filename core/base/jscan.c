@@ -66,6 +66,17 @@ static const unsigned char str_stop[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                             1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                             1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ['\\'] = 1};
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Non-zero when one of the 8 bytes in v may be a quote, a backslash or a
+ * control character (never zero when one is). */
+static inline uint64_t stop8(uint64_t v)
+{
+  uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+  return ((q - ONES) & ~q & HIGHS) | ((b - ONES) & ~b & HIGHS) | ((v - ONES * 0x20) & ~v & HIGHS);
+}
+
 static int is_ws(char c)
 {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -95,8 +106,22 @@ static int scan_string(const char *s, size_t n, size_t *i, int *esc, char *err, 
 {
   size_t j = *i + 1;
   for (;;) {
-    while (j < n && !str_stop[(unsigned char)s[j]]) {
+    /* Eight bytes at a time while none can end the run, then bytewise
+     * over at most eight (the word test may flag a plain byte). */
+    while (j + 8 <= n) {
+      uint64_t v;
+      memcpy(&v, s + j, 8);
+      if (stop8(v)) {
+        break;
+      }
+      j += 8;
+    }
+    size_t lim = j + 8 < n ? j + 8 : n;
+    while (j < lim && !str_stop[(unsigned char)s[j]]) {
       j++;
+    }
+    if (j == lim && j < n) {
+      continue;
     }
     if (j >= n) {
       return bad(err, errlen, "unterminated string", *i);
