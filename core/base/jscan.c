@@ -316,6 +316,7 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
   /* The role of the value about to start, and which key it is under. */
   int next_role = mode == KUALA_JSCAN_LIST ? R_LIST : mode == KUALA_JSCAN_EVENT ? R_EVENT : R_ITEM;
   int cur_key = K_OTHER;
+  size_t dup_at = SIZE_MAX; /* first duplicate in an envelope */
   sc->nitems = 0;
   memset(&sc->obj, 0, sizeof(sc->obj));
   memset(&sc->type, 0, sizeof(sc->type));
@@ -500,7 +501,7 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
       if (i < len) {
         return bad(err, errlen, "data after the top-level value", i);
       }
-      return 0;
+      return dup_at == SIZE_MAX ? 0 : bad(err, errlen, "duplicate key", dup_at);
     }
     if (i >= len) {
       return bad(err, errlen, "unexpected end of JSON input", i);
@@ -541,9 +542,14 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
         if (cur_key != K_OTHER) {
           if (l->seen & (1u << cur_key)) {
             if (l->role == R_LIST || l->role == R_LISTMETA || l->role == R_EVENT) {
-              return bad(err, errlen, "duplicate key", kstart);
+              /* Reported once the rest is known valid: a text error
+               * wins, with the validator's message. */
+              if (dup_at == SIZE_MAX) {
+                dup_at = kstart;
+              }
+            } else {
+              l->obj->flags |= KUALA_JOBJ_DUP;
             }
-            l->obj->flags |= KUALA_JOBJ_DUP;
           }
           l->seen |= (uint16_t)(1u << cur_key);
         }

@@ -88,10 +88,11 @@ void kuala__jscan_free(kuala__jscan_t *sc);
 
 /* Scan s[0..len) in `mode`. Returns 0 when the text is one valid JSON
  * value nested at most max_depth (capped at KUALA_JSON_WIRE_DEPTH) deep,
- * else KUALA_EBADMSG with the same kind of reason (and offset) as
- * kuala_json_validate writes into err. In LIST and EVENT modes a duplicate
+ * else KUALA_EBADMSG with the reason (and offset) kuala_json_validate
+ * writes into err. In LIST and EVENT modes a duplicate
  * "items"/"metadata"/"continue"/"resourceVersion" or "type"/"object" fails
- * the document too ("duplicate key"). The structure (an object at the top,
+ * an otherwise valid document ("duplicate key at offset N", the first
+ * one). The structure (an object at the top,
  * items an array...) is reported, not enforced. */
 int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, size_t len,
                  size_t max_depth, char *err, size_t errlen);

@@ -465,6 +465,7 @@ static void free_client(kuala_client_t *c)
   kuala_free(c->host);
   kuala_free(c->host_header);
   kuala_free(c->base_url);
+  kuala_buf_free(&c->spare_body);
   curl_slist_free_all(c->connect_to);
   kuala_free(c->token);
   kuala_free(c->exec_token);
@@ -730,6 +731,10 @@ static void on_req_closed(uv_handle_t *h)
   maybe_teardown(c);
 }
 
+/* Largest response body buffer kept for the next request: a list page of
+ * 500 ~2 KB objects fits; bigger ones are given back. */
+#define SPARE_BODY_MAX ((size_t)4 << 20)
+
 kuala_client_req_t *kuala__client_req_alloc(kuala_client_t *c, size_t size, req_kind_t kind)
 {
   kuala_client_req_t *req = kuala_calloc(1, size);
@@ -737,6 +742,11 @@ kuala_client_req_t *kuala__client_req_alloc(kuala_client_t *c, size_t size, req_
   req->kind = kind;
   req->retry_after = -1;
   kuala_buf_init(&req->resp_body, c->cfg.max_body);
+  if (kind != REQ_KIND_WATCH && c->spare_body.data) {
+    req->resp_body = c->spare_body; /* empty, with its capacity */
+    req->resp_body.max = c->cfg.max_body;
+    kuala_buf_init(&c->spare_body, 0);
+  }
   kuala_buf_init(&req->ready, 0);
   kuala_lines_init(&req->lines, c->cfg.max_line);
   req->lines.skip_long = 1;
@@ -924,7 +934,7 @@ static void deliver(kuala_client_req_t *req)
   resp.status = req->status;
   resp.content_type = req->resp_ctype;
   resp.retry_after = req->retry_after;
-  resp.body = req->resp_body.data;
+  resp.body = req->resp_body.len ? req->resp_body.data : NULL; /* (a reused buffer is never NULL) */
   resp.body_len = req->resp_body.len;
   resp.reason = req->reason;
   resp.message = req->message ? req->message : (err ? kuala_strerror(err) : NULL);
@@ -967,6 +977,13 @@ static void finish(kuala_client_req_t *req)
   kuala_free(req->resp_ctype);
   req->url = req->body = req->content_type = req->accept = req->resp_ctype = NULL;
   req->impersonate = NULL;
+  if (req->kind != REQ_KIND_WATCH && req->resp_body.data && req->resp_body.cap <= SPARE_BODY_MAX &&
+      req->resp_body.cap > req->c->spare_body.cap) {
+    kuala_buf_free(&req->c->spare_body);
+    req->c->spare_body = req->resp_body;
+    kuala_buf_reset(&req->c->spare_body);
+    kuala_buf_init(&req->resp_body, 0);
+  }
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
   kuala__jscan_free(&req->scan);

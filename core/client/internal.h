@@ -109,6 +109,10 @@ typedef struct disc_gv_s disc_gv_t;
 
 struct kuala_client_s {
   uv_loop_t *loop;
+  /* The body buffer of the last finished request (up to SPARE_BODY_MAX),
+   * handed to the next one: a paged list reuses one buffer for every page
+   * instead of growing and freeing ~1 MB each time. */
+  kuala_buf_t spare_body;
   CURLM *multi;
   uv_timer_t timer; /* curl's timer; teardown timer once closing */
   kuala_client_config_t cfg;
