@@ -18,7 +18,9 @@
  * watch_pending); the backoff timer runs only when none is; every source
  * callback first clears its pending flag, then, if the informer is
  * stopping, only tries to free it. Handlers run from inside store calls, so
- * after every store call the code checks `stopping` before going on.
+ * after every store call the code checks `stopping` before going on. A
+ * list page asks for the next one before storing its own items (its own
+ * pending flag is clear by then; the next callback runs from the loop).
  *
  * Relist: kuala_store_replace_begin, every listed item put with
  * SKIP_SAME_RV (unchanged objects produce no event), replace_end reports
@@ -287,6 +289,15 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
     backoff(inf, 1, KUALA_EBADMSG);
     return;
   }
+  /* Ask for the next page first: the server prepares it while this one
+   * is stored (its callback cannot run before this one returns). */
+  const char *cont = jstr_z(inf, body, &sc->cont);
+  int more = cont && *cont;
+  if (more) {
+    kuala_free(inf->continue_tok);
+    inf->continue_tok = kuala_strdup(cont);
+    list_page(inf);
+  }
   for (size_t i = 0; i < sc->nitems; i++) {
     int rc = kuala__store_put_text(inf->store, body, &sc->items[i], KUALA_STORE_SKIP_SAME_RV,
                                    kuala__informer_change, inf);
@@ -298,11 +309,7 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
       return;
     }
   }
-  const char *cont = jstr_z(inf, body, &sc->cont);
-  if (cont && *cont) {
-    kuala_free(inf->continue_tok);
-    inf->continue_tok = kuala_strdup(cont);
-    list_page(inf);
+  if (more) {
     return;
   }
   kuala_free(inf->continue_tok);
