@@ -44,14 +44,14 @@
 
 enum { IDX_NS = 0, IDX_LABELS = 1, IDX_OWNER = 2, IDX_USER0 = 3 };
 
-/* The entry arena: once a store holds ARENA_FROM bytes of JSON, entries up
+/* The entry arena: once a store holds ARENA_FROM (1 MB) of JSON, entries up
  * to ARENA_MAX bytes come from 2 MB blocks asking for transparent huge
  * pages. A big sync then takes one page fault per 2 MB instead of one per
  * 4 KB (on this VM a 4 KB fault costs ~40 us: 64 MB of fresh heap took
  * 0.6 s to touch, 16 ms in huge pages). Small stores never map a block, so
  * they do not pin 2 MB each. */
 #define ARENA_BLOCK ((size_t)2 << 20)
-#define ARENA_FROM ((size_t)4 << 20)
+#define ARENA_FROM ((size_t)1 << 20)
 #define ARENA_CLASS ((size_t)64)
 #define ARENA_MAX ((size_t)32 << 10)
 #define ARENA_NCLASS (ARENA_MAX / ARENA_CLASS)

@@ -540,7 +540,7 @@ START_TEST(test_store_array_scan_stops_on_garbage)
 }
 END_TEST
 
-/* Past 4 MB of JSON, entries come from the store's arena (2 MB blocks,
+/* Past 1 MB of JSON, entries come from the store's arena (2 MB blocks,
  * size-class free lists): updates, deletes, growth, a user index rebuild
  * and the final free must all keep every object intact, and the memory
  * accounting must return to where it was. */
