@@ -9,9 +9,10 @@
  * --anonymous-auth default); with only --token it is refused with 401, as
  * before. An unknown token is always 401.
  *
- * Impersonation: Impersonate-User (and optional Impersonate-Group headers)
- * switch the user once the caller passes the `impersonate` checks on users
- * (or serviceaccounts, for system:serviceaccount:<ns>:<name>) and groups.
+ * Impersonation: Impersonate-User (and optional Impersonate-Group headers,
+ * any number, and Impersonate-Uid) switch the user once the caller passes
+ * the `impersonate` checks on users (or serviceaccounts, for
+ * system:serviceaccount:<ns>:<name>), on each group and on the uid.
  * An impersonated service account gets system:serviceaccounts and
  * system:serviceaccounts:<ns> unless groups were given; everyone gets
  * system:authenticated.
@@ -348,16 +349,22 @@ static int unauthorized(kuala__httpd_req_t *req)
   return 1;
 }
 
-/* The user after impersonation, or -1 when the request was answered. */
+/* The user after impersonation, or -1 when the request was answered.
+ * Impersonate-User, every Impersonate-Group header and Impersonate-Uid are
+ * each checked with the `impersonate` verb (users or serviceaccounts,
+ * groups, authentication.k8s.io uids), as kube-apiserver does. */
 static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
 {
   const char *as = kuala__httpd_header(req, "Impersonate-User");
   const char *group = kuala__httpd_header(req, "Impersonate-Group");
-  if (!as && !group) {
+  const char *uid = kuala__httpd_header(req, "Impersonate-Uid");
+  if (!as && !group && !uid) {
     return 0;
   }
   if (!as || !*as) {
-    emu_reply_code(req, 400, "requested impersonation of groups without impersonating a user");
+    emu_reply_code(req, 400,
+                   group ? "requested impersonation of groups without impersonating a user"
+                         : "requested impersonation of uid without impersonating a user");
     return -1;
   }
   emu_attrs_t a;
@@ -386,20 +393,32 @@ static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
     forbid(req, &a, reason);
     return -1;
   }
-  if (group) {
-    a.resource = "groups";
-    a.ns = "";
+  a.resource = "groups";
+  a.ns = "";
+  for (size_t i = 0; (group = kuala__httpd_header_at(req, "Impersonate-Group", i)) != NULL; i++) {
     a.name = group;
     if (!allowed(e, &a, reason, sizeof reason)) {
       forbid(req, &a, reason);
       return -1;
     }
   }
+  if (uid) {
+    a.group = "authentication.k8s.io";
+    a.resource = "uids";
+    a.name = uid;
+    if (!allowed(e, &a, reason, sizeof reason)) {
+      forbid(req, &a, reason);
+      return -1;
+    }
+  }
   emu_user_t nu;
-  emu_user_init(&nu, as, "");
-  if (group) {
+  emu_user_init(&nu, as, uid ? uid : "");
+  int groups = 0;
+  for (size_t i = 0; (group = kuala__httpd_header_at(req, "Impersonate-Group", i)) != NULL; i++) {
     emu_user_add_group(&nu, group);
-  } else if (sa_ns[0]) {
+    groups++;
+  }
+  if (!groups && sa_ns[0]) {
     char g[300];
     emu_user_add_group(&nu, "system:serviceaccounts");
     snprintf(g, sizeof g, "system:serviceaccounts:%s", sa_ns);

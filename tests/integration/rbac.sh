@@ -248,6 +248,14 @@ for c in "${cases[@]}"; do
   fi
 done
 echo "ok 3: kubectl auth can-i agrees with the emulator on ${#cases[@]} cases"
+# Every Impersonate-Group header counts (kubectl --as-group, repeated).
+kc create clusterrole pod-reader --verb=list --resource=pods >/dev/null
+kc create clusterrolebinding g2-pod-readers --clusterrole=pod-reader --group=g2 >/dev/null
+got=$(kc auth can-i list pods --as bob --as-group g1 --as-group g2 2>/dev/null || true)
+[ "$got" = yes ] || fail "the second Impersonate-Group header was ignored (can-i: $got)"
+got=$(kc auth can-i list pods --as bob --as-group g1 2>/dev/null || true)
+[ "$got" = no ] || fail "bob in g1 only may list pods (can-i: $got)"
+echo "ok 3b: every Impersonate-Group header is read"
 
 # ---- 4. two bundles, --impersonate-bundles ----------------------------------
 emu emu3
