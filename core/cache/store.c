@@ -52,7 +52,7 @@ enum { IDX_NS = 0, IDX_LABELS = 1, IDX_OWNER = 2, IDX_USER0 = 3 };
  * they do not pin 2 MB each. */
 #define ARENA_BLOCK ((size_t)2 << 20)
 #define ARENA_FROM ((size_t)1 << 20)
-#define ARENA_CLASS ((size_t)64)
+#define ARENA_CLASS ((size_t)32)
 #define ARENA_MAX ((size_t)32 << 10)
 #define ARENA_NCLASS (ARENA_MAX / ARENA_CLASS)
 #define MAX_INDEXES 64
@@ -121,12 +121,12 @@ struct kuala_store_s {
   kuala_buf_t scratch;
   kuala_buf_t keybuf;
   kuala_buf_t strbuf[3]; /* decoded name, namespace, rv of escaped text */
-  /* Entry arena (see arena_alloc): 2 MB blocks, a free list per 64-byte
+  /* Entry arena (see entry_alloc): 2 MB blocks, a free list per 32-byte
    * size class. */
   char **blocks;
   size_t nblocks, blocks_cap;
   char *bump, *bump_end;
-  void *freel[ARENA_NCLASS + 1];
+  void **freel;    /* [ARENA_NCLASS + 1], allocated with the first block */
   node_t **enodes; /* emit array reused by text puts */
   size_t enodes_cap;
 };
@@ -179,6 +179,9 @@ static void s_free(kuala_store_t *s, void *p)
 static void arena_grow(kuala_store_t *s)
 {
   size_t rest = (size_t)(s->bump_end - s->bump);
+  if (!s->freel) {
+    s->freel = s_calloc(s, ARENA_NCLASS + 1, sizeof(void *));
+  }
   if (rest >= ARENA_CLASS) { /* (block and carves are multiples of the class) */
     size_t cls = rest / ARENA_CLASS;
     if (cls > ARENA_NCLASS) {
@@ -222,7 +225,7 @@ static void *entry_alloc(kuala_store_t *s, size_t sz, int *in_arena)
     return s_alloc(s, sz);
   }
   size_t csz = cls * ARENA_CLASS;
-  void *p = s->freel[cls];
+  void *p = s->freel ? s->freel[cls] : NULL;
   if (p) {
     memcpy(&s->freel[cls], p, sizeof(void *));
   } else {
@@ -920,6 +923,7 @@ void kuala_store_free(kuala_store_t *s)
     munmap(s->blocks[i], ARENA_BLOCK);
   }
   kuala_free(s->blocks);
+  kuala_free(s->freel);
   for (uint32_t i = 0; i < s->nidx; i++) {
     size_t it = 0;
     void *v;
