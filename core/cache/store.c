@@ -6,6 +6,10 @@
  *
  *  - Each object is one allocation (entry_t): a 16-byte header, an array of
  *    pointers to the index nodes it belongs to, then "name\0rv\0json\0".
+ *    Past ARENA_FROM bytes of JSON it comes from the store's arena (2 MB
+ *    huge-page blocks, a free list per size class), else from malloc.
+ *  - Objects arrive as json-c trees (kuala_store_put) or as spans of wire
+ *    text found by the scanner (kuala__store_put_text, no tree).
  *  - Objects are numbered by a 32-bit id (ents[id]); ids are reused.
  *  - The primary index is an open-addressing table of ids keyed by
  *    hash(namespace, name); the entry keeps the hash.
@@ -21,7 +25,9 @@
  * the primary table and once in the id set of every node in entry->nodes;
  * node pointers of one entry are distinct; a node with an empty set is not
  * in any map. Memory accounting (mem) counts every live allocation of the
- * store at malloc_usable_size + one chunk header.
+ * store at malloc_usable_size + one chunk header, arena entries at their
+ * class size (free-listed arena memory is not counted, as malloc's free
+ * memory is not).
  *
  * Ownership: the store owns entries, nodes and tables; views (kuala_obj_t)
  * point into entries and die with the next mutation.
