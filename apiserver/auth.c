@@ -9,9 +9,10 @@
  * --anonymous-auth default); with only --token it is refused with 401, as
  * before. An unknown token is always 401.
  *
- * Impersonation: Impersonate-User (and optional Impersonate-Group headers)
- * switch the user once the caller passes the `impersonate` checks on users
- * (or serviceaccounts, for system:serviceaccount:<ns>:<name>) and groups.
+ * Impersonation: Impersonate-User (and optional Impersonate-Group headers,
+ * any number, and Impersonate-Uid) switch the user once the caller passes
+ * the `impersonate` checks on users (or serviceaccounts, for
+ * system:serviceaccount:<ns>:<name>), on each group and on the uid.
  * An impersonated service account gets system:serviceaccounts and
  * system:serviceaccounts:<ns> unless groups were given; everyone gets
  * system:authenticated.
@@ -38,6 +39,8 @@
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
 #include "kuala/json.h"
+#include "patch.h"
+#include "protobuf.h"
 
 static struct {
   int configured; /* a token file was given */
@@ -346,16 +349,22 @@ static int unauthorized(kuala__httpd_req_t *req)
   return 1;
 }
 
-/* The user after impersonation, or -1 when the request was answered. */
+/* The user after impersonation, or -1 when the request was answered.
+ * Impersonate-User, every Impersonate-Group header and Impersonate-Uid are
+ * each checked with the `impersonate` verb (users or serviceaccounts,
+ * groups, authentication.k8s.io uids), as kube-apiserver does. */
 static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
 {
   const char *as = kuala__httpd_header(req, "Impersonate-User");
   const char *group = kuala__httpd_header(req, "Impersonate-Group");
-  if (!as && !group) {
+  const char *uid = kuala__httpd_header(req, "Impersonate-Uid");
+  if (!as && !group && !uid) {
     return 0;
   }
   if (!as || !*as) {
-    emu_reply_code(req, 400, "requested impersonation of groups without impersonating a user");
+    emu_reply_code(req, 400,
+                   group ? "requested impersonation of groups without impersonating a user"
+                         : "requested impersonation of uid without impersonating a user");
     return -1;
   }
   emu_attrs_t a;
@@ -384,20 +393,32 @@ static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
     forbid(req, &a, reason);
     return -1;
   }
-  if (group) {
-    a.resource = "groups";
-    a.ns = "";
+  a.resource = "groups";
+  a.ns = "";
+  for (size_t i = 0; (group = kuala__httpd_header_at(req, "Impersonate-Group", i)) != NULL; i++) {
     a.name = group;
     if (!allowed(e, &a, reason, sizeof reason)) {
       forbid(req, &a, reason);
       return -1;
     }
   }
+  if (uid) {
+    a.group = "authentication.k8s.io";
+    a.resource = "uids";
+    a.name = uid;
+    if (!allowed(e, &a, reason, sizeof reason)) {
+      forbid(req, &a, reason);
+      return -1;
+    }
+  }
   emu_user_t nu;
-  emu_user_init(&nu, as, "");
-  if (group) {
+  emu_user_init(&nu, as, uid ? uid : "");
+  int groups = 0;
+  for (size_t i = 0; (group = kuala__httpd_header_at(req, "Impersonate-Group", i)) != NULL; i++) {
     emu_user_add_group(&nu, group);
-  } else if (sa_ns[0]) {
+    groups++;
+  }
+  if (!groups && sa_ns[0]) {
     char g[300];
     emu_user_add_group(&nu, "system:serviceaccounts");
     snprintf(g, sizeof g, "system:serviceaccounts:%s", sa_ns);
@@ -409,6 +430,149 @@ static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
   emu_user_free(u);
   *u = nu;
   return 0;
+}
+
+/* ---- escalation prevention ---- */
+
+static json_object *member(json_object *o, const char *key, json_type t)
+{
+  json_object *v;
+  return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) &&
+                 json_object_is_type(v, t)
+             ? v
+             : NULL;
+}
+
+static void refuse(kuala__httpd_req_t *req, int code, const char *resource, const char *name,
+                   const char *msg)
+{
+  A.forbidden += code == 403;
+  fprintf(stderr, "kuala-apiserver: %d %s %s: %s\n", code, kuala__httpd_method(req),
+          kuala__httpd_path(req), msg);
+  kuala_apierr_t err = KUALA_APIERR_INIT;
+  kuala__apierr_set(&err, code, NULL, "%s", msg);
+  kuala__apierr_details(&err, name, "rbac.authorization.k8s.io", resource);
+  emu_reply_err(req, &err);
+}
+
+/* Writing a Role or ClusterRole must not grant what the writer does not
+ * hold, unless it may `escalate`; writing a binding must not either,
+ * unless it may `bind` the role it names (kube-apiserver's RBAC registry).
+ * The rules come from the body (the whole object, a merge/apply patch that
+ * sets `rules`, or the values of a JSON patch under /rules); a binding's
+ * roleRef from the body or, since it cannot change, the stored object.
+ * 1 when the request was refused (answered), else 0. */
+static int escalation(emu_t *e, kuala__httpd_req_t *req, const emu_attrs_t *a)
+{
+  int binding =
+      strcmp(a->resource, "rolebindings") == 0 || strcmp(a->resource, "clusterrolebindings") == 0;
+  int role = strcmp(a->resource, "roles") == 0 || strcmp(a->resource, "clusterroles") == 0;
+  if ((!binding && !role) || *a->subresource || emu_user_in_group(a->user, "system:masters")) {
+    return 0;
+  }
+  size_t len = 0;
+  const char *body = kuala__httpd_body(req, &len);
+  json_object *in = NULL;
+  if (body && len) { /* as write.c decodes it: kubectl's typed clients send protobuf */
+    const char *ct = kuala__httpd_header(req, "Content-Type");
+    kuala_apierr_t err = KUALA_APIERR_INIT;
+    if (kuala__pb_is_protobuf(ct)) {
+      kuala__pb_decode(&in, (const unsigned char *)body, len, &err);
+    } else if (ct && strstr(ct, "yaml")) {
+      kuala__patch_yaml_decode(&in, body, len, &err);
+    } else {
+      kuala_json_parse(&in, body, len, NULL, 0);
+    }
+    kuala__apierr_clear(&err);
+  }
+  const char *name = a->name;
+  json_object *mdo = member(in, "metadata", json_type_object);
+  json_object *n = member(mdo, "name", json_type_string);
+  if ((!name || !*name) && n) {
+    name = json_object_get_string(n);
+  }
+  json_object *stored = NULL;
+  emu_rtype_t *rt = emu_rtype_find(e, "rbac.authorization.k8s.io", "v1", a->resource);
+  emu_obj_t *so =
+      rt && name && *name ? emu_store_get(rt->store, *a->ns ? a->ns : NULL, name) : NULL;
+  if (so) {
+    stored = emu_obj_parse(so);
+  }
+  const emu_policy_t *p = policy(e);
+  char msg[4096] = "";
+  int refused = 0;
+  json_object *rules = NULL, *owned = NULL;
+  emu_attrs_t ba = {.user = a->user,
+                    .resource_request = 1,
+                    .group = "rbac.authorization.k8s.io",
+                    .version = "v1",
+                    .subresource = "",
+                    .ns = a->ns};
+  char reason[1024];
+  if (binding) {
+    json_object *ref = member(in, "roleRef", json_type_object);
+    if (!ref) {
+      ref = member(stored, "roleRef", json_type_object);
+    }
+    json_object *k = member(ref, "kind", json_type_string),
+                *r = member(ref, "name", json_type_string);
+    if (k && r) {
+      const char *kind = json_object_get_string(k), *rname = json_object_get_string(r);
+      const char *plural = strcmp(kind, "Role") == 0 ? "roles" : "clusterroles";
+      ba.verb = "bind";
+      ba.resource = plural;
+      ba.name = rname;
+      if (!emu_rbac_authorize(p, &ba, reason, sizeof reason)) {
+        rules = emu_rbac_role_rules(p, kind, rname, a->ns);
+        if (!rules) {
+          snprintf(msg, sizeof msg, "%s.rbac.authorization.k8s.io \"%s\" not found", plural, rname);
+          refuse(req, 404, plural, rname, msg);
+          refused = 1;
+        }
+      }
+    }
+  } else {
+    rules = member(in, "rules", json_type_array);
+    if (!rules && in && json_object_is_type(in, json_type_array)) {
+      owned = json_object_new_array(); /* JSON patch: what it puts under /rules */
+      for (size_t i = 0; i < json_object_array_length(in); i++) {
+        json_object *op = json_object_array_get_idx(in, i), *v;
+        json_object *path = member(op, "path", json_type_string);
+        if (!path || strncmp(json_object_get_string(path), "/rules", 6) != 0 ||
+            !json_object_object_get_ex(op, "value", &v)) {
+          continue;
+        }
+        size_t nv = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+        for (size_t j = 0; j < nv; j++) {
+          json_object *x =
+              json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, j) : v;
+          if (json_object_is_type(x, json_type_object)) {
+            json_object_array_add(owned, json_object_get(x));
+          }
+        }
+      }
+      rules = owned;
+    }
+    if (rules) {
+      ba.verb = "escalate";
+      ba.resource = a->resource;
+      ba.name = name ? name : "";
+      if (emu_rbac_authorize(p, &ba, reason, sizeof reason)) {
+        rules = NULL;
+      }
+    }
+  }
+  char why[3500];
+  if (!refused && rules && !emu_rbac_covers(p, a->user, a->ns, rules, why, sizeof why)) {
+    snprintf(msg, sizeof msg, "%s.rbac.authorization.k8s.io \"%s\" is forbidden: %s", a->resource,
+             name ? name : "", why);
+    refuse(req, 403, a->resource, name, msg);
+    refused = 1;
+  }
+  json_object_put(owned);
+  json_object_put(stored);
+  json_object_put(in);
+  return refused;
 }
 
 static int filter(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
@@ -448,6 +612,12 @@ static int filter(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
   char reason[1024];
   if (!allowed(e, &a, reason, sizeof reason)) {
     forbid(req, &a, reason);
+    return 1;
+  }
+  if (A.rbac && a.resource_request && strcmp(a.group, "rbac.authorization.k8s.io") == 0 &&
+      (strcmp(a.verb, "create") == 0 || strcmp(a.verb, "update") == 0 ||
+       strcmp(a.verb, "patch") == 0) &&
+      escalation(e, req, &a)) {
     return 1;
   }
   if (a.resource_request && strcmp(a.group, "authorization.k8s.io") == 0 &&

@@ -81,6 +81,25 @@ typedef struct {
  * a binding points at a missing role, as kube-apiserver says). */
 int emu_rbac_authorize(const emu_policy_t *p, const emu_attrs_t *a, char *reason, size_t len);
 
+/* Escalation prevention, as kube-apiserver's RBAC registry does it when
+ * Roles, ClusterRoles and their bindings are written:
+ *
+ * emu_rbac_role_rules: the rules of a roleRef (kind "Role" in namespace ns,
+ * or "ClusterRole", the bootstrap ones included), borrowed; NULL when the
+ * role does not exist.
+ *
+ * emu_rbac_covers: 1 when `u` already holds every permission `rules` grant,
+ * in namespace ns ("" = cluster-wide), so writing a role with these rules or
+ * a binding to it grants nothing new; else 0 with kube-apiserver's message
+ * in msg: user "u" (groups=["g" ...]) is attempting to grant RBAC
+ * permissions not currently held:\n{APIGroups:["apps"], Resources:[...],
+ * Verbs:[...]} (one line per missing rule, verbs merged, sorted).
+ * system:masters holds everything. */
+json_object *emu_rbac_role_rules(const emu_policy_t *p, const char *kind, const char *name,
+                                 const char *ns);
+int emu_rbac_covers(const emu_policy_t *p, const emu_user_t *u, const char *ns, json_object *rules,
+                    char *msg, size_t len);
+
 /* kube-apiserver's 403 message for denied attributes:
  *   deployments.apps "x" is forbidden: User "u" cannot patch resource
  *   "deployments" in API group "apps" in the namespace "ns"

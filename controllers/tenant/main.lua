@@ -42,6 +42,13 @@ kuala.crd {
   },
 }
 
+-- RBAC lets a controller bind a role only if it holds every permission of
+-- that role itself, or may `bind` it: the tenant binds ClusterRole admin
+-- without holding admin's rights.
+kuala.permissions {
+  { "rbac.authorization.k8s.io/v1/ClusterRole", "bind", names = { "admin" } },
+}
+
 kuala.controller {
   name = "tenant",
   watch = "tenancy.kuala.dev/v1/Tenant",

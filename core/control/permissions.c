@@ -28,8 +28,9 @@ struct kuala_permissions_s {
   size_t n, cap;
 };
 
-static const char *const verb_names[] = {"get",    "list",  "watch",  "create",
-                                         "update", "patch", "delete", "deletecollection"};
+static const char *const verb_names[] = {"get",    "list",    "watch",  "create",
+                                         "update", "patch",   "delete", "deletecollection",
+                                         "bind",   "escalate"};
 #define NVERBS (sizeof verb_names / sizeof verb_names[0])
 
 unsigned kuala_verb_bit(const char *name)
@@ -386,7 +387,7 @@ int kuala_permissions_add_declared(kuala_permissions_t *p, const char *json, siz
     if (!bits) {
       snprintf(err, errlen,
                "permission %zu (%s): unknown verb '%s' (get, list, watch, create, update, "
-               "patch, delete, deletecollection or *)",
+               "patch, delete, deletecollection, bind, escalate or *)",
                i + 1, type, bad);
       rc = KUALA_EINVAL;
       break;

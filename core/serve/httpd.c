@@ -875,6 +875,16 @@ const char *kuala__httpd_header(const kuala__httpd_req_t *req, const char *name)
   return NULL;
 }
 
+const char *kuala__httpd_header_at(const kuala__httpd_req_t *req, const char *name, size_t n)
+{
+  for (size_t i = 0; i < req->nh; i++) {
+    if (strcasecmp(req->hnames[i], name) == 0 && n-- == 0) {
+      return req->hvals[i];
+    }
+  }
+  return NULL;
+}
+
 const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len)
 {
   if (len) {

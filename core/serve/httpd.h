@@ -73,6 +73,9 @@ const char *kuala__httpd_path(const kuala__httpd_req_t *req);   /* percent-decod
 const char *kuala__httpd_query(const kuala__httpd_req_t *req, const char *name);
 /* Header value (name compared case-insensitively); NULL if absent. */
 const char *kuala__httpd_header(const kuala__httpd_req_t *req, const char *name);
+/* The n-th (from 0) value of a header sent several times (Impersonate-Group);
+ * NULL past the last. */
+const char *kuala__httpd_header_at(const kuala__httpd_req_t *req, const char *name, size_t n);
 const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len);
 int kuala__httpd_req_too_large(const kuala__httpd_req_t *req);
 /* 1 when the path or a query key/value decoded a NUL byte (%00): the C

@@ -36,7 +36,14 @@ enum {
   KUALA_VERB_PATCH = 1 << 5,
   KUALA_VERB_DELETE = 1 << 6,
   KUALA_VERB_DELETECOLLECTION = 1 << 7,
-  KUALA_VERB_ALL = (1 << 8) - 1,
+  KUALA_VERB_ALL = (1 << 8) - 1, /* "*": the eight verbs above */
+  /* RBAC's escalation-prevention verbs on Roles and ClusterRoles: `bind`
+   * lets a bundle create bindings to a role whose permissions it does not
+   * hold itself, `escalate` lets it write such roles. Declared by name
+   * only (not part of "*"); the engine never sends them, they go to the
+   * RBAC that `kuala rbac` generates. */
+  KUALA_VERB_BIND = 1 << 8,
+  KUALA_VERB_ESCALATE = 1 << 9,
 };
 
 /* One rule. */
@@ -78,10 +85,11 @@ int kuala_permissions_check(const kuala_permissions_t *p, unsigned verbs, const 
 size_t kuala_permissions_count(const kuala_permissions_t *p);
 const kuala_permission_t *kuala_permissions_at(const kuala_permissions_t *p, size_t i);
 
-/* Verb bits <-> names: "get", "list", ..., "*" (all). 0 for an unknown name. */
+/* Verb bits <-> names: "get", "list", ..., "bind", "escalate", "*" (the
+ * eight resource verbs). 0 for an unknown name. */
 unsigned kuala_verb_bit(const char *name);
 /* Comma-separated names of `verbs` in RBAC order (get,list,watch,create,
- * update,patch,delete,deletecollection) into out. */
+ * update,patch,delete,deletecollection,bind,escalate) into out. */
 void kuala_verbs_format(unsigned verbs, char *out, size_t len);
 
 #endif /* KUALA_PERMISSIONS_H */

@@ -52,7 +52,8 @@ end
 -- ---- permissions ---------------------------------------------------------
 
 local VERBS = { get = true, list = true, watch = true, create = true, update = true,
-                patch = true, delete = true, deletecollection = true, ["*"] = true }
+                patch = true, delete = true, deletecollection = true, bind = true,
+                escalate = true, ["*"] = true }
 
 --- Declare API access beyond what the controllers imply (watched types may
 --- be read, owned types written, the primary's status and finalizers

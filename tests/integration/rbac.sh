@@ -128,11 +128,32 @@ wait_for "the replicator's copy" copied
 # webapp: its Deployment and Service exist and the app becomes Ready.
 ready() { [ "$(kc get webapp hello -o jsonpath='{.status.phase}')" = Ready ]; }
 wait_for "the WebApp to be Ready" ready
+# tenant: Ready only once its RoleBinding to ClusterRole admin was created,
+# which RBAC allows only with `bind` on that role (declared by the bundle).
+tenant_ready() {
+  [ "$(kc get tenant team-a -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+wait_for "the Tenant to be Ready" tenant_ready
 stop
 n=$(($(forbidden_count emu1) - base))
 [ "$n" = 0 ] || fail "the shipped bundles met $n 403s with the generated RBAC"
 grep -q "permission denied" "$tmp/shipped.log" && fail "the engine refused a shipped bundle's call"
 echo "ok 1: ${#bundles[@]} shipped bundle(s) reconciled with the generated RBAC, 0 403s"
+# Escalation prevention: the engine may create RoleBindings, yet not one to
+# a role whose rights it does not hold (cluster-admin); ClusterRole admin it
+# may bind (the tenant bundle declares `bind` on it).
+ekc() { kubectl --kubeconfig "$tmp/engine.kubeconfig" "$@"; }
+out=$(ekc create rolebinding esc --clusterrole=cluster-admin --user=mallory -n team-a 2>&1) &&
+  fail "the engine bound cluster-admin without holding it"
+grep -q 'rolebindings.rbac.authorization.k8s.io "esc" is forbidden: user ".*" (groups=\[.*\]) is attempting to grant RBAC permissions not currently held:' <<<"$out" ||
+  fail "escalation refused with another message: $out"
+grep -q '{APIGroups:\["\*"\], Resources:\["\*"\], Verbs:\["\*"\]}' <<<"$out" ||
+  fail "the refusal does not name the missing rule: $out"
+ekc create rolebinding esc --clusterrole=admin --user=mallory -n team-a >/dev/null ||
+  fail "the engine could not bind ClusterRole admin although it may bind it"
+kc create rolebinding esc2 --clusterrole=cluster-admin --user=mallory -n team-a >/dev/null ||
+  fail "system:masters could not bind cluster-admin"
+echo "ok 1b: RBAC escalation prevention (bind) as kube-apiserver enforces it"
 
 # ---- 2. undeclared call: engine EFORBIDDEN; declared without RBAC: 403 -------
 peek() { # peek DIR DECLARATION: a bundle that creates a Secret per labelled ConfigMap
@@ -227,6 +248,14 @@ for c in "${cases[@]}"; do
   fi
 done
 echo "ok 3: kubectl auth can-i agrees with the emulator on ${#cases[@]} cases"
+# Every Impersonate-Group header counts (kubectl --as-group, repeated).
+kc create clusterrole pod-reader --verb=list --resource=pods >/dev/null
+kc create clusterrolebinding g2-pod-readers --clusterrole=pod-reader --group=g2 >/dev/null
+got=$(kc auth can-i list pods --as bob --as-group g1 --as-group g2 2>/dev/null || true)
+[ "$got" = yes ] || fail "the second Impersonate-Group header was ignored (can-i: $got)"
+got=$(kc auth can-i list pods --as bob --as-group g1 2>/dev/null || true)
+[ "$got" = no ] || fail "bob in g1 only may list pods (can-i: $got)"
+echo "ok 3b: every Impersonate-Group header is read"
 
 # ---- 4. two bundles, --impersonate-bundles ----------------------------------
 emu emu3

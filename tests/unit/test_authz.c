@@ -252,6 +252,73 @@ START_TEST(test_authz_token_file)
 }
 END_TEST
 
+/* Escalation prevention: granting what one holds is fine, anything more is
+ * refused with kube-apiserver's message (missing verbs merged per rule,
+ * lines sorted); resourceNames, subresources and namespaces count. */
+START_TEST(test_authz_escalation_covers)
+{
+  emu_user_t alice, carol, root;
+  user(&alice, "alice", NULL);
+  user(&carol, "carol", NULL);
+  user(&root, "admin", "system:masters");
+  char msg[2048];
+
+  json_object *dev = emu_rbac_role_rules(&pol, "Role", "dev", "team");
+  ck_assert_ptr_nonnull(dev);
+  ck_assert_ptr_null(emu_rbac_role_rules(&pol, "Role", "dev", "other"));
+  ck_assert_ptr_null(emu_rbac_role_rules(&pol, "ClusterRole", "nope", ""));
+  ck_assert_ptr_nonnull(emu_rbac_role_rules(&pol, "ClusterRole", "cluster-admin", ""));
+
+  /* alice holds Role dev in team: she may grant exactly it there... */
+  ck_assert_int_eq(emu_rbac_covers(&pol, &alice, "team", dev, msg, sizeof msg), 1);
+  ck_assert_str_eq(msg, "");
+  /* ...but not in another namespace, where she holds nothing. */
+  ck_assert_int_eq(emu_rbac_covers(&pol, &alice, "other", dev, msg, sizeof msg), 0);
+  ck_assert_str_eq(
+      msg,
+      "user \"alice\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC "
+      "permissions not currently held:\n"
+      "{APIGroups:[\"\"], Resources:[\"secrets\"], ResourceNames:[\"app-config\"], "
+      "Verbs:[\"get\"]}\n"
+      "{APIGroups:[\"apps\"], Resources:[\"deployments\"], Verbs:[\"get\" \"list\" \"watch\" "
+      "\"patch\"]}\n"
+      "{APIGroups:[\"apps\"], Resources:[\"deployments/scale\"], Verbs:[\"update\"]}");
+
+  /* One secret by name is not every secret; delete is not held. */
+  json_object *more = json_tokener_parse(
+      "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"verbs\":[\"get\"]},"
+      "{\"apiGroups\":[\"apps\"],\"resources\":[\"deployments\"],\"verbs\":[\"get\",\"delete\"]}]");
+  ck_assert_int_eq(emu_rbac_covers(&pol, &alice, "team", more, msg, sizeof msg), 0);
+  ck_assert_ptr_nonnull(
+      strstr(msg, "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"));
+  ck_assert_ptr_nonnull(
+      strstr(msg, "{APIGroups:[\"apps\"], Resources:[\"deployments\"], Verbs:[\"delete\"]}"));
+  ck_assert_ptr_null(strstr(msg, "Verbs:[\"get\" \"delete\"]"));
+  ck_assert_int_eq(emu_rbac_covers(&pol, &root, "team", more, msg, sizeof msg), 1);
+
+  /* carol holds every verb on apps' scale subresources, cluster-wide: she
+   * may grant deployments/scale update anywhere, but a "*" verb or resource
+   * needs a "*" of her own. */
+  json_object *scale = json_tokener_parse(
+      "[{\"apiGroups\":[\"apps\"],\"resources\":[\"deployments/scale\"],\"verbs\":[\"update\","
+      "\"get\"]}]");
+  ck_assert_int_eq(emu_rbac_covers(&pol, &carol, "", scale, msg, sizeof msg), 1);
+  json_object *star = json_tokener_parse(
+      "[{\"apiGroups\":[\"apps\"],\"resources\":[\"*\"],\"verbs\":[\"get\"]},"
+      "{\"nonResourceURLs\":[\"/metrics\"],\"verbs\":[\"get\"]}]");
+  ck_assert_int_eq(emu_rbac_covers(&pol, &carol, "", star, msg, sizeof msg), 0);
+  ck_assert_ptr_nonnull(strstr(msg, "{APIGroups:[\"apps\"], Resources:[\"*\"], Verbs:[\"get\"]}"));
+  ck_assert_ptr_nonnull(strstr(msg, "{NonResourceURLs:[\"/metrics\"], Verbs:[\"get\"]}"));
+
+  json_object_put(more);
+  json_object_put(scale);
+  json_object_put(star);
+  emu_user_free(&alice);
+  emu_user_free(&carol);
+  emu_user_free(&root);
+}
+END_TEST
+
 static Suite *authz_suite(void)
 {
   Suite *s = suite_create("authz");
@@ -262,6 +329,7 @@ static Suite *authz_suite(void)
   tcase_add_test(tc, test_authz_allow_reason_names_the_binding);
   tcase_add_test(tc, test_authz_impersonate_verb_and_field_selector_name);
   tcase_add_test(tc, test_authz_token_file);
+  tcase_add_test(tc, test_authz_escalation_covers);
   suite_add_tcase(s, tc);
   return s;
 }

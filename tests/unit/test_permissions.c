@@ -74,6 +74,23 @@ START_TEST(test_permissions_declared_with_names_and_subresources)
   ck_assert_int_eq(check(p, KUALA_VERB_UPDATE, "v1", "ConfigMap", NULL, "other"), KUALA_EFORBIDDEN);
   ck_assert_int_eq(check(p, KUALA_VERB_GET, "v1", "ConfigMap", NULL, NULL), KUALA_EFORBIDDEN);
   ck_assert_int_eq(check(p, KUALA_VERB_ALL, "batch/v1", "Job", NULL, "j"), 0);
+  /* "*" is the eight resource verbs; bind and escalate are named. */
+  ck_assert_int_eq(check(p, KUALA_VERB_BIND, "batch/v1", "Job", NULL, "j"), KUALA_EFORBIDDEN);
+  static const char rbac[] =
+      "[{\"type\":\"rbac.authorization.k8s.io/v1/ClusterRole\","
+      "\"verbs\":\"bind,escalate\",\"names\":[\"admin\"]}]";
+  ck_assert_int_eq(kuala_permissions_add_declared(p, rbac, strlen(rbac), err, sizeof err), 0);
+  ck_assert_int_eq(check(p, KUALA_VERB_BIND | KUALA_VERB_ESCALATE, "rbac.authorization.k8s.io/v1",
+                         "ClusterRole", NULL, "admin"),
+                   0);
+  ck_assert_int_eq(
+      check(p, KUALA_VERB_GET, "rbac.authorization.k8s.io/v1", "ClusterRole", NULL, "admin"),
+      KUALA_EFORBIDDEN);
+  char names[128];
+  kuala_verbs_format(KUALA_VERB_GET | KUALA_VERB_BIND | KUALA_VERB_ESCALATE, names, sizeof names);
+  ck_assert_str_eq(names, "get,bind,escalate");
+  ck_assert_uint_eq(kuala_verb_bit("bind"), KUALA_VERB_BIND);
+  ck_assert_uint_eq(kuala_verb_bit("*") & KUALA_VERB_BIND, 0);
   /* Rules come out sorted by group, kind, subresource. */
   const kuala_permission_t *first = kuala_permissions_at(p, 0);
   ck_assert_str_eq(first->group, "");
