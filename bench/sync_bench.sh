@@ -9,8 +9,10 @@
 # Each run prints: wall seconds from launch to the sync (kuala: the log line
 # "cache synced"; sync_bench: its own line), CPU seconds and VmHWM / VmRSS of
 # the process at that moment (from /proc), then the process is stopped.
-# Extra sync_bench arguments (e.g. "--streaming 0 --page-size 500") go in
-# KUALA_SYNC_INFORMER_ARGS; KUALA_SYNC_RUN_ARGS are added to `kuala run`.
+# KUALA_SYNC_INFORMERS lists bare-informer variants, "name=sync_bench args"
+# separated by ';' (default: one, the library defaults); KUALA_SYNC_RUN_ARGS
+# are added to `kuala run`; KUALA_SYNC_PEERS=1 adds the client-node informer
+# (bench/peers/sync-client-node.js) to each round.
 # Needs node and bench/peers/node_modules (npm ci in bench/peers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +45,7 @@ measure() {
   "$@" >>"$log" 2>&1 &
   local pid=$!
   while ! grep -q -E "$re" "$log"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! kill -0 "$pid" 2>/dev/null && ! grep -q -E "$re" "$log"; then
       echo "$name: exited early: $(tail -1 "$log")"
       return 1
     fi
@@ -69,11 +71,20 @@ measure() {
     "$(grep -o 'fallback=[01]' "$log" || true)"
 }
 
+# Informer variants: "name=sync_bench arguments" separated by ';'.
+variants=${KUALA_SYNC_INFORMERS:-informer=}
 for rep in $(seq "$reps"); do
   for b in $bins; do
+    # shellcheck disable=SC2086
     measure "${b%%=*}" 'cache synced' "${b#*=}" run ${KUALA_SYNC_RUN_ARGS:-} \
       "$root/bench/bundles/sync"
   done
-  # shellcheck disable=SC2086
-  measure informer '^sync_bench ' "$build/bench/sync_bench" ${KUALA_SYNC_INFORMER_ARGS:-}
+  IFS=';' read -ra vs <<<"$variants"
+  for v in "${vs[@]}"; do
+    # shellcheck disable=SC2086
+    measure "${v%%=*}" '^sync_bench ' "$build/bench/sync_bench" ${v#*=}
+  done
+  if [ -n "${KUALA_SYNC_PEERS:-}" ]; then
+    measure client-node '^synced ' node "$root/bench/peers/sync-client-node.js" bench
+  fi
 done
