@@ -13,6 +13,7 @@
 #define KUALA_CORE_INFORMER_H
 
 #include "kuala/informer.h"
+#include "base/jscan.h"
 #include "base/map.h"
 
 struct kuala_informer_reg_s {
@@ -56,6 +57,8 @@ struct kuala_informer_s {
   char *last_rv;
   size_t last_rv_cap; /* 0 until set_rv first grows it */
   char *continue_tok;
+  kuala__jscan_t scan;    /* list pages and watch lines; its item array is reused */
+  kuala_buf_t strbuf;     /* decoded continue token / RV */
   void *list_h, *watch_h; /* outstanding source operations */
   int list_pending, watch_pending;
   int relist_after_watch; /* a 410 ERROR event was seen */
@@ -84,8 +87,10 @@ struct kuala_informers_s {
   kuala__map_t informers; /* keystr -> kuala_informer_t */
   size_t alive;           /* informers not yet freed (stopping ones too) */
   int closing;
-  void *owned_src;        /* client binding state, freed with the registry */
-  uint64_t list_requests; /* list pages asked for, every informer, ever */
+  void *owned_src;                /* client binding state, freed with the registry */
+  uint64_t list_requests;         /* list pages asked for, every informer, ever */
+  kuala_informer_opts_t defaults; /* for registrations without opts */
+  int have_defaults;
 };
 
 /* reflector.c */
