@@ -240,6 +240,8 @@ void kuala__informer_maybe_free(kuala_informer_t *inf)
   kuala_free(inf->keystr);
   kuala_free(inf->last_rv);
   kuala_free(inf->continue_tok);
+  kuala__jscan_free(&inf->scan);
+  kuala_buf_free(&inf->strbuf);
   kuala_free(inf);
   registry_maybe_free(f);
 }

@@ -13,6 +13,7 @@
 #define KUALA_CORE_INFORMER_H
 
 #include "kuala/informer.h"
+#include "base/jscan.h"
 #include "base/map.h"
 
 struct kuala_informer_reg_s {
@@ -56,6 +57,8 @@ struct kuala_informer_s {
   char *last_rv;
   size_t last_rv_cap; /* 0 until set_rv first grows it */
   char *continue_tok;
+  kuala__jscan_t scan;    /* list pages and watch lines; its item array is reused */
+  kuala_buf_t strbuf;     /* decoded continue token / RV */
   void *list_h, *watch_h; /* outstanding source operations */
   int list_pending, watch_pending;
   int relist_after_watch; /* a 410 ERROR event was seen */

@@ -53,17 +53,17 @@ static void target_of(kuala_client_target_t *t, const kuala_informer_key_t *key)
 static void list_done(void *data, int err, kuala_client_resp_t *resp)
 {
   lctx_t *x = data;
-  struct json_object *page = NULL;
-  if (err == 0) {
-    int rc = resp ? kuala_client_resp_json(resp, &page) : KUALA_EBADMSG;
-    if (rc < 0) {
-      err = rc;
-    }
+  /* The reflector scans the body's text itself: no tree here. */
+  if (err == 0 && (!resp || !resp->body || resp->body_len == 0)) {
+    err = KUALA_EBADMSG;
   }
   if (err == 0) {
-    x->cb(x->data, 0, page, resp->body, resp->body_len);
+    x->cb(x->data, 0, NULL, resp->body, resp->body_len);
   } else {
     const char *why = resp && resp->message ? resp->message : NULL;
+    if (!why && err == KUALA_EBADMSG) {
+      why = "empty list body";
+    }
     x->cb(x->data, err, NULL, why, why ? strlen(why) : 0);
   }
   kuala_free(x);
@@ -114,6 +114,7 @@ static void watch_event(void *data, const kuala_watch_event_t *ev)
   e.len = ev->len;
   e.err = ev->err;
   e.reason = ev->reason;
+  e.obj_scan = ev->obj_scan;
   x->on_event(x->data, &e);
 }
 
@@ -142,6 +143,7 @@ static int c_watch(void *src, const kuala_informer_key_t *key, const kuala_lw_op
   co.allow_watch_bookmarks = o->allow_watch_bookmarks;
   co.timeout_seconds = o->timeout_seconds;
   co.send_initial_events = o->send_initial_events;
+  co.scan_events = 1;
   wctx_t *x = kuala_calloc(1, sizeof(*x));
   x->on_event = on_event;
   x->on_done = on_done;

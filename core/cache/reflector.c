@@ -12,13 +12,16 @@
  *   |                                              |                   to LISTING)
  *   +---- 410 (HTTP or ERROR event) ---------------+
  *              clean end: re-watch from last RV at once
+ *              404 (resource gone): BACKOFF, then relist
  *              other failure: BACKOFF, then re-watch from last RV
  *
  * Invariants: at most one source operation is outstanding (list_pending or
  * watch_pending); the backoff timer runs only when none is; every source
  * callback first clears its pending flag, then, if the informer is
  * stopping, only tries to free it. Handlers run from inside store calls, so
- * after every store call the code checks `stopping` before going on.
+ * after every store call the code checks `stopping` before going on. A
+ * list page asks for the next one before storing its own items (its own
+ * pending flag is clear by then; the next callback runs from the loop).
  *
  * Relist: kuala_store_replace_begin, every listed item put with
  * SKIP_SAME_RV (unchanged objects produce no event), replace_end reports
@@ -32,6 +35,7 @@
 #include "kuala/error.h"
 #include "kuala/json.h"
 #include "kuala/log.h"
+#include "base/jscan.h"
 #include "store.h"
 
 uint64_t kuala_backoff_next(kuala_backoff_t *b, uint64_t now_ms, double rnd)
@@ -100,6 +104,23 @@ static const char *meta_str(json_object *obj, const char *key)
     return json_object_get_string(v);
   }
   return NULL;
+}
+
+/* A scanned string of text t, decoded and NUL-terminated in the
+ * informer's buffer (valid until the next call); NULL when absent. */
+static const char *jstr_z(kuala_informer_t *inf, const char *t, const kuala__jstr_t *v)
+{
+  if (!v->set) {
+    return NULL;
+  }
+  kuala_buf_reset(&inf->strbuf);
+  if (v->esc) {
+    kuala__jscan_unescape(t + v->off, v->len, &inf->strbuf);
+  } else {
+    kuala_buf_append(&inf->strbuf, t + v->off, v->len);
+  }
+  kuala_buf_putc(&inf->strbuf, '\0');
+  return inf->strbuf.data;
 }
 
 static const char *nz(const char *s)
@@ -239,18 +260,29 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
     return;
   }
   inf->st.list_pages++;
-  json_object *items = NULL;
+  /* One validating scan of the page's text finds the items and the list
+   * metadata; each item is stored straight from that text (no json-c tree
+   * unless the store itself needs one). A source that only has a tree
+   * hands it over as text. */
+  if (!body && page) {
+    size_t l = 0;
+    body = json_object_to_json_string_length(page, JSON_C_TO_STRING_PLAIN, &l);
+    len = l;
+  }
+  kuala__jscan_t *sc = &inf->scan;
+  char why[160];
   const char *bad = NULL;
-  if (!page || !json_object_is_type(page, json_type_object)) {
+  if (!body) {
+    bad = "the list has no body";
+  } else if (kuala__jscan(sc, KUALA_JSCAN_LIST, body, len, KUALA_JSON_WIRE_DEPTH, why, sizeof why) <
+             0) {
+    bad = why;
+  } else if (!sc->top_is_object) {
     bad = "the list is not a JSON object";
-  } else if (json_object_object_get_ex(page, "items", &items) && items &&
-             !json_object_is_type(items, json_type_array)) {
+  } else if (sc->items_kind == KUALA_JITEMS_OTHER) {
     /* Missing or null items is an empty list (Go encodes a nil slice as
      * null); anything else is not a List, not an empty synced one. */
     bad = "the list's items is not an array";
-  } else if (body &&
-             kuala_json_member_count(body, len) != (size_t)json_object_object_length(page)) {
-    bad = "duplicate key in the list"; /* the text and the tree would disagree */
   }
   if (bad) {
     inf->st.list_errors++;
@@ -258,37 +290,18 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
     backoff(inf, 1, KUALA_EBADMSG);
     return;
   }
-  size_t n =
-      items && json_object_is_type(items, json_type_array) ? json_object_array_length(items) : 0;
-  /* Walk the items' text in step with the tree, one pass: each put
-   * compacts its item and says where it ended, so the store copies text
-   * instead of serialising trees again. */
-  size_t ioff = 0, pos = 0;
-  int have_raw = body && kuala__json_member(body, len, "items", &ioff, NULL) == 0 && ioff < len &&
-                 body[ioff] == '[';
-  if (have_raw) {
-    pos = ioff + 1;
+  /* Ask for the next page first: the server prepares it while this one
+   * is stored (its callback cannot run before this one returns). */
+  const char *cont = jstr_z(inf, body, &sc->cont);
+  int more = cont && *cont;
+  if (more) {
+    kuala_free(inf->continue_tok);
+    inf->continue_tok = kuala_strdup(cont);
+    list_page(inf);
   }
-  for (size_t i = 0; i < n; i++) {
-    const char *raw = NULL;
-    if (have_raw) {
-      while (pos < len && (body[pos] == ' ' || body[pos] == '\n' || body[pos] == '\t' ||
-                           body[pos] == '\r' || body[pos] == ',')) {
-        pos++;
-      }
-      if (pos < len && body[pos] != ']') {
-        raw = body + pos;
-      } else {
-        have_raw = 0;
-      }
-    }
-    size_t used = 0;
-    int rc = kuala__store_put_ex(inf->store, json_object_array_get_idx(items, i), raw,
-                                 raw ? len - pos : 0, KUALA_STORE_SKIP_SAME_RV,
-                                 kuala__informer_change, inf, &used);
-    if (raw) {
-      pos += used ? used : kuala__json_skip(body, len, pos) - pos;
-    }
+  for (size_t i = 0; i < sc->nitems; i++) {
+    int rc = kuala__store_put_text(inf->store, body, &sc->items[i], KUALA_STORE_SKIP_SAME_RV,
+                                   kuala__informer_change, inf);
     if (rc < 0) {
       inf->st.decode_errors++;
       report(inf, "informer: listed object skipped", rc, "the store refused it");
@@ -297,21 +310,12 @@ static void on_list(void *data, int err, json_object *page, const char *body, si
       return;
     }
   }
-  const char *cont = NULL;
-  json_object *m, *c;
-  if (json_object_object_get_ex(page, "metadata", &m) &&
-      json_object_object_get_ex(m, "continue", &c) && json_object_is_type(c, json_type_string)) {
-    cont = json_object_get_string(c);
-  }
-  if (cont && *cont) {
-    kuala_free(inf->continue_tok);
-    inf->continue_tok = kuala_strdup(cont);
-    list_page(inf);
+  if (more) {
     return;
   }
   kuala_free(inf->continue_tok);
   inf->continue_tok = NULL;
-  set_rv(inf, meta_str(page, "resourceVersion"));
+  set_rv(inf, jstr_z(inf, body, &sc->rv));
   kuala_store_replace_end(inf->store, kuala__informer_change, inf);
   if (inf->stopping) {
     return;
@@ -381,22 +385,60 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
     return;
   }
   inf->watch_events++;
+  /* Without a tree the object is read from the line's text: the source's
+   * scan of it, or one made here. BOOKMARK and ERROR events are rare and
+   * small: they get a tree of their object. */
   const char *raw = NULL;
   size_t off = 0, l = 0;
-  if (ev->line && (ev->type == KUALA_LW_ADDED || ev->type == KUALA_LW_MODIFIED ||
-                   ev->type == KUALA_LW_DELETED)) {
+  json_object *tree = ev->object, *owned = NULL;
+  const kuala__jobj_t *jo = NULL;
+  int is_obj_event =
+      ev->type == KUALA_LW_ADDED || ev->type == KUALA_LW_MODIFIED || ev->type == KUALA_LW_DELETED;
+  if (!tree && ev->line && (is_obj_event || ev->type == KUALA_LW_BOOKMARK)) {
+    jo = ev->obj_scan;
+    if (!jo) {
+      char why[160];
+      int rc = kuala__jscan(&inf->scan, KUALA_JSCAN_EVENT, ev->line, ev->len, KUALA_JSON_WIRE_DEPTH,
+                            why, sizeof why);
+      if (rc == 0 && (!inf->scan.top_is_object || !inf->scan.type.set ||
+                      (inf->scan.obj.flags & KUALA_JOBJ_NOTOBJ) || inf->scan.obj.len == 0)) {
+        snprintf(why, sizeof why, "not a watch event ({\"type\":...,\"object\":{...}})");
+        rc = KUALA_EBADMSG;
+      }
+      if (rc < 0) {
+        inf->st.decode_errors++;
+        report(inf, "informer: watch line skipped", rc, why);
+        return;
+      }
+      jo = &inf->scan.obj;
+    }
+    if (!is_obj_event) {
+      if (kuala_json_parse(&owned, ev->line + jo->off, jo->len, NULL, 0) < 0) {
+        inf->st.decode_errors++;
+        report(inf, "informer: watch line skipped", KUALA_EBADMSG, "bookmark object");
+        return;
+      }
+      tree = owned;
+      jo = NULL;
+    }
+  } else if (ev->line && is_obj_event) {
     if (kuala__json_member(ev->line, ev->len, "object", &off, NULL) == 0) {
       raw = ev->line + off; /* the store stops at the object's end */
       l = ev->len - off;
     }
   }
-  if (kuala_log_enabled(KUALA_LOG_TRACE) && ev->object) {
+  if (kuala_log_enabled(KUALA_LOG_TRACE) && (tree || jo)) {
     static const char *names[] = {"?", "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
     int t = (int)ev->type;
+    char name[256];
+    snprintf(name, sizeof name, "%s",
+             jo ? nz(jstr_z(inf, ev->line, &jo->name)) : nz(meta_str(tree, "name")));
     kuala_log(KUALA_LOG_TRACE, NULL, 0, "informer: watch event", "resource", inf->key.resource,
-              "type", t >= 0 && t < 6 ? names[t] : "?", "name", nz(meta_str(ev->object, "name")),
-              "resource_version", nz(meta_str(ev->object, "resourceVersion")), NULL);
+              "type", t >= 0 && t < 6 ? names[t] : "?", "name", name, "resource_version",
+              jo ? nz(jstr_z(inf, ev->line, &jo->rv)) : nz(meta_str(tree, "resourceVersion")),
+              NULL);
   }
+  const char *ev_rv = jo ? jstr_z(inf, ev->line, &jo->rv) : meta_str(tree, "resourceVersion");
   int rc = 0;
   switch (ev->type) {
     case KUALA_LW_ADDED:
@@ -407,26 +449,33 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
         inf->st.events_modified++;
       }
       /* Inside a streaming list the initial ADDs are a relist. */
-      rc = kuala_store_put(inf->store, ev->object, raw, l,
-                           inf->stream_init ? KUALA_STORE_SKIP_SAME_RV : 0, kuala__informer_change,
-                           inf);
+      if (jo) {
+        rc = kuala__store_put_text(inf->store, ev->line, jo,
+                                   inf->stream_init ? KUALA_STORE_SKIP_SAME_RV : 0,
+                                   kuala__informer_change, inf);
+      } else {
+        rc = kuala_store_put(inf->store, tree, raw, l,
+                             inf->stream_init ? KUALA_STORE_SKIP_SAME_RV : 0,
+                             kuala__informer_change, inf);
+      }
       if (!inf->stream_init) {
         /* Initial events carry unordered RVs: the end bookmark sets it. */
-        set_rv(inf, meta_str(ev->object, "resourceVersion"));
+        set_rv(inf, ev_rv);
       }
       break;
     case KUALA_LW_DELETED:
       inf->st.events_deleted++;
-      rc = kuala_store_delete_obj(inf->store, ev->object, raw, l, kuala__informer_change, inf);
+      rc = jo ? kuala__store_delete_text(inf->store, ev->line, jo, kuala__informer_change, inf)
+              : kuala_store_delete_obj(inf->store, tree, raw, l, kuala__informer_change, inf);
       if (rc == KUALA_ENOTFOUND) {
         rc = 0; /* already gone (e.g. a relist saw it first) */
       }
-      set_rv(inf, meta_str(ev->object, "resourceVersion"));
+      set_rv(inf, ev_rv);
       break;
     case KUALA_LW_BOOKMARK:
       inf->st.events_bookmark++;
-      set_rv(inf, meta_str(ev->object, "resourceVersion"));
-      if (inf->stream_init && is_initial_events_end(ev->object)) {
+      set_rv(inf, ev_rv);
+      if (inf->stream_init && is_initial_events_end(tree)) {
         inf->stream_init = 0;
         kuala_store_replace_end(inf->store, kuala__informer_change, inf);
         if (!inf->stopping) {
@@ -437,12 +486,12 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
     case KUALA_LW_INVALID:
       inf->st.decode_errors++;
       report(inf, "informer: watch line skipped", ev->err ? ev->err : KUALA_EBADMSG, ev->reason);
-      return;
+      break;
     case KUALA_LW_ERROR:
       inf->st.events_error++;
       if (ev->err == KUALA_EGONE) {
         inf->relist_after_watch = 1;
-      } else if (is_rv_too_large(ev->object)) {
+      } else if (is_rv_too_large(tree)) {
         /* Our RV is ahead of the server's: it restarted with an empty or
          * older store. Resuming can never work; relist (client-go does). */
         KUALA_LOG(KUALA_LOG_WARN,
@@ -454,8 +503,8 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
         inf->watch_err = ev->err ? ev->err : KUALA_EAPI;
         inf->st.watch_errors++;
         json_object *msg = NULL;
-        if (ev->object) {
-          json_object_object_get_ex(ev->object, "message", &msg);
+        if (tree) {
+          json_object_object_get_ex(tree, "message", &msg);
         }
         report(
             inf, "informer: watch ERROR event", inf->watch_err,
@@ -467,7 +516,7 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
         inf->watch_h = NULL; /* stop once */
         inf->f->src->stop_watch(inf->f->src_data, h);
       }
-      return;
+      break;
     default:
       break;
   }
@@ -475,6 +524,7 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
     inf->st.decode_errors++;
     report(inf, "informer: watch event skipped", rc, "the store refused it");
   }
+  json_object_put(owned);
 }
 
 static void on_done(void *data, int err)
@@ -517,7 +567,14 @@ static void on_done(void *data, int err)
     inf->st.watch_errors++;
     report(inf, "informer: watch failed", err, NULL);
   }
-  backoff(inf, 0, inf->watch_err ? inf->watch_err : err);
+  int why = inf->watch_err ? inf->watch_err : err;
+  /* 404: the resource itself is gone (its CRD deleted, or the server
+   * restarted without it). Whatever the store holds may not exist any
+   * more, and a later watch from our RV could be accepted by a server whose
+   * revision went back and caught up: relist (after the backoff) so the
+   * store is replaced. Other failures (connection refused or reset, 5xx,
+   * 429) resume from the last RV, as client-go does. */
+  backoff(inf, why == KUALA_ENOTFOUND, why);
 }
 
 static void start_watch(kuala_informer_t *inf)

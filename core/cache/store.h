@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "base/jscan.h"
 #include "kuala/buf.h"
 #include "kuala/store.h"
 
@@ -39,5 +40,20 @@ int kuala__json_compact(const char *s, size_t n, int strip_mf, kuala_buf_t *out,
  * gets its length when the text was used (0 otherwise). */
 int kuala__store_put_ex(kuala_store_t *s, struct json_object *obj, const char *raw, size_t rawlen,
                         int flags, kuala_store_change_cb cb, void *data, size_t *consumed);
+
+/* 1 when this store needs a json-c tree per object (a transform,
+ * metadata_only or user index functions): the text puts below then parse
+ * each object on their own; else they never build one. */
+int kuala__store_wants_tree(const kuala_store_t *s);
+
+/* kuala_store_put / kuala_store_delete_obj for an object found by the
+ * scanner (base/jscan.h) in the text t: its metadata comes from the scan,
+ * the stored bytes are compacted straight from t. A scan that marked the
+ * object not an object or without a metadata object gives KUALA_EINVAL,
+ * a duplicate key among the fields read KUALA_EBADMSG. */
+int kuala__store_put_text(kuala_store_t *s, const char *t, const kuala__jobj_t *o, int flags,
+                          kuala_store_change_cb cb, void *data);
+int kuala__store_delete_text(kuala_store_t *s, const char *t, const kuala__jobj_t *o,
+                             kuala_store_change_cb cb, void *data);
 
 #endif /* KUALA_CORE_STORE_H */

@@ -465,6 +465,7 @@ static void free_client(kuala_client_t *c)
   kuala_free(c->host);
   kuala_free(c->host_header);
   kuala_free(c->base_url);
+  kuala_buf_free(&c->spare_body);
   curl_slist_free_all(c->connect_to);
   kuala_free(c->token);
   kuala_free(c->exec_token);
@@ -730,6 +731,10 @@ static void on_req_closed(uv_handle_t *h)
   maybe_teardown(c);
 }
 
+/* Largest response body buffer kept for the next request: a list page of
+ * 500 ~2 KB objects fits; bigger ones are given back. */
+#define SPARE_BODY_MAX ((size_t)4 << 20)
+
 kuala_client_req_t *kuala__client_req_alloc(kuala_client_t *c, size_t size, req_kind_t kind)
 {
   kuala_client_req_t *req = kuala_calloc(1, size);
@@ -737,6 +742,11 @@ kuala_client_req_t *kuala__client_req_alloc(kuala_client_t *c, size_t size, req_
   req->kind = kind;
   req->retry_after = -1;
   kuala_buf_init(&req->resp_body, c->cfg.max_body);
+  if (kind != REQ_KIND_WATCH && c->spare_body.data) {
+    req->resp_body = c->spare_body; /* empty, with its capacity */
+    req->resp_body.max = c->cfg.max_body;
+    kuala_buf_init(&c->spare_body, 0);
+  }
   kuala_buf_init(&req->ready, 0);
   kuala_lines_init(&req->lines, c->cfg.max_line);
   req->lines.skip_long = 1;
@@ -755,6 +765,7 @@ static void req_discard(kuala_client_req_t *req)
   kuala_free(req->impersonate);
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
+  kuala__jscan_free(&req->scan);
   kuala_lines_free(&req->lines);
   kuala_free(req);
 }
@@ -923,7 +934,7 @@ static void deliver(kuala_client_req_t *req)
   resp.status = req->status;
   resp.content_type = req->resp_ctype;
   resp.retry_after = req->retry_after;
-  resp.body = req->resp_body.data;
+  resp.body = req->resp_body.len ? req->resp_body.data : NULL; /* (a reused buffer is never NULL) */
   resp.body_len = req->resp_body.len;
   resp.reason = req->reason;
   resp.message = req->message ? req->message : (err ? kuala_strerror(err) : NULL);
@@ -966,8 +977,16 @@ static void finish(kuala_client_req_t *req)
   kuala_free(req->resp_ctype);
   req->url = req->body = req->content_type = req->accept = req->resp_ctype = NULL;
   req->impersonate = NULL;
+  if (req->kind != REQ_KIND_WATCH && req->resp_body.data && req->resp_body.cap <= SPARE_BODY_MAX &&
+      req->resp_body.cap > req->c->spare_body.cap) {
+    kuala_buf_free(&req->c->spare_body);
+    req->c->spare_body = req->resp_body;
+    kuala_buf_reset(&req->c->spare_body);
+    kuala_buf_init(&req->resp_body, 0);
+  }
   kuala_buf_free(&req->resp_body);
   kuala_buf_free(&req->ready);
+  kuala__jscan_free(&req->scan);
   kuala_lines_free(&req->lines);
   uv_close((uv_handle_t *)&req->timer, on_req_closed);
 }
@@ -1527,8 +1546,55 @@ static int deliver_invalid(kuala_client_req_t *req, const char *line, size_t len
   return req->canceled ? -1 : 0;
 }
 
+/* scan_events: one validating scan of the line, no tree, for the events
+ * that carry an object. 1 = not such an event (decode it the usual way). */
+static int deliver_scanned(kuala_client_req_t *req, const char *line, size_t len)
+{
+  char why[160];
+  kuala__jscan_t *sc = &req->scan;
+  if (kuala__jscan(sc, KUALA_JSCAN_EVENT, line, len, KUALA_JSON_WIRE_DEPTH, why, sizeof why) < 0) {
+    if (strncmp(why, "duplicate key", 13) == 0) {
+      return deliver_invalid(req, line, len, KUALA_EBADMSG, "duplicate key in watch event");
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg, "not JSON: %s", why);
+    return deliver_invalid(req, line, len, KUALA_EBADMSG, msg);
+  }
+  if (!sc->top_is_object || !sc->type.set || sc->obj.len == 0 ||
+      (sc->obj.flags & KUALA_JOBJ_NOTOBJ)) {
+    return deliver_invalid(req, line, len, KUALA_EBADMSG,
+                           "not a watch event ({\"type\":...,\"object\":{...}})");
+  }
+  kuala_watch_event_t ev;
+  memset(&ev, 0, sizeof(ev));
+  const char *t = line + sc->type.off;
+  size_t tl = sc->type.len;
+  if (sc->type.esc) {
+    return 1;
+  } else if (tl == 5 && memcmp(t, "ADDED", 5) == 0) {
+    ev.type = KUALA_WATCH_ADDED;
+  } else if (tl == 8 && memcmp(t, "MODIFIED", 8) == 0) {
+    ev.type = KUALA_WATCH_MODIFIED;
+  } else if (tl == 7 && memcmp(t, "DELETED", 7) == 0) {
+    ev.type = KUALA_WATCH_DELETED;
+  } else {
+    return 1;
+  }
+  ev.line = line;
+  ev.len = len;
+  ev.obj_scan = &sc->obj;
+  req->on_event(req->data, &ev);
+  return req->canceled ? -1 : 0;
+}
+
 static int deliver_line(kuala_client_req_t *req, const char *line, size_t len)
 {
+  if (req->scan_events) {
+    int rc = deliver_scanned(req, line, len);
+    if (rc <= 0) {
+      return rc;
+    }
+  }
   /* Strict RFC 8259; a duplicate key at the top ("object" twice) is
    * refused too: the store reads the object's text from the first one
    * while json-c keeps the last, which would file one object under
@@ -1903,6 +1969,7 @@ int kuala_client_watch(kuala_watch_t **out, kuala_client_t *c, const kuala_clien
   }
   req->on_event = on_event;
   req->on_done = on_done;
+  req->scan_events = opts && opts->scan_events;
   if (out) {
     *out = (kuala_watch_t *)started;
   }

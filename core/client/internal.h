@@ -19,6 +19,7 @@
 #include "kuala/buf.h"
 #include "kuala/client.h"
 #include "kuala/ratelimit.h"
+#include "base/jscan.h"
 #include "base/map.h"
 
 typedef enum {
@@ -85,6 +86,8 @@ struct kuala_client_req_s {
   int streaming;                  /* 200 received: body goes to the line parser */
   long watch_idle_s;              /* watch: KUALA_ETIMEDOUT after this long (s) without a byte */
   kuala_client_req_t *ready_next; /* c->ready_head: lines waiting for delivery */
+  int scan_events;                /* opts.scan_events */
+  kuala__jscan_t scan;            /* the current line's scan (scan_events) */
   int ready_queued;
   /* synthetic (discovery) */
   void (*synth_done)(kuala_client_req_t *req, int err);
@@ -106,6 +109,10 @@ typedef struct disc_gv_s disc_gv_t;
 
 struct kuala_client_s {
   uv_loop_t *loop;
+  /* The body buffer of the last finished request (up to SPARE_BODY_MAX),
+   * handed to the next one: a paged list reuses one buffer for every page
+   * instead of growing and freeing ~1 MB each time. */
+  kuala_buf_t spare_body;
   CURLM *multi;
   uv_timer_t timer; /* curl's timer; teardown timer once closing */
   kuala_client_config_t cfg;

@@ -533,7 +533,8 @@ size_t kuala_controller_enqueue_all(kuala_controller_t *c)
     return 0;
   }
   uint64_t before = c->st.enqueued;
-  kuala_store_foreach(s, NULL, NULL, enqueue_each, c);
+  kuala_store_foreach(s, c->watches[0].spec.scope_ns, c->watches[0].spec.scope_labels, enqueue_each,
+                      c);
   return (size_t)(c->st.enqueued - before);
 }
 

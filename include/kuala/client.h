@@ -171,6 +171,10 @@ typedef struct {
   int max_retries;     /* overrides the client's; 0 = default, -1 = none */
   /* Impersonate-User header (the server checks the `impersonate` verb); NULL = none. */
   const char *impersonate_user;
+  /* watch (internal, for the informer): ADDED/MODIFIED/DELETED events come
+   * with object NULL and obj_scan set, read from the line by the validating
+   * scanner without a json-c tree; other events as usual. */
+  int scan_events;
 } kuala_client_opts_t;
 
 /* Zeroed options with grace_period_seconds = -1. */
@@ -282,6 +286,9 @@ typedef struct {
   size_t len;
   int err;            /* ERROR events: code from the Status (e.g. KUALA_EGONE) */
   const char *reason; /* INVALID events: why the line was skipped */
+  /* With opts.scan_events, for ADDED/MODIFIED/DELETED: where the object is
+   * in `line` and its metadata (base/jscan.h); object is NULL then. */
+  const struct kuala__jobj_s *obj_scan;
 } kuala_watch_event_t;
 
 /* One event, as it arrives. */

@@ -66,6 +66,12 @@ typedef struct {
   int generation_changed; /* built-in predicate */
   kuala_predicate_fn predicate;
   void *predicate_data;
+  /* Scope of a watch whose key is unfiltered but whose predicate filters
+   * by namespace and labels (the manager's scoped watches share the
+   * resource's informer): kuala_controller_enqueue_all walks only these
+   * objects of the primary. Borrowed for the controller's life; NULL = all. */
+  const char *scope_ns;
+  const struct kuala_selector_s *scope_labels;
 } kuala_watch_spec_t;
 
 typedef struct {

@@ -80,10 +80,15 @@ typedef struct {
   size_t len;
   int err;            /* ERROR: KUALA_E* from the Status code (KUALA_EGONE for 410) */
   const char *reason; /* INVALID: why the line was skipped */
+  /* Internal: when `object` is NULL and `line` is set, the reflector reads
+   * the object from the line's text (no tree): at this scan of it when not
+   * NULL (the client's), else it scans the line itself. */
+  const struct kuala__jobj_s *obj_scan;
 } kuala_lw_event_t;
 
-/* A list page: err 0 and `page` the parsed List (borrowed), `body` its text
- * (borrowed, may be NULL); or err < 0 (KUALA_EGONE for 410), and then
+/* A list page: err 0 and `body` its text (borrowed) or, when body is NULL,
+ * `page` the parsed List (borrowed; with a body, page may be NULL: the
+ * reflector reads the body's text, never a tree); or err < 0 (KUALA_EGONE for 410), and then
  * `body` is NULL or a NUL-terminated reason to log. */
 typedef void (*kuala_lw_list_cb)(void *data, int err, struct json_object *page, const char *body,
                                  size_t len);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/jscan.h"
 #include "helpers/clienttest.h"
 #include "helpers/faultsrv.h"
 #include "kuala/alloc.h"
@@ -250,6 +251,77 @@ START_TEST(test_client_watch_malformed_event)
 }
 END_TEST
 
+/* scan_events (the informer's watches): object events come without a
+ * tree, as a scan of the line; bookmarks and errors keep their tree; bad
+ * lines are refused exactly as on the tree path. */
+static void on_scanned(void *data, const kuala_watch_event_t *ev)
+{
+  watch_seen_t *s = data;
+  s->events++;
+  static const char *names[] = {"", "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "INVALID"};
+  ck_assert(ev->type >= 1 && ev->type <= 6);
+  size_t used = strlen(s->types);
+  snprintf(s->types + used, sizeof(s->types) - used, "%s ", names[ev->type]);
+  if (ev->type <= KUALA_WATCH_DELETED) {
+    ck_assert_ptr_null(ev->object);
+    ck_assert_ptr_nonnull(ev->obj_scan);
+    const kuala__jobj_t *o = ev->obj_scan;
+    ck_assert(o->name.set && !o->name.esc);
+    ck_assert_int_eq(ev->line[o->off], '{');
+    ck_assert_int_eq(ev->line[o->off + o->len - 1], '}');
+    used = strlen(s->names);
+    snprintf(s->names + used, sizeof(s->names) - used, "%.*s ", (int)o->name.len,
+             ev->line + o->name.off);
+  } else if (ev->type == KUALA_WATCH_INVALID) {
+    ck_assert_ptr_null(ev->object);
+    used = strlen(s->names);
+    if (strcmp(ev->reason, "duplicate key in watch event") == 0) {
+      snprintf(s->names + used, sizeof(s->names) - used, "(dup) ");
+    }
+  } else {
+    ck_assert_ptr_nonnull(ev->object);
+  }
+  s->last_err = ev->err;
+}
+
+START_TEST(test_client_watch_scanned_events)
+{
+  env_t e;
+  env_init(&e, 0);
+  const char *chunks[] = {EV("ADDED", "a") "\n",
+                          "{\"type\":\"ADDED\",\"object\":{\"x\":\n",
+                          "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"t\",},},}\n",
+                          "{\"type\":\"ADDED\",\"object\":{\"n\":0088}}\n",
+                          "garbage\n",
+                          "[1,2]\n",
+                          "{\"type\":\"ADDED\",\"object\":[1]}\n",
+                          "{\"type\":\"ADDED\",\"object\":" CM_HEAD
+                          "dup\"}},"
+                          "\"object\":" CM_HEAD "other\"}}}\n",
+                          EV("MODIFIED", "b") "\n",
+                          "{\"object\":" CM_HEAD "c\"}},\"type\":\"DELETED\"}\n",
+                          EV("BOOKMARK", "") "\n",
+                          "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410}}\n",
+                          NULL};
+  faultsrv_action_t a = {.kind = FS_STREAM, .chunks = chunks, .delay_ms = 5};
+  faultsrv_push(e.srv, &a);
+  watch_seen_t s;
+  memset(&s, 0, sizeof(s));
+  kuala_client_opts_t o;
+  kuala_client_opts_init(&o);
+  o.scan_events = 1;
+  ck_assert_int_eq(kuala_client_watch(&s.w, e.c, &cms, &o, on_scanned, on_done, &s), 0);
+  ck_assert(ct_run_until(&e.loop, &s.done, 5000));
+  ck_assert_str_eq(s.types,
+                   "ADDED INVALID INVALID INVALID INVALID INVALID INVALID INVALID "
+                   "MODIFIED DELETED BOOKMARK ERROR ");
+  ck_assert_str_eq(s.names, "a (dup) b c ");
+  ck_assert_int_eq(s.last_err, KUALA_EGONE);
+  ck_assert_int_eq(s.done_err, 0);
+  env_done(&e);
+}
+END_TEST
+
 START_TEST(test_client_watch_error_event_410)
 {
   env_t e;
@@ -398,6 +470,7 @@ int main(void)
   tcase_add_test(tc, test_client_watch_events_in_order);
   tcase_add_test(tc, test_client_watch_oversized_line);
   tcase_add_test(tc, test_client_watch_malformed_event);
+  tcase_add_test(tc, test_client_watch_scanned_events);
   tcase_add_test(tc, test_client_watch_error_event_410);
   tcase_add_test(tc, test_client_watch_stop_from_event);
   tcase_add_test(tc, test_client_watch_refused_and_close);

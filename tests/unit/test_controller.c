@@ -166,7 +166,7 @@ static void fake_event(fake_t *f, const char *resource, kuala_lw_type_t type, co
   for (int i = 0; i < f->nwatches; i++) {
     fake_call_t *call = f->watches[i];
     if (strcmp(call->resource, resource) == 0 && !call->status) {
-      kuala_lw_event_t ev = {type, o, json, strlen(json), 0, NULL};
+      kuala_lw_event_t ev = {type, o, json, strlen(json), 0, NULL, NULL};
       call->on_event(call->data, &ev);
       delivered++;
     }
@@ -318,6 +318,8 @@ static const kuala_watch_spec_t primary = {{"demo.kuala.dev", "v1", "webapps", N
                                            NULL,
                                            NULL,
                                            0,
+                                           NULL,
+                                           NULL,
                                            NULL,
                                            NULL};
 
