@@ -444,6 +444,7 @@ static void dispatch(conn_t *c)
   c->dispatching = 0;
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void finish_request(kuala__httpd_req_t *req)
@@ -468,7 +469,8 @@ static void finish_request(kuala__httpd_req_t *req)
   }
   if (!c->closing && !c->reading && c->nqueued < MAX_QUEUED && !c->mem_out) {
     c->reading = 1;
-    uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+    /* (libuv refuses a NULL alloc callback: the connection would hang.) */
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   }
   dispatch(c);
 }

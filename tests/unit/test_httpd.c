@@ -393,6 +393,33 @@ START_TEST(test_httpd_feed_mem)
 }
 END_TEST
 
+/* More pipelined requests than the queue holds behind a slow one: reading
+ * stops at MAX_QUEUED and must resume once the queue drains (it did not:
+ * uv_read_start was called without an alloc callback, which libuv refuses,
+ * and the connection hung). */
+START_TEST(test_httpd_pipelined_past_the_queue)
+{
+  fixture_t *f = kuala_calloc(1, sizeof *f);
+  /* 2 KiB a request: more than one 64 KiB read, so bytes are still
+   * unread when the queue is full. */
+  static char req[128 << 10], pad[2049];
+  memset(pad, 'p', sizeof pad - 1);
+  size_t off = (size_t)snprintf(req, sizeof req, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 40; i++) {
+    off += (size_t)snprintf(req + off, sizeof req - off,
+                            "GET /echo?x=%d HTTP/1.1\r\nX-Pad: %s\r\n\r\n", i, pad);
+  }
+  f->request = req;
+  f->until = "HTTP/1.1 200 OK";
+  f->count = 41;
+  run(f, 0);
+  ck_assert_int_eq(count_occ(f->response, "HTTP/1.1 200 OK"), 41);
+  ck_assert_ptr_nonnull(strstr(f->response, "B[][39][-]"));
+  ck_assert_int_eq(f->handled, 41);
+  kuala_free(f);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("httpd");
@@ -408,6 +435,7 @@ int main(void)
   tcase_add_test(tc, test_httpd_header_timeout);
   tcase_add_test(tc, test_httpd_nul_in_target);
   tcase_add_test(tc, test_httpd_feed_mem);
+  tcase_add_test(tc, test_httpd_pipelined_past_the_queue);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
