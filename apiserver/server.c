@@ -1728,6 +1728,76 @@ static int bad_target(kuala__httpd_req_t *req, char **seg, size_t n)
   return 0;
 }
 
+static void process(emu_t *e, kuala__httpd_req_t *req);
+
+/* A get or list from a resourceVersion this server has not reached: like
+ * upstream's watch cache (waitUntilFreshAndBlock), wait up to 3 s for the
+ * revision, then answer 504 "Too large resource version" (cause
+ * ResourceVersionTooLarge, Retry-After: 1). Once the revision is there the
+ * request runs again from routing (its resource may have gone meanwhile). */
+#define FRESH_WAIT_MS 3000
+
+typedef struct {
+  uv_timer_t t;
+  emu_t *e;
+  kuala__httpd_req_t *req; /* NULL once the client went away */
+  uint64_t want, start;
+} fresh_wait_t;
+
+static void fresh_wait_closed(uv_handle_t *h)
+{
+  kuala_free(h->data);
+}
+
+static void fresh_wait_gone(void *data, kuala__httpd_req_t *req)
+{
+  (void)req;
+  fresh_wait_t *w = data;
+  w->req = NULL;
+}
+
+static void on_fresh_wait(uv_timer_t *t)
+{
+  fresh_wait_t *w = t->data;
+  emu_t *e = w->e;
+  if (w->req && e->rev < w->want && uv_now(e->loop) - w->start < FRESH_WAIT_MS) {
+    return;
+  }
+  uv_timer_stop(&w->t);
+  if (w->req) {
+    kuala__httpd_req_on_close(w->req, NULL, NULL);
+    if (e->rev >= w->want) {
+      process(e, w->req);
+    } else {
+      kuala_apierr_t err = KUALA_APIERR_INIT;
+      too_large_rv(&err, w->want, e->rev);
+      emu_reply_err(w->req, &err);
+    }
+  }
+  uv_close((uv_handle_t *)&w->t, fresh_wait_closed);
+}
+
+/* 1 when the get/list in c waits for its resourceVersion (answered later). */
+static int wait_fresh(emu_t *e, emu_ctx_t *c)
+{
+  const char *rvs = kuala__httpd_query(c->req, "resourceVersion");
+  const char *cont = kuala__httpd_query(c->req, "continue");
+  uint64_t rv;
+  if ((cont && *cont) || emu_parse_rv(rvs, &rv) < 0 || rv <= e->rev) {
+    return 0; /* served (or refused) at once */
+  }
+  fresh_wait_t *w = kuala_calloc(1, sizeof *w);
+  w->e = e;
+  w->req = c->req;
+  w->want = rv;
+  w->start = uv_now(e->loop);
+  uv_timer_init(e->loop, &w->t);
+  w->t.data = w;
+  kuala__httpd_req_on_close(c->req, fresh_wait_gone, w);
+  uv_timer_start(&w->t, on_fresh_wait, 50, 50);
+  return 1;
+}
+
 static void process(emu_t *e, kuala__httpd_req_t *req)
 {
   const char *path = kuala__httpd_path(req);
@@ -1783,13 +1853,15 @@ static void process(emu_t *e, kuala__httpd_req_t *req)
   } else if (is_get && !c.name) {
     if (query_bool(req, "watch")) {
       do_watch(e, &c);
-    } else {
+    } else if (!wait_fresh(e, &c)) {
       do_list(e, &c);
     }
   } else if (is_get && query_bool(req, "watch")) {
     do_watch(e, &c);
   } else if (is_get) {
-    do_get(e, &c);
+    if (!wait_fresh(e, &c)) {
+      do_get(e, &c);
+    }
   } else if (strcmp(method, "POST") == 0 && !c.name) {
     emu_do_create(e, &c);
   } else if (strcmp(method, "PUT") == 0 && c.name) {

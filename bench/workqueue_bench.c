@@ -8,11 +8,16 @@
  *   delayed    add_after of 100k keys with 0..99 ms delays, then the loop
  *              delivers them all (timer heap);
  *   limiter    kuala_ratelimiter_when on the default controller limiter;
+ *   burst      an initial sync's pattern: 10k / 100k distinct keys added,
+ *              then all handed out and done; ns per key for the whole
+ *              cycle and heap bytes per key at the peak (mallinfo2), so
+ *              flat figures across sizes mean no superlinear growth;
  *   baseline   the same cycle through a plain FIFO of copied keys (no
  *              dedup, no processing set), side by side, to show what the
  *              client-go semantics cost.
  * Usage: workqueue_bench [--runs N] [--out FILE]
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +67,38 @@ static double bench_cycle(void)
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   return OPS / dt;
+}
+
+/* The sync pattern: n distinct keys, then drain. Returns ns per key;
+ * *bytes_per_key is the heap growth at the peak. */
+static double bench_burst(int n, double *bytes_per_key)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  kuala_workqueue_t *q;
+  kuala_workqueue_new(&q, &loop, NULL);
+  char(*bk)[32] = kuala_malloc((size_t)n * sizeof(*bk));
+  for (int i = 0; i < n; i++) {
+    snprintf(bk[i], sizeof(bk[i]), "bench/cm-%d", i);
+  }
+  size_t heap0 = mallinfo2().uordblks;
+  double t0 = now_s();
+  for (int i = 0; i < n; i++) {
+    kuala_workqueue_add(q, bk[i]);
+  }
+  size_t heap1 = mallinfo2().uordblks;
+  double t1 = now_s();
+  const char *k;
+  while (kuala_workqueue_get(q, &k) == 0) {
+    kuala_workqueue_done(q, k);
+  }
+  double dt = now_s() - t1 + (t1 - t0);
+  *bytes_per_key = (double)(heap1 - heap0) / n;
+  kuala_workqueue_close(q, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  kuala_free(bk);
+  return dt * 1e9 / n;
 }
 
 static double bench_coalesce(void)
@@ -196,12 +233,15 @@ int main(int argc, char **argv)
     snprintf(keys[i], sizeof(keys[i]), "default/object-%d", i);
   }
   double cyc[50], coal[50], del[50], deliver[50], lim[50], base[50];
+  double b10[50], b100[50], m10 = 0, m100 = 0;
   for (int r = 0; r < runs; r++) {
     base[r] = bench_baseline();
     cyc[r] = bench_cycle();
     coal[r] = bench_coalesce();
     del[r] = bench_delayed(&deliver[r]);
     lim[r] = bench_limiter();
+    b10[r] = bench_burst(10000, &m10);
+    b100[r] = bench_burst(100000, &m100);
   }
   char text[2048];
   double mc = median(cyc, runs), mb = median(base, runs);
@@ -211,9 +251,12 @@ int main(int argc, char **argv)
            "  baseline plain FIFO     %10.0f /s   (cycle = %.2fx the baseline's time)\n"
            "  coalescing add          %10.0f /s\n"
            "  add_after (heap push)   %10.0f /s   100k keys delivered in %.3f s (delays 0..99 ms)\n"
-           "  limiter when (default)  %10.0f /s\n",
+           "  limiter when (default)  %10.0f /s\n"
+           "  burst 10k keys          %10.0f ns/key  %.0f heap bytes/key\n"
+           "  burst 100k keys         %10.0f ns/key  %.0f heap bytes/key\n",
            runs, mc, 1e9 / mc, mb, mb / mc, median(coal, runs), median(del, runs),
-           median(deliver, runs), median(lim, runs));
+           median(deliver, runs), median(lim, runs), median(b10, runs), m10, median(b100, runs),
+           m100);
   fputs(text, stdout);
   if (out) {
     FILE *f = fopen(out, "w");

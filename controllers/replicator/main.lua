@@ -14,11 +14,10 @@ local copies = require("copies")
 -- namespaces: beyond what watching ConfigMaps implies (docs/permissions.md).
 kuala.permissions { { "v1/ConfigMap", "create,patch,delete" } }
 
--- Sources are the ConfigMaps labelled replicate=true. The watch filters
--- with a predicate rather than a label selector on purpose: the engine's
--- cache for reads holds every ConfigMap, and one informer for both keeps
--- events and reads in step (a label-selected watch is a second informer,
--- whose events can arrive before the read cache has the object).
+-- Sources are the ConfigMaps labelled replicate=true. The label-selected
+-- watch shares the engine's one ConfigMap informer with the cache reads
+-- (filtered in the engine), so an event and the ctx:get it starts see the
+-- same state; a source whose label goes away still gets a last reconcile.
 local function is_source(cm)
   local l = cm and cm.metadata and cm.metadata.labels
   return l ~= nil and l[copies.REPLICATE] == "true"
@@ -26,7 +25,7 @@ end
 
 local WATCH = {
   type = "v1/ConfigMap",
-  predicates = { function(ev) return is_source(ev.object) or is_source(ev.old) end },
+  labels = { [copies.REPLICATE] = "true" },
 }
 
 kuala.controller {

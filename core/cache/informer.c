@@ -21,6 +21,7 @@
 
 #include <string.h>
 
+#include "base/mem.h"
 #include "kuala/alloc.h"
 #include "kuala/buf.h"
 #include "kuala/error.h"
@@ -29,7 +30,7 @@
 void kuala_informer_opts_init(kuala_informer_opts_t *o)
 {
   memset(o, 0, sizeof(*o));
-  o->page_size = 500;
+  o->page_size = 250;
   o->backoff_base_ms = 800;
   o->backoff_max_ms = 30000;
   o->backoff_reset_ms = 120000;
@@ -51,6 +52,14 @@ int kuala_informers_new(kuala_informers_t **out, uv_loop_t *loop, const kuala_lw
   kuala__map_init(&f->informers);
   *out = f;
   return 0;
+}
+
+void kuala_informers_set_defaults(kuala_informers_t *f, const kuala_informer_opts_t *o)
+{
+  f->have_defaults = o != NULL;
+  if (o) {
+    f->defaults = *o;
+  }
 }
 
 int kuala_informers_new_client(kuala_informers_t **out, uv_loop_t *loop,
@@ -309,8 +318,16 @@ void kuala__informer_change(void *data, kuala_store_change_t change, const kuala
   }
 }
 
+/* Lists of at least this many objects leave enough garbage (page bodies,
+ * parse trees) to be worth a heap trim when they end (base/mem.h). */
+#define TRIM_AFTER_OBJECTS 1000
+
 void kuala__informer_set_synced(kuala_informer_t *inf)
 {
+  /* Called at the end of every list, relists included. */
+  if (kuala_store_len(inf->store) >= TRIM_AFTER_OBJECTS) {
+    kuala__mem_release("list");
+  }
   if (inf->synced) {
     return;
   }
@@ -356,6 +373,8 @@ static kuala_informer_t *informer_create(kuala_informers_t *f, const kuala_infor
   inf->key.metadata_only = key->metadata_only;
   if (opts) {
     inf->opts = *opts;
+  } else if (f->have_defaults) {
+    inf->opts = f->defaults;
   } else {
     kuala_informer_opts_init(&inf->opts);
   }

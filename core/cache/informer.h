@@ -87,8 +87,10 @@ struct kuala_informers_s {
   kuala__map_t informers; /* keystr -> kuala_informer_t */
   size_t alive;           /* informers not yet freed (stopping ones too) */
   int closing;
-  void *owned_src;        /* client binding state, freed with the registry */
-  uint64_t list_requests; /* list pages asked for, every informer, ever */
+  void *owned_src;                /* client binding state, freed with the registry */
+  uint64_t list_requests;         /* list pages asked for, every informer, ever */
+  kuala_informer_opts_t defaults; /* for registrations without opts */
+  int have_defaults;
 };
 
 /* reflector.c */

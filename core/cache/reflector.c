@@ -12,6 +12,7 @@
  *   |                                              |                   to LISTING)
  *   +---- 410 (HTTP or ERROR event) ---------------+
  *              clean end: re-watch from last RV at once
+ *              404 (resource gone): BACKOFF, then relist
  *              other failure: BACKOFF, then re-watch from last RV
  *
  * Invariants: at most one source operation is outstanding (list_pending or
@@ -566,7 +567,14 @@ static void on_done(void *data, int err)
     inf->st.watch_errors++;
     report(inf, "informer: watch failed", err, NULL);
   }
-  backoff(inf, 0, inf->watch_err ? inf->watch_err : err);
+  int why = inf->watch_err ? inf->watch_err : err;
+  /* 404: the resource itself is gone (its CRD deleted, or the server
+   * restarted without it). Whatever the store holds may not exist any
+   * more, and a later watch from our RV could be accepted by a server whose
+   * revision went back and caught up: relist (after the backoff) so the
+   * store is replaced. Other failures (connection refused or reset, 5xx,
+   * 429) resume from the last RV, as client-go does. */
+  backoff(inf, why == KUALA_ENOTFOUND, why);
 }
 
 static void start_watch(kuala_informer_t *inf)

@@ -120,6 +120,7 @@ struct kuala_store_s {
   uint32_t pcap;
   uint32_t len;
   uint8_t mark;
+  uint8_t replacing; /* between replace_begin and replace_end */
   index_t idx[MAX_INDEXES];
   uint32_t nidx;
   size_t json_bytes;
@@ -1701,7 +1702,19 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
 
 void kuala_store_replace_begin(kuala_store_t *s)
 {
-  s->mark ^= 1;
+  if (!s->replacing) {
+    s->mark ^= 1;
+    s->replacing = 1;
+    return;
+  }
+  /* A relist that failed and starts over: what the abandoned pass saw
+   * counts as unseen again (toggling the mark back would make every
+   * object look seen, and the relist would delete nothing). */
+  for (uint32_t id = 0; id < s->ents_hi; id++) {
+    if (s->ents[id]) {
+      s->ents[id]->seen = (uint8_t)(s->mark ^ 1);
+    }
+  }
 }
 
 size_t kuala_store_replace_end(kuala_store_t *s, kuala_store_change_cb cb, void *data)
@@ -1719,6 +1732,7 @@ size_t kuala_store_replace_end(kuala_store_t *s, kuala_store_change_cb cb, void 
       gone[n++] = id;
     }
   }
+  s->replacing = 0; /* before the callbacks: a handler may start another */
   for (size_t i = 0; i < n; i++) {
     entry_t *e = s->ents[gone[i]];
     size_t nslen;

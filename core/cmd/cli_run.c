@@ -18,6 +18,7 @@
 #include "dev_samples.h"
 #include "devcluster.h"
 #include "flags.h"
+#include "base/mem.h"
 #include "kuala/alloc.h"
 #include "kuala/engine.h"
 #include "kuala/error.h"
@@ -33,6 +34,7 @@ typedef struct {
   double kube_api_burst; /* 0 = not given */
   double graceful_s;     /* -1 = not given (30 s) */
   int impersonate;       /* --impersonate-bundles */
+  int streaming;         /* --streaming-list; -1 = default (on) */
   kuala_runtime_opts_t rt;
   kuala__ops_opts_t ops; /* metrics, probes, leader election (ops.h) */
   char **bundles;
@@ -75,6 +77,9 @@ void kuala__cli_run_usage(FILE *f)
       "                         kuala.dev/bundle=NAME (default: on when no directory is named)\n"
       "  --bundle-namespace=NS  where those ConfigMaps live (default: the pod's namespace,\n"
       "                         else default)\n"
+      "  --streaming-list[=false]  start informers with a streaming list (watch with\n"
+      "                         sendInitialEvents), falling back to paged list + watch\n"
+      "                         when the server refuses it (default: on)\n"
       "  --reload-grace-period=SECONDS  how long a replaced version's reconciles may\n"
       "                         finish before they are cancelled (default 30)\n"
       "  --metrics-bind-address=ADDR  /metrics and /bundles (default :8080; 0 = off)\n"
@@ -161,6 +166,7 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
   o->bundles = kuala_calloc((size_t)argc + 1, sizeof(char *));
   o->watch = -1;
   o->configmaps = -1;
+  o->streaming = -1;
   /* Tests point these at 127.0.0.1:0 so parallel runs never collide. */
   o->ops.metrics_addr = getenv("KUALA_METRICS_BIND_ADDRESS");
   o->ops.probe_addr = getenv("KUALA_HEALTH_PROBE_BIND_ADDRESS");
@@ -171,6 +177,9 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
     int fb = kuala__flag_bool(argv, i, "--watch", &o->watch);
     if (fb == 0) {
       fb = kuala__flag_bool(argv, i, "--bundle-configmaps", &o->configmaps);
+    }
+    if (fb == 0) {
+      fb = kuala__flag_bool(argv, i, "--streaming-list", &o->streaming);
     }
     if (fb) {
       bad = fb < 0;
@@ -377,6 +386,7 @@ static int start_engine(app_t *app, const kuala_client_config_t *cfg)
   KUALA_LOG(KUALA_LOG_INFO, "API client", "server", cfg->server, "client_qps", q, "client_burst",
             b);
   eo.watch = app->o.watch > 0;
+  eo.no_streaming_list = app->o.streaming == 0;
   eo.configmaps = app->o.configmaps > 0 || (app->o.configmaps < 0 && app->o.nbundles == 0);
   eo.bundle_namespace = app->o.bundle_ns;
   eo.grace_ms = (uint64_t)(app->o.grace_s * 1000);
@@ -490,6 +500,7 @@ int kuala__cli_run(int argc, char **argv)
     kuala_free(app.o.bundles);
     return 2;
   }
+  kuala__mem_tune(); /* heap policy of the kuala process (base/mem.h) */
   kuala_client_config_t cfg;
   if (load_config(&app.o, NULL, &cfg)) {
     kuala_client_config_free(&cfg);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "kuala/alloc.h"
 #include "kuala/error.h"
 #include "kuala/json.h"
@@ -73,6 +74,9 @@ struct kuala_controller_s {
   size_t nsynced;
   kuala_controller_closed_cb closed_cb;
   void *closed_data;
+  kuala_controller_synced_cb synced_cb;
+  void *synced_data;
+  int trim_on_drain; /* synced; release heap once the first wave drains */
   kuala_controller_stats_t st;
 };
 
@@ -315,8 +319,16 @@ static void watch_synced(void *data, int err)
     w->synced = 1;
     if (++c->nsynced == c->nwatches) {
       c->synced = 1;
+      c->trim_on_drain = 1;
       KUALA_LOG(KUALA_LOG_INFO, "caches synced, starting workers", "controller", c->name);
-      dispatch(c);
+      if (c->synced_cb) {
+        kuala_controller_synced_cb cb = c->synced_cb;
+        c->synced_cb = NULL;
+        cb(c->synced_data, c);
+      }
+      if (!c->stopping) {
+        dispatch(c);
+      }
     }
   }
 }
@@ -469,9 +481,22 @@ static void dispatch(kuala_controller_t *c)
     }
   }
   c->dispatching = 0;
+  if (c->trim_on_drain && c->st.active == 0 && kuala_workqueue_len(c->queue) == 0) {
+    /* The keys of the initial sync and the garbage of its reconciles are
+     * gone: give the pages back (a restart costs no more memory than the
+     * same objects arriving one by one). */
+    c->trim_on_drain = 0;
+    kuala__mem_release("first reconciles");
+  }
 }
 
 /* --- public helpers --------------------------------------------------------- */
+
+void kuala_controller_on_synced(kuala_controller_t *c, kuala_controller_synced_cb cb, void *data)
+{
+  c->synced_cb = cb;
+  c->synced_data = data;
+}
 
 void kuala_controller_hold(kuala_controller_t *c, int hold)
 {
@@ -503,7 +528,8 @@ size_t kuala_controller_enqueue_all(kuala_controller_t *c)
     return 0;
   }
   uint64_t before = c->st.enqueued;
-  kuala_store_foreach(s, NULL, NULL, enqueue_each, c);
+  kuala_store_foreach(s, c->watches[0].spec.scope_ns, c->watches[0].spec.scope_labels, enqueue_each,
+                      c);
   return (size_t)(c->st.enqueued - before);
 }
 
@@ -583,6 +609,7 @@ void kuala_controller_stop(kuala_controller_t *c, kuala_controller_closed_cb cb,
     return;
   }
   c->stopping = 1;
+  c->synced_cb = NULL;
   c->closed_cb = cb;
   c->closed_data = data;
   for (size_t i = 0; i < c->nwatches; i++) {

@@ -739,6 +739,15 @@ static void ctls_settled(version_t *v)
   }
 }
 
+/* A controller's caches synced: log it and report readiness now rather
+ * than at the next progress tick. */
+static void controller_synced(void *data, kuala_controller_t *c)
+{
+  (void)c;
+  bctl_t *ctl = data;
+  check_ready(ctl->v->slot->e);
+}
+
 static void controller_started(void *data, int err, kuala_controller_t *c)
 {
   bctl_t *ctl = data;
@@ -753,6 +762,7 @@ static void controller_started(void *data, int err, kuala_controller_t *c)
     } else {
       ctl->c = c;
       e->st.controllers_running++;
+      kuala_controller_on_synced(c, controller_synced, ctl);
     }
   } else if (v->ctl_err == 0) {
     v->ctl_err = err;
@@ -1494,6 +1504,12 @@ int kuala_engine_new(kuala_engine_t **out, uv_loop_t *loop, const kuala_engine_o
   int rc = kuala_client_new(&e->client, loop, opts->client);
   if (rc == 0) {
     rc = kuala_informers_new_client(&e->informers, loop, e->client);
+  }
+  if (rc == 0) {
+    kuala_informer_opts_t io;
+    kuala_informer_opts_init(&io);
+    io.streaming_list = !opts->no_streaming_list;
+    kuala_informers_set_defaults(e->informers, &io);
   }
   if (rc == 0) {
     rc = kuala_manager_new(&e->manager, loop, e->client, e->informers);

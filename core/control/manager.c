@@ -4,9 +4,10 @@
  * Ownership: the manager borrows the client and the informer registry. It
  * owns (1) one "cache" registration per group/version/resource that a
  * controller watches or a reconcile reads, with no handlers, so cache reads
- * share the controllers' informers (the registry keys informers by
- * resource, namespace and selectors; a controller restricted to one
- * namespace or selector gets a second, unrestricted informer for reads);
+ * share the controllers' informers: one unfiltered informer per resource,
+ * also for watches restricted to a namespace or a label selector, whose
+ * events are filtered client-side (wfilter_t), so a reconcile always reads
+ * the state its event came from;
  * (2) the controllers it started; (3) one call_t per API call in flight.
  *
  * The manager is freed only when nothing points at it any more: close stops
@@ -33,6 +34,27 @@ typedef struct cache_s {
   size_t ctl_refs; /* watches of running controllers on this resource */
   int ctl_made;    /* created for a controller (released with the last one) */
 } cache_t;
+
+/* A watch restricted to a namespace or a label selector does not get an
+ * informer of its own: it shares the resource's unfiltered one (the one
+ * cache reads use) and its events are filtered here (controller-runtime,
+ * too, has one informer per kind and filters with predicates). With two
+ * informers the filtered stream could start a reconcile before the read
+ * cache had the object (ctx:get answered nil for an object that exists);
+ * one informer keeps events and reads in step, and keeps one copy of each
+ * object in memory. The watch
+ * still sees only its objects, with the events a server-side filtered
+ * watch would send: an update that makes an object match is an add, one
+ * that makes it stop matching is a delete (of the last matching state),
+ * updates outside the selection are dropped. The watch's own predicate
+ * and generation_changed run here too, after the translation. */
+typedef struct wfilter_s {
+  const char *ns;        /* borrowed from the ctl's watch decl; NULL = all */
+  kuala_selector_t *sel; /* labels; NULL = all */
+  int generation_changed;
+  kuala_predicate_fn predicate;
+  void *predicate_data;
+} wfilter_t;
 
 typedef struct ctl_s ctl_t;
 
@@ -66,7 +88,8 @@ struct ctl_s {
   void *cb_data;
   kuala_controller_t *c;
   int stopping;
-  int caches_held; /* counted in cache_t.ctl_refs */
+  int caches_held;           /* counted in cache_t.ctl_refs */
+  struct wfilter_s *filters; /* [nwatches]: client-side filters, or NULL */
 };
 
 /* A reconcile waiting for a kind's cache: resolving the kind, then waiting
@@ -677,6 +700,10 @@ static void ctl_free(ctl_t *ctl)
     kuala_free((char *)ctl->res[i].resource);
     kuala_free((char *)ctl->res[i].kind);
   }
+  for (size_t i = 0; ctl->filters && i < ctl->nwatches; i++) {
+    kuala_selector_free(ctl->filters[i].sel);
+  }
+  kuala_free(ctl->filters);
   kuala_free(ctl->watches);
   kuala_free(ctl->res);
   kuala_free(ctl->name);
@@ -704,16 +731,72 @@ static void ctl_forget(kuala_manager_t *m, ctl_t *ctl)
 
 static void ctl_release_caches(kuala_manager_t *m, ctl_t *ctl);
 
+typedef struct {
+  int matches;
+  long long generation; /* -1 when absent or not parsed */
+} wview_t;
+
+static wview_t filter_view(const wfilter_t *f, const kuala_obj_t *o, int want_gen)
+{
+  wview_t v = {0, -1};
+  if (o == NULL || (f->ns && strcmp(o->ns ? o->ns : "", f->ns) != 0)) {
+    return v;
+  }
+  if (f->sel == NULL && !want_gen) {
+    v.matches = 1;
+    return v;
+  }
+  json_object *obj = NULL;
+  if (kuala_json_parse(&obj, o->json, o->json_len, NULL, 0) != 0) {
+    return v; /* the store holds valid JSON; nothing to match on otherwise */
+  }
+  v.matches = f->sel == NULL ||
+              kuala_selector_matches_json(f->sel, kuala_json_path(obj, "metadata.labels"));
+  json_object *gen = kuala_json_path(obj, "metadata.generation");
+  if (gen) {
+    v.generation = json_object_get_int64(gen);
+  }
+  json_object_put(obj);
+  return v;
+}
+
+static int filter_event(void *data, kuala_event_type_t type, const kuala_obj_t *old,
+                        const kuala_obj_t *obj)
+{
+  const wfilter_t *f = data;
+  int gen = f->generation_changed && type == KUALA_EVENT_UPDATE;
+  wview_t now = filter_view(f, obj, gen);
+  if (type == KUALA_EVENT_UPDATE) {
+    wview_t before = filter_view(f, old, gen);
+    if (!before.matches && !now.matches) {
+      return 0;
+    }
+    if (!before.matches) {
+      type = KUALA_EVENT_ADD; /* it entered the selection */
+      old = NULL;
+    } else if (!now.matches) {
+      type = KUALA_EVENT_DELETE; /* it left: its last matching state */
+      obj = old;
+      old = NULL;
+    } else if (gen && now.generation >= 0 && now.generation == before.generation) {
+      return 0; /* generation_changed, as the controller applies it */
+    }
+  } else if (!now.matches) {
+    return 0;
+  }
+  return f->predicate == NULL || f->predicate(f->predicate_data, type, old, obj);
+}
+
 static void ctl_start(ctl_t *ctl)
 {
   kuala_manager_t *m = ctl->m;
   kuala_watch_spec_t *specs = kuala_calloc(ctl->nwatches, sizeof(*specs));
+  int rc = 0;
   for (size_t i = 0; i < ctl->nwatches; i++) {
     const kuala_watch_decl_t *d = &ctl->watches[i];
     kuala_client_resource_t *r = &ctl->res[i];
-    kuala_informer_key_t k = {
-        r->group, r->version, r->resource, r->namespaced ? d->ns : NULL, d->label_selector,
-        NULL,     0};
+    /* Every watch uses the resource's unfiltered informer (see wfilter_t). */
+    kuala_informer_key_t k = {r->group, r->version, r->resource, NULL, NULL, NULL, 0};
     specs[i].key = k;
     specs[i].mode = i == 0 ? KUALA_MAP_SELF : d->mode;
     specs[i].map = d->map;
@@ -721,6 +804,32 @@ static void ctl_start(ctl_t *ctl)
     specs[i].generation_changed = d->generation_changed;
     specs[i].predicate = d->predicate;
     specs[i].predicate_data = d->predicate_data;
+    const char *ns = r->namespaced && d->ns && *d->ns ? d->ns : NULL;
+    kuala_selector_t *sel = NULL;
+    if (d->label_selector && *d->label_selector) {
+      char err[256];
+      if (kuala_selector_parse_labels(&sel, d->label_selector, err, sizeof err) < 0) {
+        KUALA_LOG(KUALA_LOG_ERROR, "invalid label selector", "controller", ctl->name, "selector",
+                  d->label_selector, "error", err);
+        rc = KUALA_EINVAL;
+      }
+    }
+    if (ns || sel) {
+      if (ctl->filters == NULL) {
+        ctl->filters = kuala_calloc(ctl->nwatches, sizeof(*ctl->filters));
+      }
+      wfilter_t *f = &ctl->filters[i];
+      f->ns = ns;
+      f->sel = sel;
+      f->generation_changed = d->generation_changed;
+      f->predicate = d->predicate;
+      f->predicate_data = d->predicate_data;
+      specs[i].generation_changed = 0;
+      specs[i].predicate = filter_event;
+      specs[i].predicate_data = f;
+      specs[i].scope_ns = ns;
+      specs[i].scope_labels = sel;
+    }
     /* Reads of watched kinds share the informer. */
     cache_t *cache = cache_for(m, r, 0);
     int fresh = cache == NULL;
@@ -742,7 +851,9 @@ static void ctl_start(ctl_t *ctl)
                                ctl->reconcile,
                                ctl->data,
                                !ctl->res[0].namespaced};
-  int rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
+  if (rc == 0) {
+    rc = kuala_controller_new(&ctl->c, m->loop, m->informers, &o);
+  }
   if (rc == 0) {
     kuala_controller_hold(ctl->c, m->held);
     rc = kuala_controller_start(ctl->c);

@@ -1,8 +1,8 @@
 /*
  * workqueue.c: client-go work queue semantics on a uv loop.
  *
- * Every key the queue knows has one entry_t in `entries`, which owns the key
- * string. An entry carries three independent facts:
+ * Every key the queue knows has one entry_t, which holds the key string. An
+ * entry carries three independent facts:
  *   dirty      - the key needs processing (it was added and not yet handed out
  *                since);
  *   processing - the key has been handed out by `get` and `done` has not been
@@ -10,6 +10,19 @@
  *   heap_idx   - the key is parked in the delay heap (NO_HEAP otherwise).
  * Invariant: an entry is in the FIFO exactly when dirty && !processing, so
  * it is there at most once. An entry with none of the three is freed.
+ *
+ * Memory (an initial sync queues one key per object, so this is per-object
+ * cost): entries are found through an intrusive chained hash table (one
+ * pointer per bucket, the chain link and a 32-bit hash in the entry, no
+ * separate slot array) and carved from slabs of 64 KiB in 16-byte size
+ * classes with a free list per class, so adding a key costs no malloc in
+ * the steady state (keys longer than SLAB_MAX go to malloc). When the last
+ * entry is freed (the sync's wave of keys has drained) the slabs and the
+ * bucket array are released, so the memory goes back with the keys.
+ * One timestamp serves both latencies: the time the key entered the FIFO
+ * until `get`, then the time it was handed out until `done` (a key is
+ * never in the FIFO while processing). Parked entries keep their ready time
+ * in the heap array, next to the entry pointer.
  *
  * Timers: `delay` fires at the earliest parked ready time; `kick` is a
  * zero-timeout timer that calls ready_cb once per loop iteration after keys
@@ -23,19 +36,34 @@
 #include "kuala/error.h"
 #include "base/map.h"
 
-#define NO_HEAP ((size_t)-1)
+#define NO_HEAP UINT32_MAX
+#define SLAB_BYTES (64 * 1024)
+#define SLAB_CLASS 16                        /* size class granularity */
+#define SLAB_MAX 256                         /* larger entries use malloc */
+#define SLAB_CLASSES (SLAB_MAX / SLAB_CLASS) /* class i holds (i + 1) * 16 bytes */
 
 typedef struct entry_s {
-  struct entry_s *next; /* FIFO link */
-  size_t heap_idx;
-  uint64_t ready_ms;   /* when parked */
-  uint64_t queued_ns;  /* when it entered the FIFO */
-  uint64_t started_ns; /* when handed out */
+  struct entry_s *next;  /* FIFO link, or the free list of its class */
+  struct entry_s *chain; /* hash bucket chain */
+  uint64_t t_ns;         /* FIFO: when it entered; processing: when handed out */
+  uint32_t hash;
+  uint32_t heap_idx;
+  uint32_t klen;
   unsigned dirty : 1;
   unsigned processing : 1;
-  size_t klen;
   char key[];
 } entry_t;
+
+typedef struct {
+  uint64_t ready_ms;
+  entry_t *e;
+} parked_t;
+
+typedef struct slab_s {
+  struct slab_s *next;
+  size_t used;
+  _Alignas(16) char mem[];
+} slab_t;
 
 struct kuala_workqueue_s {
   uv_loop_t *loop;
@@ -44,12 +72,19 @@ struct kuala_workqueue_s {
   kuala_workqueue_ready_cb ready_cb;
   void *data;
 
-  kuala__map_t entries; /* key -> entry_t */
+  entry_t **buckets; /* nbuckets: 0 or a power of two */
+  size_t nbuckets;
+  size_t nentries;
+  slab_t *slabs;                /* newest first; bump-allocated */
+  entry_t *free_[SLAB_CLASSES]; /* freed slab entries by class */
+  size_t nslabs;
+  size_t big_bytes; /* entries allocated with malloc */
+
   entry_t *head, *tail; /* FIFO */
   size_t depth;
   size_t nprocessing;
 
-  entry_t **heap; /* min-heap on ready_ms */
+  parked_t *heap; /* min-heap on ready_ms */
   size_t heap_len, heap_cap;
 
   uv_timer_t delay;
@@ -66,25 +101,132 @@ struct kuala_workqueue_s {
 
 /* --- entries ------------------------------------------------------------ */
 
+static size_t entry_size(size_t klen)
+{
+  return sizeof(entry_t) + klen + 1;
+}
+
+static entry_t *entry_alloc(kuala_workqueue_t *q, size_t klen)
+{
+  size_t sz = entry_size(klen);
+  if (sz > SLAB_MAX) {
+    q->big_bytes += sz;
+    return kuala_malloc(sz);
+  }
+  size_t cls = (sz - 1) / SLAB_CLASS;
+  entry_t *e = q->free_[cls];
+  if (e) {
+    q->free_[cls] = e->next;
+    return e;
+  }
+  size_t need = (cls + 1) * SLAB_CLASS;
+  if (q->slabs == NULL || q->slabs->used + need > SLAB_BYTES - sizeof(slab_t)) {
+    slab_t *sl = kuala_malloc(SLAB_BYTES);
+    sl->next = q->slabs;
+    sl->used = 0;
+    q->slabs = sl;
+    q->nslabs++;
+  }
+  e = (entry_t *)(void *)(q->slabs->mem + q->slabs->used);
+  q->slabs->used += need;
+  return e;
+}
+
+/* Every entry is gone: give the slabs, buckets and heap back. */
+static void entries_release(kuala_workqueue_t *q)
+{
+  slab_t *sl = q->slabs;
+  while (sl) {
+    slab_t *next = sl->next;
+    kuala_free(sl);
+    sl = next;
+  }
+  q->slabs = NULL;
+  q->nslabs = 0;
+  memset(q->free_, 0, sizeof(q->free_));
+  kuala_free(q->buckets);
+  q->buckets = NULL;
+  q->nbuckets = 0;
+  kuala_free(q->heap); /* empty: no entry is parked */
+  q->heap = NULL;
+  q->heap_cap = 0;
+}
+
+static void entry_release(kuala_workqueue_t *q, entry_t *e)
+{
+  size_t sz = entry_size(e->klen);
+  if (sz > SLAB_MAX) {
+    q->big_bytes -= sz;
+    kuala_free(e);
+    return;
+  }
+  size_t cls = (sz - 1) / SLAB_CLASS;
+  e->next = q->free_[cls];
+  q->free_[cls] = e;
+}
+
+static void buckets_grow(kuala_workqueue_t *q)
+{
+  size_t n = q->nbuckets ? q->nbuckets * 2 : 64;
+  entry_t **b = kuala_calloc(n, sizeof(*b));
+  for (size_t i = 0; i < q->nbuckets; i++) {
+    entry_t *e = q->buckets[i];
+    while (e) {
+      entry_t *next = e->chain;
+      size_t j = e->hash & (n - 1);
+      e->chain = b[j];
+      b[j] = e;
+      e = next;
+    }
+  }
+  kuala_free(q->buckets);
+  q->buckets = b;
+  q->nbuckets = n;
+}
+
 static entry_t *entry_get(kuala_workqueue_t *q, const char *key, int create)
 {
   size_t klen = strlen(key);
-  entry_t *e = kuala__map_get(&q->entries, key, klen);
-  if (e == NULL && create) {
-    e = kuala_calloc(1, sizeof(*e) + klen + 1);
-    memcpy(e->key, key, klen);
-    e->klen = klen;
-    e->heap_idx = NO_HEAP;
-    kuala__map_put(&q->entries, e->key, klen, e);
+  uint32_t h = (uint32_t)kuala__hash(key, klen);
+  if (q->nbuckets) {
+    for (entry_t *e = q->buckets[h & (q->nbuckets - 1)]; e; e = e->chain) {
+      if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
+        return e;
+      }
+    }
   }
+  if (!create) {
+    return NULL;
+  }
+  if (q->nentries >= q->nbuckets) { /* load factor <= 1 */
+    buckets_grow(q);
+  }
+  entry_t *e = entry_alloc(q, klen);
+  memset(e, 0, sizeof(*e));
+  memcpy(e->key, key, klen + 1);
+  e->klen = (uint32_t)klen;
+  e->hash = h;
+  e->heap_idx = NO_HEAP;
+  size_t j = h & (q->nbuckets - 1);
+  e->chain = q->buckets[j];
+  q->buckets[j] = e;
+  q->nentries++;
   return e;
 }
 
 static void entry_maybe_free(kuala_workqueue_t *q, entry_t *e)
 {
-  if (!e->dirty && !e->processing && e->heap_idx == NO_HEAP) {
-    kuala__map_del(&q->entries, e->key, e->klen);
-    kuala_free(e);
+  if (e->dirty || e->processing || e->heap_idx != NO_HEAP) {
+    return;
+  }
+  entry_t **pp = &q->buckets[e->hash & (q->nbuckets - 1)];
+  while (*pp != e) {
+    pp = &(*pp)->chain;
+  }
+  *pp = e->chain;
+  entry_release(q, e);
+  if (--q->nentries == 0 && (q->nslabs > 1 || q->nbuckets > 1024)) {
+    entries_release(q); /* a burst drained; small queues keep theirs */
   }
 }
 
@@ -110,7 +252,7 @@ static void kick(kuala_workqueue_t *q)
 static void fifo_push(kuala_workqueue_t *q, entry_t *e)
 {
   e->next = NULL;
-  e->queued_ns = uv_hrtime();
+  e->t_ns = uv_hrtime();
   if (q->tail) {
     q->tail->next = e;
   } else {
@@ -137,52 +279,52 @@ static entry_t *fifo_pop(kuala_workqueue_t *q)
 
 /* --- delay heap -------------------------------------------------------- */
 
-static void heap_swap(kuala_workqueue_t *q, size_t a, size_t b)
+static void heap_set(kuala_workqueue_t *q, size_t i, parked_t p)
 {
-  entry_t *t = q->heap[a];
-  q->heap[a] = q->heap[b];
-  q->heap[b] = t;
-  q->heap[a]->heap_idx = a;
-  q->heap[b]->heap_idx = b;
+  q->heap[i] = p;
+  p.e->heap_idx = (uint32_t)i;
 }
 
 static void heap_up(kuala_workqueue_t *q, size_t i)
 {
+  parked_t p = q->heap[i];
   while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (q->heap[p]->ready_ms <= q->heap[i]->ready_ms) {
+    size_t up = (i - 1) / 2;
+    if (q->heap[up].ready_ms <= p.ready_ms) {
       break;
     }
-    heap_swap(q, i, p);
-    i = p;
+    heap_set(q, i, q->heap[up]);
+    i = up;
   }
+  heap_set(q, i, p);
 }
 
 static void heap_down(kuala_workqueue_t *q, size_t i)
 {
+  parked_t p = q->heap[i];
   for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < q->heap_len && q->heap[l]->ready_ms < q->heap[m]->ready_ms) {
-      m = l;
+    size_t l = 2 * i + 1, r = l + 1, m = l;
+    if (l >= q->heap_len) {
+      break;
     }
-    if (r < q->heap_len && q->heap[r]->ready_ms < q->heap[m]->ready_ms) {
+    if (r < q->heap_len && q->heap[r].ready_ms < q->heap[l].ready_ms) {
       m = r;
     }
-    if (m == i) {
-      return;
+    if (q->heap[m].ready_ms >= p.ready_ms) {
+      break;
     }
-    heap_swap(q, i, m);
+    heap_set(q, i, q->heap[m]);
     i = m;
   }
+  heap_set(q, i, p);
 }
 
 static entry_t *heap_pop(kuala_workqueue_t *q)
 {
-  entry_t *top = q->heap[0];
+  entry_t *top = q->heap[0].e;
   q->heap_len--;
   if (q->heap_len > 0) {
-    q->heap[0] = q->heap[q->heap_len];
-    q->heap[0]->heap_idx = 0;
+    heap_set(q, 0, q->heap[q->heap_len]);
     heap_down(q, 0);
   }
   top->heap_idx = NO_HEAP;
@@ -198,7 +340,7 @@ static void arm_delay(kuala_workqueue_t *q)
     return;
   }
   uint64_t now = uv_now(q->loop);
-  uint64_t due = q->heap[0]->ready_ms;
+  uint64_t due = q->heap[0].ready_ms;
   uv_timer_start(&q->delay, delay_cb, due > now ? due - now : 0, 0);
 }
 
@@ -218,7 +360,7 @@ static void delay_cb(uv_timer_t *t)
 {
   kuala_workqueue_t *q = t->data;
   uint64_t now = uv_now(q->loop);
-  while (q->heap_len > 0 && q->heap[0]->ready_ms <= now) {
+  while (q->heap_len > 0 && q->heap[0].ready_ms <= now) {
     entry_t *e = heap_pop(q);
     add_now(q, e);
     entry_maybe_free(q, e);
@@ -250,7 +392,6 @@ int kuala_workqueue_new(kuala_workqueue_t **out, uv_loop_t *loop,
     q->ready_cb = opts->ready_cb;
     q->data = opts->data;
   }
-  kuala__map_init(&q->entries);
   uv_timer_init(loop, &q->delay);
   uv_timer_init(loop, &q->kick);
   q->delay.data = q;
@@ -280,8 +421,8 @@ int kuala_workqueue_add_after(kuala_workqueue_t *q, const char *key, uint64_t de
   uint64_t ready = uv_now(q->loop) + delay_ms;
   if (e->heap_idx != NO_HEAP) {
     /* Already parked: the earliest ready time wins. */
-    if (ready < e->ready_ms) {
-      e->ready_ms = ready;
+    if (ready < q->heap[e->heap_idx].ready_ms) {
+      q->heap[e->heap_idx].ready_ms = ready;
       heap_up(q, e->heap_idx);
     }
   } else {
@@ -289,9 +430,8 @@ int kuala_workqueue_add_after(kuala_workqueue_t *q, const char *key, uint64_t de
       q->heap_cap = q->heap_cap ? q->heap_cap * 2 : 16;
       q->heap = kuala_realloc(q->heap, q->heap_cap * sizeof(*q->heap));
     }
-    e->ready_ms = ready;
-    e->heap_idx = q->heap_len;
-    q->heap[q->heap_len++] = e;
+    parked_t p = {ready, e};
+    heap_set(q, q->heap_len++, p);
     heap_up(q, e->heap_idx);
   }
   arm_delay(q);
@@ -347,8 +487,9 @@ int kuala_workqueue_get(kuala_workqueue_t *q, const char **key)
   e->dirty = 0;
   e->processing = 1;
   q->nprocessing++;
-  e->started_ns = uv_hrtime();
-  double lat = (double)(e->started_ns - e->queued_ns) / 1e9;
+  uint64_t now = uv_hrtime();
+  double lat = (double)(now - e->t_ns) / 1e9;
+  e->t_ns = now;
   q->st.queue_latency_sum += lat;
   q->st.queue_latency_count++;
   int b = bucket_for(lat);
@@ -367,7 +508,7 @@ void kuala_workqueue_done(kuala_workqueue_t *q, const char *key)
   }
   e->processing = 0;
   q->nprocessing--;
-  double dur = (double)(uv_hrtime() - e->started_ns) / 1e9;
+  double dur = (double)(uv_hrtime() - e->t_ns) / 1e9;
   q->st.work_duration_sum += dur;
   q->st.work_duration_count++;
   int b = bucket_for(dur);
@@ -438,16 +579,17 @@ void kuala_workqueue_stats(kuala_workqueue_t *q, kuala_workqueue_stats_t *out)
   out->parked = q->heap_len;
   out->longest_running = 0;
   out->unfinished_work = 0;
+  out->bytes = q->nslabs * SLAB_BYTES + q->nbuckets * sizeof(*q->buckets) + q->big_bytes +
+               q->heap_cap * sizeof(*q->heap);
   uint64_t now = uv_hrtime();
-  size_t iter = 0;
-  void *v;
-  while (q->nprocessing && kuala__map_next(&q->entries, &iter, NULL, NULL, &v)) {
-    entry_t *e = v;
-    if (e->processing) {
-      double s = (double)(now - e->started_ns) / 1e9;
-      out->unfinished_work += s;
-      if (s > out->longest_running) {
-        out->longest_running = s;
+  for (size_t i = 0; q->nprocessing && i < q->nbuckets; i++) {
+    for (entry_t *e = q->buckets[i]; e; e = e->chain) {
+      if (e->processing) {
+        double sec = (double)(now - e->t_ns) / 1e9;
+        out->unfinished_work += sec;
+        if (sec > out->longest_running) {
+          out->longest_running = sec;
+        }
       }
     }
   }
@@ -459,12 +601,15 @@ static void handle_closed(uv_handle_t *h)
   if (--q->open_handles > 0) {
     return;
   }
-  size_t iter = 0;
-  void *v;
-  while (kuala__map_next(&q->entries, &iter, NULL, NULL, &v)) {
-    kuala_free(v);
+  for (size_t i = 0; i < q->nbuckets; i++) {
+    for (entry_t *e = q->buckets[i], *next; e; e = next) {
+      next = e->chain;
+      if (entry_size(e->klen) > SLAB_MAX) {
+        kuala_free(e);
+      }
+    }
   }
-  kuala__map_free(&q->entries);
+  entries_release(q);
   kuala_free(q->heap);
   kuala_ratelimiter_free(q->limiter);
   kuala_workqueue_close_cb cb = q->close_cb;

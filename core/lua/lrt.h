@@ -38,6 +38,26 @@ int kuala__lua_json_push(lua_State *L, const char *s, size_t len, char *err, siz
  * KUALA_EINVAL / KUALA_E2BIG with a reason in err. Raises only on out of
  * memory, so `out` must be owned by something that outlives the error. */
 int kuala__lua_json_encode(lua_State *L, int idx, kuala_buf_t *out, char *err, size_t errlen);
+/* Counters of the read cache (ljson.c). */
+typedef struct {
+  uint64_t hits;       /* reads answered by a constructor */
+  uint64_t misses;     /* reads decoded */
+  uint64_t builds;     /* constructors compiled */
+  uint64_t refused;    /* documents that cannot have one (limits, check failed) */
+  uint64_t collisions; /* same hash, other bytes */
+  uint64_t flips;      /* generations dropped */
+  size_t bytes;        /* estimated size of the current generation */
+} kuala__lua_rcache_stats_t;
+/* kuala__lua_json_push through the VM's read cache: the value is a fresh
+ * table tree equal to a decode of the text; a document read before runs
+ * its compiled constructor instead of being decoded. `budget` bounds the
+ * cache's memory (0: no cache); `scratch` is overwritten. Same errors as
+ * kuala__lua_json_push. */
+int kuala__lua_json_push_cached(lua_State *L, const char *s, size_t len, size_t budget,
+                                kuala_buf_t *scratch, char *err, size_t errlen);
+void kuala__lua_rcache_stats(lua_State *L, kuala__lua_rcache_stats_t *out);
+/* Drop every entry of the read cache (after a memory error). */
+void kuala__lua_rcache_clear(lua_State *L);
 /* Create the marker metatables in the registry. */
 void kuala__lua_json_init(lua_State *L);
 
@@ -60,6 +80,8 @@ int kuala__lua_bundle_refs(const kuala_bundle_t *b);
 int kuala__lua_bundle_jit_on(kuala_bundle_t *b);
 /* 1 while the bundle is under pressure for hitting its CPU budget. */
 int kuala__lua_bundle_hot(kuala_bundle_t *b);
+/* The read cache's counters of the bundle's VM. */
+void kuala__lua_bundle_rcache_stats(kuala_bundle_t *b, kuala__lua_rcache_stats_t *out);
 /* Times a reconcile of the bundle was preempted at the end of its slice. */
 uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b);
 

@@ -102,6 +102,15 @@ struct task_s {
   int report;                /* a failure report (kuala._reconcile_failed) */
 };
 
+/* The VM allocator keeps freed blocks of up to POOL_CLASSES * POOL_STEP
+ * bytes on one free list per size class (at most POOL_MAX bytes in all),
+ * because a reconcile allocates and frees dozens of small GC objects and
+ * glibc's malloc/free was a fifth of the CPU of a reconcile that reads an
+ * object (perf, lua_bench). */
+#define POOL_STEP 16
+#define POOL_CLASSES 16
+#define POOL_MAX (256u << 10)
+
 struct kuala_bundle_s {
   kuala_runtime_t *rt;
   char *name;
@@ -134,6 +143,9 @@ struct kuala_bundle_s {
   kuala_bundle_t *prev, *next;
   /* Implied + declared permissions (permissions.c), set at load. */
   kuala_permissions_t *perms;
+  /* Freed small blocks of the VM kept for reuse (bundle_alloc). */
+  void *pool[POOL_CLASSES];
+  size_t pooled; /* bytes in the pool, at most POOL_MAX */
 };
 
 struct kuala_runtime_s {
@@ -153,6 +165,7 @@ struct kuala_runtime_s {
   } rq[2];
   unsigned turn;
   int64_t slice_ns; /* SLICE_NS, or $KUALA_LUA_SLICE_MS (0: no preemption) */
+  int read_cache;   /* cache reads keep constructors ($KUALA_LUA_READ_CACHE=0: off) */
   uv_idle_t *idle;  /* created at the first need, closed by kuala_runtime_free */
 };
 
@@ -167,11 +180,76 @@ static kuala_bundle_t *bundle_of(lua_State *L)
 
 /* ---- allocator ---------------------------------------------------------- */
 
+/* Size class of a block of n bytes (n >= 1), or -1 when it is not pooled.
+ * LuaJIT passes the exact old size on every free and realloc, so the class
+ * of a block is known when it comes back. */
+static int pool_class(size_t n)
+{
+  return n <= POOL_CLASSES * POOL_STEP ? (int)((n - 1) / POOL_STEP) : -1;
+}
+
+static void *pool_get(kuala_bundle_t *b, size_t n)
+{
+  int c = pool_class(n);
+  if (c < 0)
+    return malloc(n);
+  void *p = b->pool[c];
+  if (!p)
+    return malloc((size_t)(c + 1) * POOL_STEP);
+  memcpy(&b->pool[c], p, sizeof p);
+  b->pooled -= (size_t)(c + 1) * POOL_STEP;
+  return p;
+}
+
+static void pool_put(kuala_bundle_t *b, void *p, size_t n)
+{
+  int c = pool_class(n);
+  size_t sz = (size_t)(c + 1) * POOL_STEP;
+  if (c < 0 || b->pooled + sz > POOL_MAX) {
+    free(p);
+    return;
+  }
+  memcpy(p, &b->pool[c], sizeof p);
+  b->pool[c] = p;
+  b->pooled += sz;
+}
+
+static void pool_drain(kuala_bundle_t *b)
+{
+  for (int c = 0; c < POOL_CLASSES; c++) {
+    while (b->pool[c]) {
+      void *p = b->pool[c];
+      memcpy(&b->pool[c], p, sizeof p);
+      free(p);
+    }
+  }
+  b->pooled = 0;
+}
+
+/* realloc through the pool: small blocks keep their class's size. */
+static void *pool_realloc(kuala_bundle_t *b, void *ptr, size_t osize, size_t nsize)
+{
+  if (!ptr || osize == 0)
+    return pool_get(b, nsize);
+  int oc = pool_class(osize), nc = pool_class(nsize);
+  if (oc < 0 && nc < 0)
+    return realloc(ptr, nsize);
+  if (oc >= 0 && oc == nc)
+    return ptr;
+  void *p = pool_get(b, nsize);
+  if (!p)
+    return NULL;
+  memcpy(p, ptr, osize < nsize ? osize : nsize);
+  pool_put(b, ptr, osize);
+  return p;
+}
+
 static void *bundle_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
   kuala_bundle_t *b = ud;
   if (nsize == 0) {
-    free(ptr);
+    if (ptr)
+      pool_put(b, ptr, osize);
     b->mem_used -= osize;
     return NULL;
   }
@@ -186,7 +264,7 @@ static void *bundle_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
       kuala__lua_cpu_poke(b->rt->cpu, b->L);
     }
   }
-  void *p = realloc(ptr, nsize);
+  void *p = pool_realloc(b, ptr, osize, nsize);
   if (p == NULL)
     return NULL;
   b->mem_used = b->mem_used - osize + nsize;
@@ -451,10 +529,16 @@ static void push_query(lua_State *L, kuala_cache_query_t *q)
     luaL_error(L, "query needs api_version and kind");
 }
 
-static void push_decoded(lua_State *L, const char *json, size_t len)
+/* A cached object as a fresh table tree, through the VM's read cache
+ * (ljson.c), which may use up to 1/8 of the memory cap and is bypassed
+ * while the VM uses more than 3/4 of it. */
+static void push_decoded(lua_State *L, kuala_bundle_t *b, const char *json, size_t len)
 {
   char why[160];
-  if (kuala__lua_json_push(L, json, len, why, sizeof why)) {
+  size_t budget = b->rt->read_cache ? b->mem_limit / 8 : 0;
+  if (b->mem_used > b->mem_limit / 4 * 3)
+    budget = 0; /* short of memory: decode, keep nothing more */
+  if (kuala__lua_json_push_cached(L, json, len, budget, &b->scratch, why, sizeof why)) {
     luaL_error(L, "cache returned %s", why);
   }
 }
@@ -476,7 +560,7 @@ static int l_core_cache_get(lua_State *L)
     lua_pushstring(L, kuala_err_name(rc));
     return 2;
   }
-  push_decoded(L, json, len);
+  push_decoded(L, b, json, len);
   return 1;
 }
 
@@ -536,7 +620,7 @@ static int l_core_cache_list(lua_State *L)
   }
   lua_createtable(L, (int)a->n, 0);
   for (size_t i = 0; i < a->n; i++) {
-    push_decoded(L, a->json[i], a->len[i]);
+    push_decoded(L, b, a->json[i], a->len[i]);
     lua_rawseti(L, -2, (int)i + 1);
   }
   if (a->n == 0) {
@@ -1608,7 +1692,9 @@ static int describe_failure(kuala_bundle_t *b, lua_State *co, int status, int cp
       b->mem_tripped = 0;
       snprintf(out, outlen, "bundle %s: %s stopped: memory limit of %zu bytes exceeded%s%s",
                b->name, what, b->mem_limit, at[0] ? " at " : "", at);
-      /* Give the garbage back now, so the next run starts under the cap. */
+      /* Give the garbage back now, so the next run starts under the cap;
+       * the read cache's constructors too. */
+      kuala__lua_rcache_clear(b->L);
       lua_gc(b->L, LUA_GCCOLLECT, 0);
       b->mem_over = b->mem_used > b->mem_limit;
       code = KUALA_ENOMEM;
@@ -1644,6 +1730,7 @@ static void bundle_free(kuala_bundle_t *b)
     kuala__lua_cpu_forget(b->L);
     lua_close(b->L);
   }
+  pool_drain(b);
   for (size_t i = 0; i < b->nfiles; i++) {
     kuala_free(b->files[i].name);
     kuala_free(b->files[i].src);
@@ -2274,6 +2361,11 @@ uint64_t kuala__lua_bundle_slices(const kuala_bundle_t *b)
   return b->slices;
 }
 
+void kuala__lua_bundle_rcache_stats(kuala_bundle_t *b, kuala__lua_rcache_stats_t *out)
+{
+  kuala__lua_rcache_stats(b->L, out);
+}
+
 /* Call kuala.<fn>([arg]), expecting a string, under the CPU budget; arg is
  * passed when >= 0. */
 static int call_sdk_string(kuala_bundle_t *b, const char *fn, long arg, char **out, size_t *len)
@@ -2554,6 +2646,9 @@ int kuala_runtime_new(kuala_runtime_t **out, uv_loop_t *loop, const kuala_backen
   rt->slice_ns = slice && *slice ? (int64_t)(strtod(slice, NULL) * 1e6) : SLICE_NS;
   if (rt->slice_ns < 0)
     rt->slice_ns = 0;
+  /* Benchmarks compare with the read cache off: KUALA_LUA_READ_CACHE=0. */
+  const char *rcache = getenv("KUALA_LUA_READ_CACHE");
+  rt->read_cache = !(rcache && strcmp(rcache, "0") == 0);
   const char *sdk = opts && opts->sdk_dir ? opts->sdk_dir : getenv("KUALA_SDK_DIR");
   if (sdk && *sdk)
     rt->sdk_dir = kuala_strdup(sdk);

@@ -85,10 +85,11 @@ struct conn_s {
   size_t pending;
   size_t nwrites;
   kuala_buf_t hfield, hvalue;
-  int hstate;        /* 0 none, 1 in field, 2 in value */
-  int headers_done;  /* of the request being parsed (cur) */
-  int served;        /* a request was completed on this connection */
-  uint64_t since_ms; /* accept, start of cur, end of its headers or last response */
+  int hstate;           /* 0 none, 1 in field, 2 in value */
+  int headers_done;     /* of the request being parsed (cur) */
+  int served;           /* a request was completed on this connection */
+  uint64_t since_ms;    /* accept, start of cur, end of its headers or last response */
+  kuala_buf_t *mem_out; /* kuala__httpd_feed_mem: no socket, writes go here */
 };
 
 struct kuala__httpd_s {
@@ -347,6 +348,10 @@ static int raw_write(conn_t *c, const char *data, size_t len)
   if (len == 0) {
     return 0;
   }
+  if (c->mem_out) {
+    kuala_buf_append(c->mem_out, data, len);
+    return 0;
+  }
   if (c->nwrites == 0) {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -461,7 +466,7 @@ static void finish_request(kuala__httpd_req_t *req)
     }
     return;
   }
-  if (!c->closing && !c->reading && c->nqueued < MAX_QUEUED) {
+  if (!c->closing && !c->reading && c->nqueued < MAX_QUEUED && !c->mem_out) {
     c->reading = 1;
     uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
   }
@@ -704,6 +709,33 @@ static void on_connection(uv_stream_t *server, int status)
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+int kuala__httpd_feed_mem(kuala__httpd_t *srv, const char *data, size_t len, kuala_buf_t *out)
+{
+  if (srv->closing || srv->opts.tls || !out) {
+    return KUALA_EINVAL;
+  }
+  conn_t *c = kuala_calloc(1, sizeof *c);
+  c->srv = srv;
+  c->mem_out = out;
+  uv_tcp_init(srv->loop, &c->tcp); /* never connected: only closed */
+  c->tcp.data = c;
+  srv->handles++;
+  c->next = srv->conns;
+  if (srv->conns) {
+    srv->conns->prev = c;
+  }
+  srv->conns = c;
+  srv->nconns++;
+  c->since_ms = uv_now(srv->loop);
+  kuala_buf_init(&c->hfield, 8192);
+  kuala_buf_init(&c->hvalue, 65536);
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  feed(c, data, len);
+  conn_close(c); /* the client hangs up */
+  return 0;
+}
+
 /* ---- timeouts ---- */
 
 static void on_sweep(uv_timer_t *t)
@@ -780,8 +812,8 @@ int kuala__httpd_start(kuala__httpd_t **out, uv_loop_t *loop, const kuala__httpd
   uv_tcp_init(loop, &srv->listener);
   srv->listener.data = srv;
   srv->handles = 1;
-  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0) {
+  rc = opts->no_listen ? 0 : uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+  if (rc == 0 && !opts->no_listen) {
     rc = uv_listen((uv_stream_t *)&srv->listener, 512, on_connection);
   }
   if (rc < 0) {
@@ -794,9 +826,12 @@ int kuala__httpd_start(kuala__httpd_t **out, uv_loop_t *loop, const kuala__httpd
   }
   struct sockaddr_storage bound;
   int blen = sizeof bound;
-  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
-  srv->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
-                                          : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  memset(&bound, 0, sizeof bound);
+  if (!opts->no_listen) {
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
+    srv->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  }
   unsigned shortest = srv->opts.header_timeout_ms;
   if (srv->opts.body_timeout_ms < shortest) {
     shortest = srv->opts.body_timeout_ms;

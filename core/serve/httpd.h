@@ -53,6 +53,7 @@ typedef struct {
   unsigned idle_timeout_ms;   /* keep-alive connection with nothing in flight; 90 s */
   size_t max_conns;           /* open connections; more are refused (503 / close); 0 = 4096 */
   struct ssl_ctx_st *tls;     /* borrowed; NULL = plain HTTP */
+  int no_listen;              /* testing: no socket at all, kuala__httpd_feed_mem only */
   kuala__httpd_handler_cb handler;
   void *data; /* passed to handler */
 } kuala__httpd_opts_t;
@@ -113,6 +114,16 @@ void kuala__httpd_stream_end(kuala__httpd_req_t *req);
 /* Drop the connection without finishing the response (fault injection). The
  * close callback runs later, from the loop. */
 void kuala__httpd_abort(kuala__httpd_req_t *req);
+
+/* Testing seam (tests/fuzz): a connection without a socket. `data` goes
+ * through the parser as if read from the network (any number of pipelined
+ * requests, or garbage), every byte the server writes on that connection is
+ * appended to `out` (plain HTTP only), and the connection is then closed
+ * like a client hanging up: responses still pending get their requests'
+ * close callbacks. Run the loop afterwards until the close completed. */
+struct kuala_buf_s;
+int kuala__httpd_feed_mem(kuala__httpd_t *srv, const char *data, size_t len,
+                          struct kuala_buf_s *out);
 
 /* Standard reason phrase for a status code ("OK", "Not Found", ...). */
 const char *kuala__httpd_reason(int status);

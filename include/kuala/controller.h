@@ -66,6 +66,12 @@ typedef struct {
   int generation_changed; /* built-in predicate */
   kuala_predicate_fn predicate;
   void *predicate_data;
+  /* Scope of a watch whose key is unfiltered but whose predicate filters
+   * by namespace and labels (the manager's scoped watches share the
+   * resource's informer): kuala_controller_enqueue_all walks only these
+   * objects of the primary. Borrowed for the controller's life; NULL = all. */
+  const char *scope_ns;
+  const struct kuala_selector_s *scope_labels;
 } kuala_watch_spec_t;
 
 typedef struct {
@@ -124,6 +130,13 @@ int kuala_controller_new(kuala_controller_t **out, uv_loop_t *loop, kuala_inform
 /* Register the watches (starting informers as needed); workers start once
  * every watch has synced. */
 int kuala_controller_start(kuala_controller_t *c);
+/* Call `cb` once, when every watch has synced and workers start (not if
+ * the controller is already synced or stopping: check
+ * kuala_controller_stats' `synced` after registering). NULL clears it. The
+ * engine uses it to log "cache synced" and report readiness without
+ * polling. */
+typedef void (*kuala_controller_synced_cb)(void *data, kuala_controller_t *c);
+void kuala_controller_on_synced(kuala_controller_t *c, kuala_controller_synced_cb cb, void *data);
 /* Enqueue one key, or every primary object (used after a bundle reload). */
 int kuala_controller_enqueue(kuala_controller_t *c, const char *ns, const char *name);
 size_t kuala_controller_enqueue_all(kuala_controller_t *c);

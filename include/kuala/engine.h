@@ -46,6 +46,10 @@ typedef struct {
   /* kuala_engine_stop: how long running reconciles may take to finish
    * before they are cancelled; 0 = 30000, < 0 = cancel at once. */
   int64_t graceful_shutdown_ms;
+  /* Informers start with a streaming list (watch with sendInitialEvents)
+   * and fall back to a paged list + watch when the server refuses it;
+   * 1 = always list + watch (--streaming-list=false). */
+  int no_streaming_list;
 } kuala_engine_opts_t;
 
 typedef struct {

@@ -10,7 +10,7 @@
  * that are a bug). Everything runs on one libuv loop thread.
  *
  * Reflector behaviour:
- *  - initial list paginated (limit 500 by default), RV unset (consistent
+ *  - initial list paginated (limit 250 by default), RV unset (consistent
  *    read), then a watch from the list's resourceVersion with
  *    allowWatchBookmarks=true and timeoutSeconds random in [300, 600];
  *  - a clean end of the watch re-watches at once from the last RV (event or
@@ -115,7 +115,7 @@ typedef struct kuala_informer_s kuala_informer_t;
 typedef struct kuala_informer_reg_s kuala_informer_reg_t;
 
 typedef struct {
-  size_t page_size;          /* list limit; default 500 */
+  size_t page_size;          /* list limit; default 250 (docs/informers.md) */
   uint64_t resync_ms;        /* periodic resync (UPDATE old == new); 0 = off (default) */
   int streaming_list;        /* try sendInitialEvents first; default 0 */
   uint64_t backoff_base_ms;  /* default 800 */
@@ -179,6 +179,10 @@ int kuala_informers_new_client(kuala_informers_t **out, uv_loop_t *loop,
 /* Stop every informer (handlers are dropped without further calls) and free
  * the registry once their handles closed: run the loop afterwards. */
 void kuala_informers_close(kuala_informers_t *f);
+/* Options for informers created later by registrations that pass no opts
+ * (copied; NULL restores kuala_informer_opts_init's). The engine sets
+ * streaming_list here (docs/engine.md). */
+void kuala_informers_set_defaults(kuala_informers_t *f, const kuala_informer_opts_t *o);
 size_t kuala_informers_count(const kuala_informers_t *f);
 /* List requests (pages) the registry's informers have started, in total:
  * a relist anywhere shows here, also for informers freed since. */

@@ -118,7 +118,9 @@ int kuala_store_delete_obj(kuala_store_t *s, struct json_object *obj, const char
 
 /* Relist: between begin and end, every put marks its object as seen; end
  * deletes every object not seen since begin and reports each as DELETED with
- * final_state_unknown = 1. Returns the number of objects deleted. */
+ * final_state_unknown = 1. Returns the number of objects deleted. A begin
+ * while a replace is open (a relist that failed and starts over) starts the
+ * pass again: what the abandoned pass saw counts as unseen. */
 void kuala_store_replace_begin(kuala_store_t *s);
 size_t kuala_store_replace_end(kuala_store_t *s, kuala_store_change_cb cb, void *data);
 

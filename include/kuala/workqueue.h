@@ -63,6 +63,8 @@ typedef struct {
   uint64_t work_duration_buckets[KUALA_WORKQUEUE_BUCKETS];
   double longest_running; /* seconds the oldest processing key has run */
   double unfinished_work; /* seconds, summed over processing keys */
+  size_t bytes;           /* memory held for keys (slabs, hash buckets, delay
+                             heap); back to ~0 once every key is done */
 } kuala_workqueue_stats_t;
 
 int kuala_workqueue_new(kuala_workqueue_t **out, uv_loop_t *loop,

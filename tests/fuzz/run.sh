@@ -11,7 +11,7 @@
 # Options: --time SECONDS per target (default 20), --build-dir DIR
 # (default build-fuzz in the source tree), --jobs N (libFuzzer workers per
 # target, default 1), --build-only, --no-build. Targets: json json_lua
-# compact watch selector kubeconfig jscan (default all).
+# compact watch selector kubeconfig apiserver jscan (default all).
 #
 # Each run first replays tests/fuzz/regressions/<target>/* (every crash
 # found so far, which must stay fixed), then fuzzes starting from the
@@ -29,7 +29,7 @@ jobs=1
 do_build=1
 do_run=1
 targets=()
-all=(json json_lua compact watch selector kubeconfig jscan)
+all=(json json_lua compact watch selector kubeconfig apiserver jscan)
 
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -127,7 +127,32 @@ api POST $CM '{"metadata":{"name":"r1"}}' >/dev/null
 api POST $CM '{"metadata":{"name":"r2"}}' >/dev/null
 wait_lines "$EMU_DIR/w2" '"ADDED"' 1 5
 expect_eq "future RV reached in time: events after it" "$(jq -r .object.metadata.name "$EMU_DIR/w2" | head -1)" "r2"
-expect_eq "list with a future RV: 504 too" "$(code "$(api GET "$CM?resourceVersion=$((rev + 1000))")")" "504"
+# get and list wait the same 3 s for a future revision (upstream's watch
+# cache, waitUntilFreshAndBlock), then answer the same 504.
+now=$(api GET $CM | cut -d' ' -f2- | jq -r .metadata.resourceVersion)
+t0=$(date +%s%N)
+out=$(api GET "$CM?resourceVersion=$((now + 1000))")
+waited=$((($(date +%s%N) - t0) / 1000000))
+expect_eq "list with a future RV: 504 too" "$(code "$out")" "504"
+expect_eq "... after waiting about 3 s for the revision" "$([ "$waited" -ge 2500 ] && echo yes || echo "no (${waited} ms)")" "yes"
+expect_eq "... upstream's message" "$(body "$out" | jq -r .message)" "Timeout: Too large resource version: $((now + 1000)), current: $now"
+expect_eq "... cause ResourceVersionTooLarge" "$(body "$out" | jq -r '.details.causes[0].reason')" "ResourceVersionTooLarge"
+expect_eq "... Retry-After: 1" "$(curl -s -i "$EMU_URL$CM/r1?resourceVersion=$((now + 1000))" | tr -d '\r' | sed -n 's/^Retry-After: //Ip')" "1"
+expect_eq "get with a future RV: 504 too" "$(code "$(api GET "$CM/r1?resourceVersion=$((now + 1000))")")" "504"
+# A revision reached while a get or list waits is served normally.
+now=$(api GET $CM | cut -d' ' -f2- | jq -r .metadata.resourceVersion)
+curl -s -m 5 -o "$EMU_DIR/g" -w '%{http_code}' "$EMU_URL$CM/r1?resourceVersion=$((now + 2))" >"$EMU_DIR/gc" &
+gpid=$!
+curl -s -m 5 -o "$EMU_DIR/l" -w '%{http_code}' "$EMU_URL$CM?resourceVersion=$((now + 2))" >"$EMU_DIR/lc" &
+lpid=$!
+sleep 0.5
+api POST $CM '{"metadata":{"name":"r3"}}' >/dev/null
+api POST $CM '{"metadata":{"name":"r4"}}' >/dev/null
+wait "$gpid" "$lpid" || true
+expect_eq "future RV reached in time: get answers 200" "$(cat "$EMU_DIR/gc")" "200"
+expect_eq "... with the object" "$(jq -r .metadata.name "$EMU_DIR/g")" "r1"
+expect_eq "future RV reached in time: list answers 200" "$(cat "$EMU_DIR/lc")" "200"
+expect_eq "... with what the revision holds" "$(jq -r '[.items[].metadata.name] | index("r4") != null' "$EMU_DIR/l")" "true"
 kill "$EMU_PID"; wait "$EMU_PID" 2>/dev/null
 rm -rf "$EMU_DIR"
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "kuala/alloc.h"
 #include "kuala/controller.h"
 #include "kuala/error.h"
@@ -318,6 +319,8 @@ static const kuala_watch_spec_t primary = {{"demo.kuala.dev", "v1", "webapps", N
                                            NULL,
                                            0,
                                            NULL,
+                                           NULL,
+                                           NULL,
                                            NULL};
 
 START_TEST(test_controller_reconciles_each_listed_object_once)
@@ -586,12 +589,84 @@ START_TEST(test_controller_invalid_options)
 }
 END_TEST
 
+typedef struct {
+  fixture_t *fx;
+  int calls;
+  int reconciles_before; /* reconciles seen when the callback ran */
+  size_t stored;         /* objects in the primary store then */
+} synced_rec_t;
+
+static void on_synced(void *data, kuala_controller_t *c)
+{
+  synced_rec_t *s = data;
+  s->calls++;
+  s->reconciles_before = s->fx->rec.n;
+  s->stored = kuala_store_len(kuala_controller_primary_store(c));
+  kuala_controller_stats_t st;
+  kuala_controller_stats(c, &st);
+  ck_assert_int_eq(st.synced, 1);
+}
+
+/* The synced callback runs once, as soon as every watch synced and before
+ * the first reconcile (the engine logs "cache synced" from it instead of
+ * polling); once the first wave of reconciles has drained the heap is
+ * trimmed once (base/mem.h), not after every later reconcile. */
+START_TEST(test_controller_synced_callback_then_one_trim)
+{
+  kuala__mem_tune();
+  fixture_t fx;
+  setup(&fx);
+  fake_seed(&fx.fake, "webapps", APP("a", 1));
+  fake_seed(&fx.fake, "webapps", APP("b", 1));
+  fake_seed(&fx.fake, "webapps", APP("c", 1));
+  kuala_controller_opts_t o = {"webapp", "demo.kuala.dev", "WebApp", &primary, 1, 1, NULL,
+                               NULL,     reconcile,        &fx.rec,  0};
+  ck_assert_int_eq(kuala_controller_new(&fx.c, &fx.loop, fx.informers, &o), 0);
+  fx.rec.c = fx.c;
+  synced_rec_t s = {&fx, 0, -1, 0};
+  kuala_controller_on_synced(fx.c, on_synced, &s);
+  size_t trims0 = kuala__mem_releases();
+  ck_assert_int_eq(kuala_controller_start(fx.c), 0);
+  run_until(&fx, 3);
+  ck_assert_int_eq(s.calls, 1);
+  ck_assert_int_eq(s.reconciles_before, 0);
+  ck_assert_uint_eq(s.stored, 3);
+  ck_assert_uint_eq(kuala__mem_releases(), trims0 + 1);
+  fake_event(&fx.fake, "webapps", KUALA_LW_ADDED, APP("d", 2));
+  run_until(&fx, 4);
+  ck_assert_int_eq(count_key(&fx.rec, "default/d"), 1);
+  ck_assert_int_eq(s.calls, 1);
+  ck_assert_uint_eq(kuala__mem_releases(), trims0 + 1);
+  teardown(&fx);
+}
+END_TEST
+
+/* A controller stopped before its caches synced never calls back. */
+START_TEST(test_controller_synced_callback_not_after_stop)
+{
+  fixture_t fx;
+  setup(&fx);
+  fake_seed(&fx.fake, "webapps", APP("a", 1));
+  kuala_controller_opts_t o = {"webapp", "demo.kuala.dev", "WebApp", &primary, 1, 1, NULL,
+                               NULL,     reconcile,        &fx.rec,  0};
+  ck_assert_int_eq(kuala_controller_new(&fx.c, &fx.loop, fx.informers, &o), 0);
+  synced_rec_t s = {&fx, 0, -1, 0};
+  kuala_controller_on_synced(fx.c, on_synced, &s);
+  ck_assert_int_eq(kuala_controller_start(fx.c), 0);
+  teardown(&fx); /* stops before the loop ran the list */
+  ck_assert_int_eq(s.calls, 0);
+  ck_assert_int_eq(fx.rec.n, 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("controller");
   TCase *tc = tcase_create("controller");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_controller_reconciles_each_listed_object_once);
+  tcase_add_test(tc, test_controller_synced_callback_then_one_trim);
+  tcase_add_test(tc, test_controller_synced_callback_not_after_stop);
   tcase_add_test(tc, test_controller_owned_objects_map_to_their_owner);
   tcase_add_test(tc, test_controller_cluster_scoped_owner_key_has_no_namespace);
   tcase_add_test(tc, test_controller_error_backs_off_then_forgets);

@@ -20,6 +20,7 @@
 
 #include "serve/httpd.h"
 #include "kuala/alloc.h"
+#include "kuala/buf.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -336,6 +337,62 @@ START_TEST(test_httpd_nul_in_target)
 }
 END_TEST
 
+/* The fuzzing seam: no socket, pipelined requests answered in order into
+ * a buffer, a bad request answered 400, and the hang-up after the bytes
+ * runs the close callback of a request still pending. */
+static int mem_closed;
+
+static void mem_on_close(void *data, kuala__httpd_req_t *req)
+{
+  (void)data;
+  (void)req;
+  mem_closed++;
+}
+
+static void mem_handler(void *data, kuala__httpd_req_t *req)
+{
+  (void)data;
+  const char *path = kuala__httpd_path(req);
+  if (strcmp(path, "/hold") == 0) {
+    kuala__httpd_req_on_close(req, mem_on_close, NULL);
+    return; /* never answered: the client hangs up */
+  }
+  kuala__httpd_respond(req, 200, "text/plain", path, strlen(path));
+}
+
+START_TEST(test_httpd_feed_mem)
+{
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  kuala__httpd_t *srv = NULL;
+  kuala__httpd_opts_t o = {.no_listen = 1, .handler = mem_handler};
+  ck_assert_int_eq(kuala__httpd_start(&srv, &loop, &o), 0);
+  ck_assert_int_eq(kuala__httpd_port(srv), 0);
+  kuala_buf_t out = KUALA_BUF_INIT(0);
+  static const char three[] =
+      "GET /a%2Fb HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\n\r\n"
+      "GET /hold HTTP/1.1\r\n\r\n";
+  ck_assert_int_eq(kuala__httpd_feed_mem(srv, three, sizeof three - 1, &out), 0);
+  kuala_buf_putc(&out, '\0');
+  const char *first = strstr(out.data, "HTTP/1.1 200 OK");
+  ck_assert_ptr_nonnull(first);
+  ck_assert_ptr_nonnull(strstr(first, "\r\n\r\n/a/b"));
+  ck_assert_ptr_nonnull(strstr(first + 1, "HTTP/1.1 200 OK"));
+  ck_assert_ptr_nonnull(strstr(out.data, "\r\n\r\n/c"));
+  ck_assert_ptr_null(strstr(out.data, "/hold"));
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(mem_closed, 1);
+  kuala_buf_reset(&out);
+  ck_assert_int_eq(kuala__httpd_feed_mem(srv, "GARBAGE\r\n\r\n", 11, &out), 0);
+  kuala_buf_putc(&out, '\0');
+  ck_assert_ptr_nonnull(strstr(out.data, "HTTP/1.1 400 Bad Request"));
+  kuala_buf_free(&out);
+  kuala__httpd_close(srv, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("httpd");
@@ -350,6 +407,7 @@ int main(void)
   tcase_add_test(tc, test_httpd_expect_continue);
   tcase_add_test(tc, test_httpd_header_timeout);
   tcase_add_test(tc, test_httpd_nul_in_target);
+  tcase_add_test(tc, test_httpd_feed_mem);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }

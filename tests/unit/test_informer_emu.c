@@ -279,7 +279,7 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   ck_assert_int_eq(r1.adds, 5000);
   kuala_informer_stats_t st = stats(inf);
   ck_assert_uint_eq(st.relists, 1);
-  ck_assert_uint_eq(st.list_pages, 10); /* limit 500 */
+  ck_assert_uint_eq(st.list_pages, 20); /* the default limit, 250 */
   ck_assert_uint_lt(st.bytes_stored, st.json_bytes * 12 / 10);
 
   /* A second controller shares the informer: cached objects replayed, and

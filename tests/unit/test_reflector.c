@@ -464,6 +464,47 @@ START_TEST(test_reflector_watchdog_stops_a_watch_past_its_timeout)
 }
 END_TEST
 
+/* The emulator (or a cluster) restarted empty and the CRD came back: the
+ * watch first gets 404 (the resource is gone). Resuming from the old RV
+ * could later be accepted once the new server's revision caught up, and
+ * the store would keep objects that no longer exist: a 404 relists. */
+START_TEST(test_reflector_watch_404_relists)
+{
+  fx_t x;
+  kuala_informer_opts_t o = fast_opts();
+  fx_start(&x, &o);
+  fx_sync_abc(&x);
+  fake_event(&x.fake, "{\"type\":\"MODIFIED\",\"object\":" CM("a", "15") "}");
+  fake_watch_end(&x.fake, KUALA_ENOTFOUND);
+  ck_assert_int_eq(x.fake.list_calls, 1); /* after a backoff, not at once */
+  RUN_UNTIL(&x.loop, x.fake.list_active || x.fake.watch_active);
+  ck_assert_int_eq(x.fake.watch_calls, 1);
+  ck_assert_int_eq(x.fake.list_calls, 2);
+  /* Still no resource: the list fails and is retried after a backoff. */
+  fake_list_fail(&x.fake, KUALA_ENOTFOUND);
+  RUN_UNTIL(&x.loop, x.fake.list_active || x.fake.watch_active);
+  ck_assert_int_eq(x.fake.list_calls, 3);
+  ck_assert_int_eq(x.fake.watch_calls, 1);
+  /* The CRD is back with one new object at a lower revision. */
+  x.rec.log[0] = '\0';
+  fake_list_reply(&x.fake,
+                  "{\"metadata\":{\"resourceVersion\":\"7\"},\"items\":[" CM("n", "6") "]}");
+  ck_assert_int_eq(x.rec.deletes, 3);
+  ck_assert_ptr_nonnull(strstr(x.rec.log, "ADD ns/n 6\n"));
+  ck_assert_uint_eq(kuala_store_len(kuala_informer_store(x.inf)), 1);
+  ck_assert_int_eq(x.fake.watch_active, 1);
+  ck_assert_str_eq(x.fake.watch_rv, "7");
+  /* A 404 as an ERROR event on the stream relists too. */
+  int wc = x.fake.watch_calls;
+  fake_event(&x.fake,
+             "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"status\":"
+             "\"Failure\",\"reason\":\"NotFound\",\"code\":404}}");
+  RUN_UNTIL(&x.loop, x.fake.list_active || x.fake.watch_calls > wc);
+  ck_assert_int_eq(x.fake.list_calls, 4);
+  fx_finish(&x);
+}
+END_TEST
+
 static Suite *reflector_suite(void)
 {
   Suite *s = suite_create("reflector");
@@ -479,6 +520,7 @@ static Suite *reflector_suite(void)
   tcase_add_test(tc, test_reflector_bad_objects_are_counted_not_fatal);
   tcase_add_test(tc, test_reflector_watchdog_stops_a_watch_past_its_timeout);
   tcase_add_test(tc, test_reflector_bad_lists_fail_and_bad_lines_are_skipped);
+  tcase_add_test(tc, test_reflector_watch_404_relists);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -401,6 +401,20 @@ START_TEST(test_store_relist_diff)
   kuala_store_replace_begin(s);
   ck_assert_uint_eq(kuala_store_replace_end(s, rec_cb, &r), 3);
   ck_assert_uint_eq(kuala_store_len(s), 0);
+  /* A relist that failed and starts over (begin, begin): the restarted
+   * pass decides alone; it used to toggle the mark back and delete none. */
+  put_obj(s, "a", "p", "20", NULL, NULL, NULL);
+  put_obj(s, "a", "q", "21", NULL, NULL, NULL);
+  put_obj(s, "a", "r", "22", NULL, NULL, NULL);
+  kuala_store_replace_begin(s);
+  put_obj(s, "a", "p", "20", NULL, NULL, NULL); /* seen by the failed pass only */
+  kuala_store_replace_begin(s);
+  kuala_store_replace_begin(s);
+  put_obj(s, "a", "q", "21", NULL, NULL, NULL);
+  ck_assert_uint_eq(kuala_store_replace_end(s, rec_cb, &r), 2);
+  ck_assert_uint_eq(kuala_store_len(s), 1);
+  kuala_obj_t o;
+  ck_assert_int_eq(kuala_store_get(s, "a", "q", &o), 0);
   kuala_store_free(s);
 }
 END_TEST

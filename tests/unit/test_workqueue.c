@@ -315,6 +315,116 @@ START_TEST(test_workqueue_close_with_pending_work_leaks_nothing)
 }
 END_TEST
 
+/* A sync's burst of distinct keys, of every length (slab classes and the
+ * malloc'd long keys), some re-added while processing and some parked:
+ * every key comes out once in FIFO order, re-adds come back, and once all
+ * are done the queue holds no memory for keys any more. */
+START_TEST(test_workqueue_burst_of_keys_gives_memory_back)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  kuala_workqueue_t *q = new_queue(&loop, NULL, NULL);
+  enum { N = 20000 };
+  static char keys[N][320];
+  for (int i = 0; i < N; i++) {
+    /* Lengths 5 .. 300: small, every size class, and above SLAB_MAX. */
+    int len = 5 + (i * 7) % 296;
+    snprintf(keys[i], sizeof(keys[i]), "ns/%d-", i);
+    size_t l = strlen(keys[i]);
+    while ((int)l < len) {
+      keys[i][l++] = (char)('a' + i % 26);
+    }
+    keys[i][l] = '\0';
+    ck_assert_int_eq(kuala_workqueue_add(q, keys[i]), 0);
+  }
+  for (int i = 0; i < N; i += 3) {
+    ck_assert_int_eq(kuala_workqueue_add(q, keys[i]), 0); /* coalesced */
+  }
+  kuala_workqueue_stats_t st;
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.depth, N);
+  ck_assert_uint_eq(st.adds, N);
+  ck_assert_uint_gt(st.bytes, 0);
+  const char *k;
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_eq(kuala_workqueue_get(q, &k), 0);
+    ck_assert_str_eq(k, keys[i]);
+    if (i % 5 == 0) {
+      ck_assert_int_eq(kuala_workqueue_add(q, keys[i]), 0); /* dirty while processing */
+    }
+    kuala_workqueue_done(q, k);
+  }
+  /* The re-added ones are queued again, in the order they were done. */
+  for (int i = 0; i < N; i += 5) {
+    ck_assert_int_eq(kuala_workqueue_get(q, &k), 0);
+    ck_assert_str_eq(k, keys[i]);
+    kuala_workqueue_done(q, k);
+  }
+  ck_assert_int_eq(kuala_workqueue_get(q, &k), KUALA_EAGAIN);
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.depth, 0);
+  ck_assert_uint_eq(st.processing, 0);
+  ck_assert_uint_eq(st.bytes, 0);
+  /* The queue works as before after giving its memory back. */
+  ck_assert_int_eq(kuala_workqueue_add(q, keys[7]), 0);
+  ck_assert_int_eq(kuala_workqueue_add_after(q, keys[8], 60000), 0);
+  ck_assert_int_eq(kuala_workqueue_get(q, &k), 0);
+  ck_assert_str_eq(k, keys[7]);
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.parked, 1);
+  ck_assert_uint_gt(st.bytes, 0);
+  kuala_workqueue_done(q, k);
+  kuala_workqueue_shutdown(q, KUALA_WORKQUEUE_CANCEL);
+  finish(&loop, q);
+}
+END_TEST
+
+/* Parked keys: the heap keeps its ready times beside the entries; many
+ * keys with shuffled delays, some re-parked earlier, some also queued at
+ * once, come out in ready-time order. */
+START_TEST(test_workqueue_many_parked_keys_in_order)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  kuala_workqueue_t *q = new_queue(&loop, NULL, NULL);
+  enum { N = 300 };
+  char key[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(key, sizeof(key), "ns/p%d", i);
+    /* A permutation of delays 100 + (0..N-1) ms. */
+    ck_assert_int_eq(kuala_workqueue_add_after(q, key, 100 + (uint64_t)((i * 37) % N)), 0);
+  }
+  /* Earlier ready times win; later ones are ignored. */
+  ck_assert_int_eq(kuala_workqueue_add_after(q, "ns/p5", 1), 0);
+  ck_assert_int_eq(kuala_workqueue_add_after(q, "ns/p6", 999999), 0);
+  kuala_workqueue_stats_t st;
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.parked, N);
+  const char *k;
+  ck_assert_int_eq(kuala_workqueue_get(q, &k), KUALA_EAGAIN);
+  /* Let the loop deliver them all, then check the order. */
+  while (kuala_workqueue_len(q) < N) {
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  ck_assert_int_eq(kuala_workqueue_get(q, &k), 0);
+  ck_assert_str_eq(k, "ns/p5");
+  kuala_workqueue_done(q, k);
+  int last = -1;
+  for (int n = 1; n < N; n++) {
+    ck_assert_int_eq(kuala_workqueue_get(q, &k), 0);
+    int i = (int)strtol(k + 4, NULL, 10);
+    int d = (i * 37) % N;
+    ck_assert_int_ge(d, last);
+    last = d;
+    kuala_workqueue_done(q, k);
+  }
+  kuala_workqueue_stats(q, &st);
+  ck_assert_uint_eq(st.parked, 0);
+  kuala_workqueue_shutdown(q, KUALA_WORKQUEUE_CANCEL);
+  finish(&loop, q);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("workqueue");
@@ -329,6 +439,8 @@ int main(void)
   tcase_add_test(tc, test_workqueue_shutdown_with_pending_delayed_items);
   tcase_add_test(tc, test_workqueue_shutdown_cancel_drops_queued);
   tcase_add_test(tc, test_workqueue_close_with_pending_work_leaks_nothing);
+  tcase_add_test(tc, test_workqueue_burst_of_keys_gives_memory_back);
+  tcase_add_test(tc, test_workqueue_many_parked_keys_in_order);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
