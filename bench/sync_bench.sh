@@ -12,7 +12,10 @@
 # KUALA_SYNC_INFORMERS lists bare-informer variants, "name=sync_bench args"
 # separated by ';' (default: one, the library defaults); KUALA_SYNC_RUN_ARGS
 # are added to `kuala run`; KUALA_SYNC_PEERS=1 adds the client-node informer
-# (bench/peers/sync-client-node.js) to each round.
+# (bench/peers/sync-client-node.js) to each round; KUALA_SYNC_EMU_ARGS go to
+# the emulator (e.g. "--max-pending 1073741824": it sends a streaming list's
+# initial events without backpressure and drops a watch with more than
+# 64 MiB unsent, about 40k of these objects; the informer then falls back).
 # Needs node and bench/peers/node_modules (npm ci in bench/peers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$build/apiserver/kuala-apiserver" --port 0 --kubeconfig-out "$tmp/kc" >"$tmp/emu.log" 2>&1 &
+# shellcheck disable=SC2086
+"$build/apiserver/kuala-apiserver" --port 0 --kubeconfig-out "$tmp/kc" ${KUALA_SYNC_EMU_ARGS:-} \
+  >"$tmp/emu.log" 2>&1 &
 emu_pid=$!
 for _ in $(seq 100); do [ -s "$tmp/kc" ] && break; sleep 0.1; done
 export KUBECONFIG=$tmp/kc

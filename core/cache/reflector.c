@@ -639,6 +639,7 @@ void kuala__reflector_start(kuala_informer_t *inf)
   if (inf->opts.streaming_list) {
     inf->stream_init = 1;
     inf->st.relists++;
+    inf->f->list_requests++; /* a streaming list counts as one list */
     kuala_store_replace_begin(inf->store);
     start_watch(inf);
   } else {

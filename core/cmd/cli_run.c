@@ -590,6 +590,7 @@ int kuala__cli_dev(int argc, char **argv)
     kuala_free(app.o.bundles);
     return pa > 0 ? 0 : 2;
   }
+  kuala__mem_tune(); /* heap policy of the kuala process (base/mem.h) */
   if (app.o.nbundles == 0) {
     default_bundles(&app.o);
     if (app.o.nbundles == 0) {

@@ -44,9 +44,10 @@ typedef struct watch_s {
 struct kuala_controller_job_s {
   kuala_controller_t *c;
   const char *key; /* the queue's string */
-  char *ns, *name;
+  char *ns, *name; /* point into text[] */
   uint64_t started_ns;
   int done;
+  char text[]; /* "ns\0name\0": one allocation per reconcile */
 };
 
 struct kuala_controller_s {
@@ -426,8 +427,6 @@ static void finish_job(kuala_controller_job_t *job, const kuala_controller_resul
   }
   kuala_workqueue_done(c->queue, job->key);
   c->st.active--;
-  kuala_free(job->ns);
-  kuala_free(job->name);
   kuala_free(job);
 }
 
@@ -461,12 +460,18 @@ static void dispatch(kuala_controller_t *c)
   const char *key;
   while (!c->stopping && c->st.active < (size_t)c->concurrency &&
          kuala_workqueue_get(c->queue, &key) == 0) {
-    kuala_controller_job_t *job = kuala_calloc(1, sizeof(*job));
+    size_t klen = strlen(key);
+    kuala_controller_job_t *job = kuala_malloc(sizeof(*job) + klen + 2);
+    memset(job, 0, sizeof(*job));
     job->c = c;
     job->key = key;
     const char *slash = strchr(key, '/');
-    job->ns = slash ? kuala_strndup(key, (size_t)(slash - key)) : kuala_strdup("");
-    job->name = kuala_strdup(slash ? slash + 1 : key);
+    size_t nslen = slash ? (size_t)(slash - key) : 0;
+    memcpy(job->text, key, nslen);
+    job->text[nslen] = '\0';
+    job->ns = job->text;
+    job->name = job->text + nslen + 1;
+    memcpy(job->name, slash ? slash + 1 : key, klen - (slash ? nslen + 1 : 0) + 1);
     job->started_ns = uv_hrtime();
     c->st.active++;
     if (kuala_log_enabled(KUALA_LOG_DEBUG)) {

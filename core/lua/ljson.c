@@ -538,11 +538,24 @@ static int enc_table(enc_t *e, int idx, int depth)
   if (depth >= KUALA__LUA_JSON_DEPTH) {
     return enc_fail(e, KUALA_EINVAL, "table nesting deeper than 10000 (a cycle?)");
   }
-  int is_array = has_marker(L, idx, &kuala__lua_key_array_mt);
-  int is_object = has_marker(L, idx, &kuala__lua_key_object_mt);
+  int is_array = 0, is_object = 0;
+  if (lua_getmetatable(L, idx)) {
+    push_marker(L, &kuala__lua_key_array_mt);
+    is_array = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    push_marker(L, &kuala__lua_key_object_mt);
+    is_object = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
   size_t n = lua_objlen(L, idx);
   size_t count = 0;
   int all_strings = 1, all_index = 1;
+  /* Unmarked and t[1] == nil (length 0): not an array, so an object if
+   * every key is a string, which the writing loop checks as it goes; one
+   * walk instead of two for most tables. */
+  int unchecked = !is_array && !is_object && n == 0;
+  if (unchecked)
+    is_object = 1;
   if (!is_array && !is_object) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -590,7 +603,9 @@ static int enc_table(enc_t *e, int idx, int depth)
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
       lua_pop(L, 2);
-      return enc_fail(e, KUALA_EINVAL, "object keys must be strings");
+      return enc_fail(e, KUALA_EINVAL,
+                      unchecked ? "table mixes array and object keys (or has holes); JSON needs one"
+                                : "object keys must be strings");
     }
     size_t klen;
     const char *k = lua_tolstring(L, -2, &klen);

@@ -60,7 +60,8 @@ typedef struct {
   uint64_t reconciles;       /* finished, any outcome */
   uint64_t reconcile_errors; /* finished with an error */
   uint64_t reloads;          /* versions that replaced a running one */
-  uint64_t list_requests;    /* list pages the informers asked for, in total */
+  uint64_t list_requests;    /* list pages (and streaming lists) the informers
+                                asked for, in total */
 } kuala_engine_stats_t;
 
 /* Called once every bundle known at startup has been dealt with (running

@@ -184,8 +184,9 @@ void kuala_informers_close(kuala_informers_t *f);
  * streaming_list here (docs/engine.md). */
 void kuala_informers_set_defaults(kuala_informers_t *f, const kuala_informer_opts_t *o);
 size_t kuala_informers_count(const kuala_informers_t *f);
-/* List requests (pages) the registry's informers have started, in total:
- * a relist anywhere shows here, also for informers freed since. */
+/* List requests (pages, and streaming lists: one each) the registry's
+ * informers have started, in total: a relist anywhere shows here, also for
+ * informers freed since. */
 uint64_t kuala_informers_list_requests(const kuala_informers_t *f);
 /* Call cb for every informer of the registry (for metrics). cb must not add
  * or remove registrations. */
