@@ -1130,6 +1130,13 @@ struct emu_watch_s {
   int sie;             /* sendInitialEvents=true */
   uint64_t want_rv;    /* the requested resourceVersion */
   uint64_t wait_start; /* a future RV: when waiting for it began (loop ms) */
+  /* Initial events (sendInitialEvents or no resourceVersion) still to send:
+   * the snapshot's objects, pinned, written while the connection drains
+   * (backpressure, like large lists) with live events held back until the
+   * replay is out. */
+  emu_blob_t **replay;
+  size_t replay_n, replay_next;
+  uint64_t replay_rv; /* the snapshot's revision */
   emu_watch_t *prev, *next;
 };
 
@@ -1193,6 +1200,11 @@ static void watch_destroy(emu_watch_t *w)
   }
   kuala_free(w->ns);
   kuala_buf_free(&w->out);
+  for (size_t i = w->replay_next; i < w->replay_n; i++) {
+    emu_blob_unref(w->replay[i]);
+  }
+  kuala_free(w->replay);
+  w->replay = NULL;
   kuala_selector_free(w->ls);
   kuala_selector_free(w->fs);
   w->req = NULL;
@@ -1533,18 +1545,72 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
   watch_begin(w);
 }
 
+static void watch_arm(emu_watch_t *w);
+
+/* Write the pinned initial events while less than the high-water mark is
+ * unsent; resumed by the drain callback. Then the initial-events-end
+ * bookmark (sendInitialEvents), the events that happened meanwhile (from
+ * the history, as a watch from the snapshot's revision), and the timers. */
+static void replay_pump(void *data, kuala__httpd_req_t *req)
+{
+  emu_watch_t *w = data;
+  emu_t *e = w->e;
+  size_t high = e->stream_high ? e->stream_high : (1u << 20);
+  (void)req;
+  while (w->req && w->replay_next < w->replay_n) {
+    emu_blob_t *b = w->replay[w->replay_next++];
+    watch_send_blob(w, "ADDED", b);
+    emu_blob_unref(b);
+    if (w->out.len >= (256u << 10)) {
+      watch_flush(w);
+    }
+    if (w->out.len == 0 && kuala__httpd_pending(w->req) >= high &&
+        kuala__httpd_on_drain(w->req, high / 2, replay_pump, w) == 0) {
+      return; /* resumed when the client has read; if it leaves, watch_on_close frees w */
+    }
+  }
+  if (!w->req) {
+    return;
+  }
+  kuala_free(w->replay);
+  w->replay = NULL;
+  w->replay_n = w->replay_next = 0;
+  if (w->sie && w->bookmarks) {
+    watch_bookmark(w, 1);
+  }
+  w->from_rv = w->replay_rv;
+  if (e->rev > w->replay_rv) {
+    if (w->replay_rv < e->oldest_rv) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)",
+               (unsigned long long)w->replay_rv, (unsigned long long)(e->oldest_rv + 1));
+      watch_flush(w);
+      watch_error(w->req, 410, "Expired", msg);
+      watch_end(w);
+      return;
+    }
+    for (size_t i = 0; i < emu_history_count(e); i++) {
+      emu_event_t *ev = emu_history_at(e, i);
+      if (ev->rv > w->replay_rv) {
+        watch_deliver(w, ev);
+      }
+    }
+    w->from_rv = e->rev;
+  }
+  watch_arm(w);
+}
+
 /* Replay (initial events or history) and arm the deadline and bookmarks. */
 static void watch_begin(emu_watch_t *w)
 {
   emu_t *e = w->e;
-  kuala__httpd_req_t *req = w->req;
   uint64_t rv = w->want_rv;
-  int sie = w->sie;
-  int initial = sie || rv == 0;
+  int initial = w->sie || rv == 0;
   if (initial) {
     size_t n;
     emu_obj_t **all = emu_store_sorted(w->rt->store, &n);
-    for (size_t i = 0; i < n && w->req; i++) {
+    w->replay = kuala_calloc(n ? n : 1, sizeof *w->replay);
+    for (size_t i = 0; i < n; i++) {
       emu_obj_t *o = all[i];
       if (w->ns && strcmp(w->ns, o->ns) != 0) {
         continue;
@@ -1553,34 +1619,41 @@ static void watch_begin(emu_watch_t *w)
                        o->json->len)) {
         continue;
       }
-      watch_send_blob(w, "ADDED", o->json);
+      w->replay[w->replay_n++] = emu_blob_ref(o->json);
     }
-    w->from_rv = e->rev;
+    w->replay_rv = e->rev;
+    w->from_rv = UINT64_MAX; /* live events wait for the replay */
     w->sent_rv = rv > e->rev ? rv : e->rev;
-    if (sie && w->bookmarks) {
-      watch_bookmark(w, 1);
-    }
-  } else {
-    if (rv < e->oldest_rv) {
-      char msg[128];
-      snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)", (unsigned long long)rv,
-               (unsigned long long)(e->oldest_rv + 1));
-      watch_error(w->req, 410, "Expired", msg);
-      watch_end(w);
-      return;
-    }
-    w->from_rv = rv;
-    w->sent_rv = rv;
-    for (size_t i = 0; i < emu_history_count(e); i++) {
-      emu_event_t *ev = emu_history_at(e, i);
-      if (ev->rv > rv) {
-        watch_deliver(w, ev);
-      }
-    }
-    if (e->rev > w->from_rv) {
-      w->from_rv = e->rev;
+    replay_pump(w, w->req);
+    return;
+  }
+  if (rv < e->oldest_rv) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)", (unsigned long long)rv,
+             (unsigned long long)(e->oldest_rv + 1));
+    watch_error(w->req, 410, "Expired", msg);
+    watch_end(w);
+    return;
+  }
+  w->from_rv = rv;
+  w->sent_rv = rv;
+  for (size_t i = 0; i < emu_history_count(e); i++) {
+    emu_event_t *ev = emu_history_at(e, i);
+    if (ev->rv > rv) {
+      watch_deliver(w, ev);
     }
   }
+  if (e->rev > w->from_rv) {
+    w->from_rv = e->rev;
+  }
+  watch_arm(w);
+}
+
+/* The watch's deadline (timeoutSeconds, else 30-60 min) and bookmarks. */
+static void watch_arm(emu_watch_t *w)
+{
+  emu_t *e = w->e;
+  kuala__httpd_req_t *req = w->req;
   const char *ts = kuala__httpd_query(req, "timeoutSeconds");
   long long timeout = 0;
   if (ts && *ts) {

@@ -242,4 +242,25 @@ expect_eq "a 3 MB list through a 64 KiB cap (slow reader) arrives whole" "$(jq '
 expect_eq "... in key order, last item intact" "$(jq -r '.items[299].data.v|length' "$EMU_DIR/list")" "10000"
 curl -s -o "$EMU_DIR/list2" "$EMU_URL$CM"
 expect_eq "a fast reader gets the same bytes" "$(cmp -s "$EMU_DIR/list" "$EMU_DIR/list2" && echo same)" "same"
+# A streaming list (watch, sendInitialEvents) is as large as the list and
+# goes through the same cap: its initial events are written as the reader
+# drains, never cut off; the initial-events-end bookmark follows them. 20 MB
+# (more than the loopback socket buffers hold), read at 10 MB/s.
+python3 - "$EMU_URL" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1] + "/api/v1/namespaces"
+urllib.request.urlopen(urllib.request.Request(base, data=json.dumps({"metadata": {"name": "stream"}}).encode(),
+                                              method="POST", headers={"Content-Type": "application/json"})).read()
+for i in range(1000):
+    body = json.dumps({"metadata": {"name": "s%04d" % i}, "data": {"v": "x" * 20000}}).encode()
+    urllib.request.urlopen(urllib.request.Request(base + "/stream/configmaps", data=body, method="POST",
+                                                  headers={"Content-Type": "application/json"})).read()
+PY
+rv=$(curl -s "$EMU_URL/api/v1/namespaces/stream/configmaps?limit=1" | jq -r .metadata.resourceVersion)
+curl -s --limit-rate 10M -m 30 -o "$EMU_DIR/stream" \
+  "$EMU_URL/api/v1/namespaces/stream/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=5" || true
+expect_eq "a 20 MB streaming list through a 64 KiB cap: every initial event" \
+  "$(jq -r 'select(.type=="ADDED") | .object.metadata.name' "$EMU_DIR/stream" | grep -c '^s')" "1000"
+expect_eq "... then the initial-events-end bookmark at the list's revision" \
+  "$(jq -r 'select(.type=="BOOKMARK" and .object.metadata.annotations["k8s.io/initial-events-end"]=="true") | .object.metadata.resourceVersion' "$EMU_DIR/stream" | head -1)" "$rv"
 finish
