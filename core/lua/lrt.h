@@ -51,10 +51,12 @@ typedef struct {
 /* kuala__lua_json_push through the VM's read cache: the value is a fresh
  * table tree equal to a decode of the text; a document read before runs
  * its compiled constructor instead of being decoded. `budget` bounds the
- * cache's memory (0: no cache); `scratch` is overwritten. Same errors as
- * kuala__lua_json_push. */
+ * cache's memory (0: no cache); `ident` (may be NULL) names the object
+ * the text is a version of, so reading a new version drops the old one's
+ * entry; `scratch` is overwritten. Same errors as kuala__lua_json_push. */
 int kuala__lua_json_push_cached(lua_State *L, const char *s, size_t len, size_t budget,
-                                kuala_buf_t *scratch, char *err, size_t errlen);
+                                const char *ident, size_t identlen, kuala_buf_t *scratch, char *err,
+                                size_t errlen);
 void kuala__lua_rcache_stats(lua_State *L, kuala__lua_rcache_stats_t *out);
 /* Drop every entry of the read cache (after a memory error). */
 void kuala__lua_rcache_clear(lua_State *L);

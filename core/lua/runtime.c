@@ -532,13 +532,15 @@ static void push_query(lua_State *L, kuala_cache_query_t *q)
 /* A cached object as a fresh table tree, through the VM's read cache
  * (ljson.c), which may use up to 1/8 of the memory cap and is bypassed
  * while the VM uses more than 3/4 of it. */
-static void push_decoded(lua_State *L, kuala_bundle_t *b, const char *json, size_t len)
+static void push_decoded(lua_State *L, kuala_bundle_t *b, const char *json, size_t len,
+                         const char *ident, size_t identlen)
 {
   char why[160];
   size_t budget = b->rt->read_cache ? b->mem_limit / 8 : 0;
   if (b->mem_used > b->mem_limit / 4 * 3)
     budget = 0; /* short of memory: decode, keep nothing more */
-  if (kuala__lua_json_push_cached(L, json, len, budget, &b->scratch, why, sizeof why)) {
+  if (kuala__lua_json_push_cached(L, json, len, budget, ident, identlen, &b->scratch, why,
+                                  sizeof why)) {
     luaL_error(L, "cache returned %s", why);
   }
 }
@@ -560,7 +562,11 @@ static int l_core_cache_get(lua_State *L)
     lua_pushstring(L, kuala_err_name(rc));
     return 2;
   }
-  push_decoded(L, b, json, len);
+  char ident[512];
+  int il =
+      snprintf(ident, sizeof ident, "%s/%s/%s/%s", q.api_version, q.kind, q.ns ? q.ns : "", q.name);
+  push_decoded(L, b, json, len, il > 0 && (size_t)il < sizeof ident ? ident : NULL,
+               il > 0 && (size_t)il < sizeof ident ? (size_t)il : 0);
   return 1;
 }
 
@@ -620,7 +626,7 @@ static int l_core_cache_list(lua_State *L)
   }
   lua_createtable(L, (int)a->n, 0);
   for (size_t i = 0; i < a->n; i++) {
-    push_decoded(L, b, a->json[i], a->len[i]);
+    push_decoded(L, b, a->json[i], a->len[i], NULL, 0);
     lua_rawseti(L, -2, (int)i + 1);
   }
   if (a->n == 0) {
