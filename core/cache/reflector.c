@@ -378,6 +378,46 @@ static void watchdog_fire(uv_timer_t *t)
   inf->f->src->stop_watch(inf->f->src_data, h);
 }
 
+/* Another informer learnt that the server's revision went back: stop this
+ * watch (from the loop, not inside that informer's callback); on_done then
+ * relists, since relist_after_watch is set. */
+static void server_went_back_fire(uv_timer_t *t)
+{
+  kuala_informer_t *inf = t->data;
+  if (inf->stopping || !inf->watch_pending || !inf->watch_h) {
+    return;
+  }
+  void *h = inf->watch_h;
+  inf->watch_h = NULL;
+  inf->f->src->stop_watch(inf->f->src_data, h);
+}
+
+/* The server restarted with an empty or older store: every resourceVersion
+ * this registry holds comes from the old one, not only the informer that
+ * was told. The others relist too: a watch of theirs from an old RV would
+ * otherwise be accepted once the new server's revision has caught up
+ * (writes made by reconciles of stale objects do that within seconds) and
+ * their stores would keep the vanished objects for good. */
+static void server_went_back(kuala_informer_t *inf)
+{
+  size_t it = 0, kl;
+  const char *k;
+  void *v;
+  while (kuala__map_next(&inf->f->informers, &it, &k, &kl, &v)) {
+    kuala_informer_t *o = v;
+    if (o == inf || !o->started || o->stopping || o->stream_init) {
+      continue;
+    }
+    if (o->state == RF_BACKOFF) {
+      o->backoff_relist = 1;
+    } else if (o->state == RF_WATCHING && o->watch_pending && !o->relist_after_watch) {
+      o->relist_after_watch = 1;
+      o->st.server_restarts_seen++;
+      uv_timer_start(&o->watchdog_timer, server_went_back_fire, 0, 0);
+    }
+  }
+}
+
 static void on_event(void *data, const kuala_lw_event_t *ev)
 {
   kuala_informer_t *inf = data;
@@ -499,6 +539,7 @@ static void on_event(void *data, const kuala_lw_event_t *ev)
                   "resource", inf->key.resource, "resourceVersion",
                   inf->last_rv ? inf->last_rv : "");
         inf->relist_after_watch = 1;
+        server_went_back(inf);
       } else {
         inf->watch_err = ev->err ? ev->err : KUALA_EAPI;
         inf->st.watch_errors++;

@@ -162,11 +162,14 @@ typedef struct {
   uint64_t watch_errors;
   uint64_t resyncs;
   uint64_t watchdog_stops; /* watches stopped for outliving their timeout */
-  uint64_t dispatched;     /* handler calls */
-  size_t objects;          /* objects in the store */
-  size_t bytes_stored;     /* kuala_store_mem_bytes */
-  size_t json_bytes;       /* kuala_store_json_bytes */
-  int streaming_fallback;  /* 1 after the server refused a streaming list */
+  /* watches stopped to relist because another informer of the registry
+   * was told the server's revision went back (it restarted empty) */
+  uint64_t server_restarts_seen;
+  uint64_t dispatched;    /* handler calls */
+  size_t objects;         /* objects in the store */
+  size_t bytes_stored;    /* kuala_store_mem_bytes */
+  size_t json_bytes;      /* kuala_store_json_bytes */
+  int streaming_fallback; /* 1 after the server refused a streaming list */
 } kuala_informer_stats_t;
 
 /* A registry on `loop` whose informers use `src` (borrowed: it must outlive
