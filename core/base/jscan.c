@@ -100,9 +100,7 @@ static int bad(char *err, size_t errlen, const char *why, size_t at)
   return KUALA_EBADMSG;
 }
 
-/* s[*i] is the opening quote; on success *i is just past the closing one
- * and *esc says whether an escape was met. */
-static int scan_string(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen)
+int kuala__jscan_string(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen)
 {
   size_t j = *i + 1;
   for (;;) {
@@ -162,7 +160,7 @@ static int scan_string(const char *s, size_t n, size_t *i, int *esc, char *err, 
   }
 }
 
-static int scan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen)
+int kuala__jscan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen)
 {
   size_t j = *i;
   if (s[j] == '-') {
@@ -206,7 +204,7 @@ static int scan_number(const char *s, size_t n, size_t *i, char *err, size_t err
   return 0;
 }
 
-static int scan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen)
+int kuala__jscan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen)
 {
   static const char *const lits[] = {"true", "false", "null"};
   static const size_t lens[] = {4, 5, 4};
@@ -408,11 +406,11 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
     size_t vstart = i;
     int esc = 0;
     if (c == '"') {
-      rc = scan_string(s, len, &i, &esc, err, errlen);
+      rc = kuala__jscan_string(s, len, &i, &esc, err, errlen);
     } else if (c == '-' || is_digit(c)) {
-      rc = scan_number(s, len, &i, err, errlen);
+      rc = kuala__jscan_number(s, len, &i, err, errlen);
     } else if (c == 't' || c == 'f' || c == 'n') {
-      rc = scan_literal(s, len, &i, err, errlen);
+      rc = kuala__jscan_literal(s, len, &i, err, errlen);
     } else {
       char why[48];
       if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
@@ -531,7 +529,7 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
     {
       size_t kstart = i;
       int kesc = 0;
-      if ((rc = scan_string(s, len, &i, &kesc, err, errlen)) < 0) {
+      if ((rc = kuala__jscan_string(s, len, &i, &kesc, err, errlen)) < 0) {
         return rc;
       }
       cur_key = K_OTHER;
@@ -696,14 +694,14 @@ static size_t value_end(const char *s, size_t n, size_t i)
     return n;
   }
   if (s[i] == '"') {
-    return scan_string(s, n, &i, &esc, NULL, 0) < 0 ? n : i;
+    return kuala__jscan_string(s, n, &i, &esc, NULL, 0) < 0 ? n : i;
   }
   if (s[i] == '{' || s[i] == '[') {
     size_t depth = 0;
     for (; i < n; i++) {
       char c = s[i];
       if (c == '"') {
-        if (scan_string(s, n, &i, &esc, NULL, 0) < 0) {
+        if (kuala__jscan_string(s, n, &i, &esc, NULL, 0) < 0) {
           return n;
         }
         i--;
@@ -736,7 +734,7 @@ int kuala__jscan_member_next(const char *s, size_t n, size_t *pos, kuala__jstr_t
   }
   size_t kstart = i;
   int esc = 0;
-  if (scan_string(s, n, &i, &esc, NULL, 0) < 0) {
+  if (kuala__jscan_string(s, n, &i, &esc, NULL, 0) < 0) {
     *pos = n;
     return 0;
   }

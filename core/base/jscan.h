@@ -112,4 +112,12 @@ int kuala__jscan_member_next(const char *s, size_t n, size_t *pos, kuala__jstr_t
 /* Same for the elements of the (scanned, valid) array text s[0..n). */
 int kuala__jscan_elem_next(const char *s, size_t n, size_t *pos, kuala__jspan_t *val);
 
+/* The token scanners kuala_json_validate shares (strict RFC 8259, messages
+ * "<why> at offset N" in err, KUALA_EBADMSG). s[*i] starts the token; on
+ * success *i is just past it. kuala__jscan_string: s[*i] is the opening
+ * quote, *esc says whether an escape was met. */
+int kuala__jscan_string(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen);
+int kuala__jscan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen);
+int kuala__jscan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen);
+
 #endif /* KUALA_JSCAN_H */

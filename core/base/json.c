@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/jscan.h"
 #include "kuala/error.h"
 
 /* One tokener per thread, reset between documents: allocating a tokener
@@ -45,12 +46,8 @@ static void tokener_discard(void)
 
 /* ---- strict RFC 8259 validation ---- */
 
-/* Byte classes inside a string: 0 = plain, 1 = stop (quote, backslash or
- * a control character, which RFC 8259 forbids unescaped). */
-static const unsigned char str_stop[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                            1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ['\\'] = 1};
-
+/* The token scanners (strings, numbers, literals) are jscan.c's, shared
+ * with the tree-free ingest scan, so both refuse exactly the same text. */
 static int is_json_ws(char c)
 {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -61,11 +58,6 @@ static int is_digit(char c)
   return c >= '0' && c <= '9';
 }
 
-static int is_hex(char c)
-{
-  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static int bad(char *err, size_t errlen, const char *why, size_t at)
 {
   if (err && errlen) {
@@ -74,119 +66,13 @@ static int bad(char *err, size_t errlen, const char *why, size_t at)
   return KUALA_EBADMSG;
 }
 
-/* s[*i] is the opening quote; on success *i is just past the closing one. */
-static int scan_string(const char *s, size_t n, size_t *i, char *err, size_t errlen)
-{
-  size_t j = *i + 1;
-  for (;;) {
-    while (j < n && !str_stop[(unsigned char)s[j]]) {
-      j++;
-    }
-    if (j >= n) {
-      return bad(err, errlen, "unterminated string", *i);
-    }
-    char c = s[j];
-    if (c == '"') {
-      *i = j + 1;
-      return 0;
-    }
-    if (c != '\\') {
-      return bad(err, errlen, "control character in string", j);
-    }
-    if (j + 1 >= n) {
-      return bad(err, errlen, "unterminated string", *i);
-    }
-    switch (s[j + 1]) {
-      case '"':
-      case '\\':
-      case '/':
-      case 'b':
-      case 'f':
-      case 'n':
-      case 'r':
-      case 't':
-        j += 2;
-        break;
-      case 'u':
-        if (j + 5 >= n || !is_hex(s[j + 2]) || !is_hex(s[j + 3]) || !is_hex(s[j + 4]) ||
-            !is_hex(s[j + 5])) {
-          return bad(err, errlen, "invalid \\u escape", j);
-        }
-        j += 6;
-        break;
-      default:
-        return bad(err, errlen, "invalid escape in string", j);
-    }
-  }
-}
-
-static int scan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen)
-{
-  size_t j = *i;
-  if (s[j] == '-') {
-    j++;
-  }
-  if (j >= n || !is_digit(s[j])) {
-    return bad(err, errlen, "invalid number", *i);
-  }
-  if (s[j] == '0') {
-    j++;
-    if (j < n && is_digit(s[j])) {
-      return bad(err, errlen, "leading zero in number", *i);
-    }
-  } else {
-    while (j < n && is_digit(s[j])) {
-      j++;
-    }
-  }
-  if (j < n && s[j] == '.') {
-    j++;
-    if (j >= n || !is_digit(s[j])) {
-      return bad(err, errlen, "digit expected after decimal point", j);
-    }
-    while (j < n && is_digit(s[j])) {
-      j++;
-    }
-  }
-  if (j < n && (s[j] == 'e' || s[j] == 'E')) {
-    j++;
-    if (j < n && (s[j] == '+' || s[j] == '-')) {
-      j++;
-    }
-    if (j >= n || !is_digit(s[j])) {
-      return bad(err, errlen, "digit expected in exponent", j);
-    }
-    while (j < n && is_digit(s[j])) {
-      j++;
-    }
-  }
-  *i = j;
-  return 0;
-}
-
-static int scan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen)
-{
-  static const char *const lits[] = {"true", "false", "null"};
-  for (size_t k = 0; k < 3; k++) {
-    size_t l = strlen(lits[k]);
-    if (lits[k][0] == s[*i]) {
-      if (n - *i < l || memcmp(s + *i, lits[k], l) != 0) {
-        break;
-      }
-      *i += l;
-      return 0;
-    }
-  }
-  return bad(err, errlen, "invalid literal (only true, false and null; lower case)", *i);
-}
-
 int kuala_json_validate(const char *s, size_t len, size_t max_depth, char *err, size_t errlen)
 {
   /* One bit per open container (1 = object), so validation needs no
    * recursion and no allocation whatever the input. */
   uint64_t stack[(KUALA_JSON_WIRE_DEPTH + 63) / 64];
   size_t depth = 0;
-  int rc;
+  int rc, esc;
   if (max_depth > KUALA_JSON_WIRE_DEPTH) {
     max_depth = KUALA_JSON_WIRE_DEPTH;
   }
@@ -226,11 +112,11 @@ int kuala_json_validate(const char *s, size_t len, size_t max_depth, char *err, 
       }
       goto member;
     } else if (c == '"') {
-      rc = scan_string(s, len, &i, err, errlen);
+      rc = kuala__jscan_string(s, len, &i, &esc, err, errlen);
     } else if (c == '-' || is_digit(c)) {
-      rc = scan_number(s, len, &i, err, errlen);
+      rc = kuala__jscan_number(s, len, &i, err, errlen);
     } else if (c == 't' || c == 'f' || c == 'n') {
-      rc = scan_literal(s, len, &i, err, errlen);
+      rc = kuala__jscan_literal(s, len, &i, err, errlen);
     } else {
       char why[48];
       if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
@@ -277,7 +163,7 @@ int kuala_json_validate(const char *s, size_t len, size_t max_depth, char *err, 
     if (i >= len || s[i] != '"') {
       return bad(err, errlen, i >= len ? "unexpected end of JSON input" : "string key expected", i);
     }
-    if ((rc = scan_string(s, len, &i, err, errlen)) < 0) {
+    if ((rc = kuala__jscan_string(s, len, &i, &esc, err, errlen)) < 0) {
       return rc;
     }
     while (i < len && is_json_ws(s[i])) {
@@ -297,7 +183,7 @@ size_t kuala_json_member_count(const char *s, size_t len)
 {
   /* The text is valid JSON: skip strings, count commas at depth 1. */
   size_t i = 0, depth = 0, count = 0;
-  int empty = 1;
+  int empty = 1, esc;
   while (i < len && is_json_ws(s[i])) {
     i++;
   }
@@ -307,7 +193,7 @@ size_t kuala_json_member_count(const char *s, size_t len)
   for (; i < len; i++) {
     char c = s[i];
     if (c == '"') {
-      scan_string(s, len, &i, NULL, 0);
+      kuala__jscan_string(s, len, &i, &esc, NULL, 0);
       i--;
       if (depth == 1) {
         empty = 0;
