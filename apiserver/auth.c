@@ -434,15 +434,6 @@ static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
 
 /* ---- escalation prevention ---- */
 
-static json_object *member(json_object *o, const char *key, json_type t)
-{
-  json_object *v;
-  return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) &&
-                 json_object_is_type(v, t)
-             ? v
-             : NULL;
-}
-
 static void refuse(kuala__httpd_req_t *req, int code, const char *resource, const char *name,
                    const char *msg)
 {
@@ -486,10 +477,9 @@ static int escalation(emu_t *e, kuala__httpd_req_t *req, const emu_attrs_t *a)
     kuala__apierr_clear(&err);
   }
   const char *name = a->name;
-  json_object *mdo = member(in, "metadata", json_type_object);
-  json_object *n = member(mdo, "name", json_type_string);
-  if ((!name || !*name) && n) {
-    name = json_object_get_string(n);
+  const char *body_name = kuala_json_path_str(in, "metadata.name");
+  if ((!name || !*name) && body_name) {
+    name = body_name;
   }
   json_object *stored = NULL;
   emu_rtype_t *rt = emu_rtype_find(e, "rbac.authorization.k8s.io", "v1", a->resource);
@@ -510,14 +500,12 @@ static int escalation(emu_t *e, kuala__httpd_req_t *req, const emu_attrs_t *a)
                     .ns = a->ns};
   char reason[1024];
   if (binding) {
-    json_object *ref = member(in, "roleRef", json_type_object);
-    if (!ref) {
-      ref = member(stored, "roleRef", json_type_object);
+    json_object *ref = kuala_json_path(in, "roleRef");
+    if (!json_object_is_type(ref, json_type_object)) {
+      ref = kuala_json_path(stored, "roleRef");
     }
-    json_object *k = member(ref, "kind", json_type_string),
-                *r = member(ref, "name", json_type_string);
-    if (k && r) {
-      const char *kind = json_object_get_string(k), *rname = json_object_get_string(r);
+    const char *kind = kuala_json_path_str(ref, "kind"), *rname = kuala_json_path_str(ref, "name");
+    if (kind && rname) {
       const char *plural = strcmp(kind, "Role") == 0 ? "roles" : "clusterroles";
       ba.verb = "bind";
       ba.resource = plural;
@@ -532,13 +520,16 @@ static int escalation(emu_t *e, kuala__httpd_req_t *req, const emu_attrs_t *a)
       }
     }
   } else {
-    rules = member(in, "rules", json_type_array);
+    rules = kuala_json_path(in, "rules");
+    if (!json_object_is_type(rules, json_type_array)) {
+      rules = NULL;
+    }
     if (!rules && in && json_object_is_type(in, json_type_array)) {
       owned = json_object_new_array(); /* JSON patch: what it puts under /rules */
       for (size_t i = 0; i < json_object_array_length(in); i++) {
         json_object *op = json_object_array_get_idx(in, i), *v;
-        json_object *path = member(op, "path", json_type_string);
-        if (!path || strncmp(json_object_get_string(path), "/rules", 6) != 0 ||
+        const char *path = kuala_json_path_str(op, "path");
+        if (!path || strncmp(path, "/rules", 6) != 0 ||
             !json_object_object_get_ex(op, "value", &v)) {
           continue;
         }
