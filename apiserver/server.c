@@ -1547,6 +1547,33 @@ static void do_watch(emu_t *e, emu_ctx_t *c)
 
 static void watch_arm(emu_watch_t *w);
 
+/* Live from `rv`: the history's later events, then everything new. -1 when
+ * the history no longer reaches back to rv (410 Expired sent, watch ended). */
+static int watch_catch_up(emu_watch_t *w, uint64_t rv)
+{
+  emu_t *e = w->e;
+  if (rv < e->oldest_rv) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)", (unsigned long long)rv,
+             (unsigned long long)(e->oldest_rv + 1));
+    watch_flush(w);
+    watch_error(w->req, 410, "Expired", msg);
+    watch_end(w);
+    return -1;
+  }
+  w->from_rv = rv;
+  for (size_t i = 0; i < emu_history_count(e); i++) {
+    emu_event_t *ev = emu_history_at(e, i);
+    if (ev->rv > rv) {
+      watch_deliver(w, ev);
+    }
+  }
+  if (e->rev > w->from_rv) {
+    w->from_rv = e->rev;
+  }
+  return 0;
+}
+
 /* Write the pinned initial events while less than the high-water mark is
  * unsent; resumed by the drain callback. Then the initial-events-end
  * bookmark (sendInitialEvents), the events that happened meanwhile (from
@@ -1578,26 +1605,9 @@ static void replay_pump(void *data, kuala__httpd_req_t *req)
   if (w->sie && w->bookmarks) {
     watch_bookmark(w, 1);
   }
-  w->from_rv = w->replay_rv;
-  if (e->rev > w->replay_rv) {
-    if (w->replay_rv < e->oldest_rv) {
-      char msg[128];
-      snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)",
-               (unsigned long long)w->replay_rv, (unsigned long long)(e->oldest_rv + 1));
-      watch_flush(w);
-      watch_error(w->req, 410, "Expired", msg);
-      watch_end(w);
-      return;
-    }
-    for (size_t i = 0; i < emu_history_count(e); i++) {
-      emu_event_t *ev = emu_history_at(e, i);
-      if (ev->rv > w->replay_rv) {
-        watch_deliver(w, ev);
-      }
-    }
-    w->from_rv = e->rev;
+  if (watch_catch_up(w, w->replay_rv) == 0) {
+    watch_arm(w);
   }
-  watch_arm(w);
 }
 
 /* Replay (initial events or history) and arm the deadline and bookmarks. */
@@ -1627,26 +1637,10 @@ static void watch_begin(emu_watch_t *w)
     replay_pump(w, w->req);
     return;
   }
-  if (rv < e->oldest_rv) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "too old resource version: %llu (%llu)", (unsigned long long)rv,
-             (unsigned long long)(e->oldest_rv + 1));
-    watch_error(w->req, 410, "Expired", msg);
-    watch_end(w);
-    return;
-  }
-  w->from_rv = rv;
   w->sent_rv = rv;
-  for (size_t i = 0; i < emu_history_count(e); i++) {
-    emu_event_t *ev = emu_history_at(e, i);
-    if (ev->rv > rv) {
-      watch_deliver(w, ev);
-    }
+  if (watch_catch_up(w, rv) == 0) {
+    watch_arm(w);
   }
-  if (e->rev > w->from_rv) {
-    w->from_rv = e->rev;
-  }
-  watch_arm(w);
 }
 
 /* The watch's deadline (timeoutSeconds, else 30-60 min) and bookmarks. */
