@@ -4,11 +4,26 @@
  *
  * Threads: `enter`, `leave`, `forget`, `check`, the hook and the signal
  * handler run on the loop thread; the watchdog thread only reads
- * `running`, `clock`, `slice_end_ns`, `deadline_ns` and `loop` under `mu`,
- * sends a signal (SIGRTMIN+4) to the loop thread, whose handler calls
- * lua_sethook on the VM that runs there (`sig_L`, written by the loop
- * thread only), and swaps the SIGTERM/SIGINT handlers while the loop is
- * wedged (below). No thread but the loop thread ever touches a lua_State.
+ * `running`, `clock`, `enter_mono_ns`, `budget_ns`, `slice_end_rel` and
+ * `loop` under `mu` (and may fix `base_ns`, below), sends a signal
+ * (SIGRTMIN+4) to the loop thread, whose handler calls lua_sethook on the
+ * VM that runs there (`sig_L`, written by the loop thread only), and swaps
+ * the SIGTERM/SIGINT handlers while the loop is wedged (below). No thread
+ * but the loop thread ever touches a lua_State.
+ *
+ * The run's CPU clock is read lazily. The thread CPU clock is a system call
+ * (about 1.3 us here, against 25 ns for the vDSO's CLOCK_MONOTONIC), and
+ * two of them were a third of a no-op reconcile. `enter` notes the
+ * monotonic clock only; `base_ns`, the loop thread's CPU clock at the start
+ * of the run, is fixed by the first one that needs it (the watchdog, the
+ * tick, the hook, `check`): its CPU clock now minus the wall time since
+ * `enter`, a lower bound of the true start because a thread cannot use
+ * more CPU than wall time. Deadlines and slice ends are offsets from it.
+ * `leave` reads the CPU clock only when the base was fixed; a run nobody
+ * looked at (shorter than the tick and the watchdog's sleep) is charged
+ * its wall time, again never less than its CPU time. Both errors charge
+ * too much, never too little, by at most the time the loop thread was off
+ * the CPU before the first look.
  *
  * A hook can arrive late (the watchdog saw the old slice): it re-reads the
  * clock and removes itself when the current slice is still within its
@@ -58,11 +73,13 @@ struct kuala__lua_cpu_s {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int stop;
-  clockid_t clock;      /* CPU clock of the loop thread */
-  lua_State *running;   /* thread running Lua now, NULL when none */
-  int64_t deadline_ns;  /* end of the budget, on `clock` */
-  int64_t slice_end_ns; /* end of the slice (== deadline_ns without slicing) */
-  int sliceable;        /* the run may be suspended at the end of its slice */
+  clockid_t clock;       /* CPU clock of the loop thread */
+  lua_State *running;    /* thread running Lua now, NULL when none */
+  int64_t enter_mono_ns; /* CLOCK_MONOTONIC at `enter` */
+  int64_t base_ns;       /* CPU clock at the start, BASE_UNSET until needed */
+  int64_t budget_ns;     /* end of the budget, from base_ns */
+  int64_t slice_end_rel; /* end of the slice from base_ns (<= budget_ns) */
+  int sliceable;         /* the run may be suspended at the end of its slice */
   int hooked;
   int tripped; /* the budget is exceeded (the hook saw it) */
   int sliced;  /* the hook yielded at the end of the slice */
@@ -80,11 +97,30 @@ static __thread kuala__lua_cpu_t *active;
 /* The VM the LuaJIT profiler is attached to (loop thread only). */
 static lua_State *profiled;
 
+#define BASE_UNSET INT64_MIN
+
 static int64_t clock_ns(clockid_t c)
 {
   struct timespec ts;
   clock_gettime(c, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The CPU clock at the start of the current run, fixed on first use from
+ * `cpu_now`, a reading of the loop thread's CPU clock taken just now. Lock
+ * free (the signal handler calls it); the watchdog and the loop thread may
+ * race to fix it, and the first one wins. */
+static int64_t run_base(kuala__lua_cpu_t *cpu, int64_t cpu_now)
+{
+  int64_t base = __atomic_load_n(&cpu->base_ns, __ATOMIC_ACQUIRE);
+  if (base != BASE_UNSET)
+    return base;
+  int64_t wall = clock_ns(CLOCK_MONOTONIC) - cpu->enter_mono_ns;
+  int64_t guess = cpu_now - (wall > 0 ? wall : 0);
+  if (__atomic_compare_exchange_n(&cpu->base_ns, &base, guess, 0, __ATOMIC_ACQ_REL,
+                                  __ATOMIC_ACQUIRE))
+    return guess;
+  return base; /* fixed meanwhile: the failed exchange loaded it */
 }
 
 /* Raise "file:line: what" for the innermost Lua function running
@@ -123,8 +159,13 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
   if (cpu->running && cpu->over_memory && cpu->over_memory(L)) {
     raise_here(L, "memory limit exceeded");
   }
-  int64_t now = cpu->running ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
-  if (cpu->running && (cpu->tripped || now >= cpu->deadline_ns)) {
+  /* `now` is the CPU time since the start of the run. */
+  int64_t now = 0;
+  if (cpu->running) {
+    int64_t clk = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    now = clk - run_base(cpu, clk);
+  }
+  if (cpu->running && (cpu->tripped || now >= cpu->budget_ns)) {
     cpu->tripped = 1;
     if (can_yield(cpu, L)) {
       lua_yield(L, 0); /* does not return: the runtime ends the reconcile */
@@ -132,7 +173,7 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
     }
     raise_here(L, "CPU budget exceeded");
   }
-  if (cpu->running && cpu->sliceable && now >= cpu->slice_end_ns) {
+  if (cpu->running && cpu->sliceable && now >= cpu->slice_end_rel) {
     if (can_yield(cpu, L)) {
       cpu->sliced = 1;
       lua_yield(L, 0);
@@ -145,7 +186,7 @@ static void cpu_hook(lua_State *L, lua_Debug *ar)
     pthread_mutex_lock(&cpu->mu);
     lua_sethook(L, NULL, 0, 0);
     cpu->hooked = 0;
-    cpu->slice_end_ns = now + RETRY_NS < cpu->deadline_ns ? now + RETRY_NS : cpu->deadline_ns;
+    cpu->slice_end_rel = now + RETRY_NS < cpu->budget_ns ? now + RETRY_NS : cpu->budget_ns;
     pthread_mutex_unlock(&cpu->mu);
     return;
   }
@@ -163,9 +204,13 @@ static void on_signal(int sig)
   kuala__lua_cpu_t *cpu = active;
   lua_State *L = cpu ? cpu->sig_L : NULL;
   /* From the tick timer the slice may not be over yet (clock_gettime is
-   * async-signal-safe; slice_end_ns is written by this thread only). */
-  if (L && clock_ns(CLOCK_THREAD_CPUTIME_ID) >= cpu->slice_end_ns)
-    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+   * async-signal-safe, run_base lock free; slice_end_rel is written by this
+   * thread only). */
+  if (L) {
+    int64_t clk = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    if (clk - run_base(cpu, clk) >= cpu->slice_end_rel)
+      lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+  }
 }
 
 /* SIGTERM/SIGINT while the loop is wedged: nothing else can act on them. */
@@ -216,7 +261,7 @@ static void install_signal(void)
 /* Watchdog thread, under cpu->mu. */
 static void wedge_check(kuala__lua_cpu_t *cpu, int64_t now)
 {
-  int wedged = cpu->running && cpu->hooked && now >= cpu->deadline_ns + WEDGE_NS;
+  int wedged = cpu->running && cpu->hooked && now >= cpu->budget_ns + WEDGE_NS;
   if (wedged && !cpu->wedged) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -246,8 +291,9 @@ static void *watchdog(void *arg)
   while (!cpu->stop) {
     int64_t sleep_ns = WATCHDOG_TICK_NS;
     if (cpu->running) {
-      int64_t now = clock_ns(cpu->clock);
-      if (!cpu->hooked && now >= cpu->slice_end_ns) {
+      int64_t clk = clock_ns(cpu->clock);
+      int64_t now = clk - run_base(cpu, clk); /* CPU time of the run */
+      if (!cpu->hooked && now >= cpu->slice_end_rel) {
         /* The loop thread hooks its own VM from the signal handler: this
          * thread never touches a lua_State. */
         pthread_kill(cpu->loop, watchdog_signal);
@@ -256,7 +302,7 @@ static void *watchdog(void *arg)
       wedge_check(cpu, now);
       /* CPU time never runs faster than the wall clock: sleeping for what
        * is left of the slice cannot oversleep it. */
-      int64_t left = (cpu->hooked ? cpu->deadline_ns : cpu->slice_end_ns) - now;
+      int64_t left = (cpu->hooked ? cpu->budget_ns : cpu->slice_end_rel) - now;
       if (left < sleep_ns)
         sleep_ns = left < WATCHDOG_MIN_NS ? WATCHDOG_MIN_NS : left;
     } else if (cpu->wedged) {
@@ -351,8 +397,8 @@ static void start_tick(kuala__lua_cpu_t *cpu)
   cpu->has_tick = 1;
 }
 
-int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co,
-                             int64_t budget_ns, int64_t slice_ns)
+void kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co, int64_t budget_ns,
+                          int64_t slice_ns)
 {
   if (!cpu->has_tick && slice_ns > 0)
     start_tick(cpu);
@@ -365,21 +411,22 @@ int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *
   clockid_t clk;
   if (pthread_getcpuclockid(pthread_self(), &clk) != 0)
     clk = CLOCK_MONOTONIC;
-  int64_t now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  int64_t mono = clock_ns(CLOCK_MONOTONIC);
   pthread_mutex_lock(&cpu->mu);
   cpu->loop = pthread_self();
   cpu->clock = clk;
   cpu->running = co;
-  cpu->deadline_ns = now + budget_ns;
+  cpu->enter_mono_ns = mono;
+  __atomic_store_n(&cpu->base_ns, BASE_UNSET, __ATOMIC_RELEASE);
+  cpu->budget_ns = budget_ns;
   cpu->sliceable = slice_ns > 0;
-  cpu->slice_end_ns = slice_ns > 0 && slice_ns < budget_ns ? now + slice_ns : cpu->deadline_ns;
+  cpu->slice_end_rel = slice_ns > 0 && slice_ns < budget_ns ? slice_ns : budget_ns;
   cpu->hooked = 0;
   cpu->tripped = 0;
   cpu->sliced = 0;
   pthread_mutex_unlock(&cpu->mu);
   active = cpu;
   cpu->sig_L = co;
-  return now;
 }
 
 int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *why)
@@ -394,7 +441,11 @@ int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *why)
   cpu->tripped = 0;
   cpu->sliced = 0;
   pthread_mutex_unlock(&cpu->mu);
-  return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  /* Nobody else looks at the run any more. */
+  int64_t base = __atomic_load_n(&cpu->base_ns, __ATOMIC_ACQUIRE);
+  int64_t used = base == BASE_UNSET ? clock_ns(CLOCK_MONOTONIC) - cpu->enter_mono_ns
+                                    : clock_ns(CLOCK_THREAD_CPUTIME_ID) - base;
+  return used > 0 ? used : 0;
 }
 
 void kuala__lua_cpu_poke(kuala__lua_cpu_t *cpu, lua_State *L)
@@ -412,7 +463,8 @@ int kuala__lua_cpu_check(lua_State *L)
   kuala__lua_cpu_t *cpu = active;
   if (cpu == NULL || cpu->running == NULL)
     return 0;
-  if (cpu->tripped || clock_ns(CLOCK_THREAD_CPUTIME_ID) >= cpu->deadline_ns) {
+  int64_t clk = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  if (cpu->tripped || clk - run_base(cpu, clk) >= cpu->budget_ns) {
     cpu->tripped = 1;
     /* Keep raising at every instruction once control is back in Lua. */
     kuala__lua_cpu_poke(cpu, L);

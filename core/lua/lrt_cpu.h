@@ -40,12 +40,12 @@ void kuala__lua_cpu_free(kuala__lua_cpu_t *cpu);
 /* Start a run of `co` (a thread of the VM whose main state is `main`) with
  * `budget_ns` CPU nanoseconds left. `slice_ns` > 0 makes the run
  * sliceable: `co` must be a coroutine resumed with lua_resume, and the
- * hook may suspend it after `slice_ns`. Returns the loop thread's CPU clock
- * (ns) at the start. */
-int64_t kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co,
-                             int64_t budget_ns, int64_t slice_ns);
-/* End the run: removes the hook, returns the CPU clock at the end and sets
- * *why (KUALA__CPU_* bits). */
+ * hook may suspend it after `slice_ns`. */
+void kuala__lua_cpu_enter(kuala__lua_cpu_t *cpu, lua_State *main, lua_State *co, int64_t budget_ns,
+                          int64_t slice_ns);
+/* End the run: removes the hook, sets *why (KUALA__CPU_* bits) and returns
+ * the CPU nanoseconds the run is charged: its CPU time, or, for a short
+ * run whose clock nobody read, its wall time (never less; see cpu.c). */
 int64_t kuala__lua_cpu_leave(kuala__lua_cpu_t *cpu, lua_State *co, int *why);
 /* Install the hook now (from the loop thread, e.g. inside the allocator)
  * so that the next VM instruction asks `over_memory`. No-op outside a

@@ -2115,7 +2115,7 @@ static void task_resume(task_t *t, int nargs)
   int64_t budget = (int64_t)b->cpu_budget_ms * 1000000 - t->cpu_used_ns;
   if (budget < 1)
     budget = 1;
-  int64_t t0 = kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, rt->slice_ns);
+  kuala__lua_cpu_enter(rt->cpu, b->L, t->co, budget, rt->slice_ns);
   b->current = t;
   b->in_lua++;
   t->started = 1;
@@ -2123,7 +2123,7 @@ static void task_resume(task_t *t, int nargs)
   b->in_lua--;
   b->current = NULL;
   int why = 0;
-  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &why) - t0;
+  t->cpu_used_ns += kuala__lua_cpu_leave(rt->cpu, t->co, &why);
   int tripped = (why & KUALA__CPU_TRIPPED) != 0;
   char msg[1024];
   if (st == LUA_YIELD && t->op && !tripped) {

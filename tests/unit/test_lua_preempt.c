@@ -6,7 +6,9 @@
  * escape the budget; long legitimate loops give the right result when
  * sliced; the sandbox's pattern functions agree with LuaJIT's.
  *
- * Assertions are on ordering and counts, never on durations.
+ * Assertions are on ordering and counts, never on durations (the CPU
+ * charge test compares the charge with the CPU time the run really used,
+ * a bound, not a duration).
  */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -20,6 +22,7 @@
 #include "kuala/runtime.h"
 #include "kuala_test.h"
 #include "lua/lrt.h"
+#include "lua/lrt_cpu.h"
 
 /* TSan defers signal delivery until the thread calls into the C library,
  * which a compiled Lua loop never does: neither slicing nor the budget can
@@ -292,6 +295,50 @@ START_TEST(test_lua_preempt_close_drops_queued_reconciles)
 }
 END_TEST
 
+/* ---- CPU accounting ----------------------------------------------------- */
+
+static int64_t thread_cpu_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The run's CPU clock is read lazily (cpu.c): a short run nobody looked at
+ * is charged its wall time, a longer one its CPU time from an estimated
+ * start. Either way the charge is never below the CPU time the run used,
+ * or a bundle could split its work into short runs and escape its budget.
+ * Runs from 0 to 3 ms of CPU, so both ways are taken. */
+START_TEST(test_lua_preempt_cpu_charge_never_below_cpu_time)
+{
+  kuala__lua_cpu_t *cpu = NULL;
+  ck_assert_int_eq(kuala__lua_cpu_new(&cpu, NULL), 0);
+  lua_State *L = luaL_newstate();
+  static const int64_t spins_us[] = {0, 20, 100, 400, 900, 3000};
+  int64_t charged_total = 0, used_total = 0;
+  for (int round = 0; round < 50; round++) {
+    for (size_t i = 0; i < sizeof spins_us / sizeof spins_us[0]; i++) {
+      /* A slice far away: the tick timer runs, the hook never yields. */
+      kuala__lua_cpu_enter(cpu, L, L, 60 * 1000000000LL, 30 * 1000000000LL);
+      int64_t c0 = thread_cpu_ns(), c1 = c0;
+      while (c1 - c0 < spins_us[i] * 1000)
+        c1 = thread_cpu_ns();
+      int why = -1;
+      int64_t charged = kuala__lua_cpu_leave(cpu, L, &why);
+      ck_assert_int_eq(why, 0);
+      ck_assert_msg(charged >= c1 - c0, "run of %lld ns CPU charged %lld ns", (long long)(c1 - c0),
+                    (long long)charged);
+      charged_total += charged;
+      used_total += c1 - c0;
+    }
+  }
+  ck_assert_int_ge(charged_total, used_total);
+  kuala__lua_cpu_forget(L);
+  lua_close(L);
+  kuala__lua_cpu_free(cpu);
+}
+END_TEST
+
 /* ---- budget escapes ----------------------------------------------------- */
 
 START_TEST(test_lua_preempt_xpcall_handler_cannot_escape)
@@ -514,6 +561,7 @@ int main(void)
   tcase_add_test(tc, test_lua_preempt_xpcall_keeps_its_meaning);
   tcase_add_test(tc, test_lua_preempt_catastrophic_patterns_end);
   tcase_add_test(tc, test_lua_preempt_catastrophic_pattern_at_load_and_in_predicates);
+  tcase_add_test(tc, test_lua_preempt_cpu_charge_never_below_cpu_time);
   if (!UNDER_TSAN) {
     tcase_add_test(tc, test_lua_preempt_spinner_is_sliced_and_budget_ends_it);
     tcase_add_test(tc, test_lua_preempt_long_loops_give_right_results);
