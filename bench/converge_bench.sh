@@ -3,7 +3,8 @@
 # with kubectl before kuala starts); `kuala run` with bench/bundles/converge
 # writes a ConfigMap for each (server-side apply) and its status. Measured:
 # from kuala's first log line to the N-th "echoed" line (log timestamps),
-# and kuala's CPU seconds (utime + stime from /proc) at that point. A fresh
+# and kuala's CPU seconds (utime + stime from /proc) and peak RSS (VmHWM)
+# at that point. A fresh
 # emulator per run; prints every run, then the median and min-max.
 #
 #   bench/converge_bench.sh [N [RUNS [extra kuala run flags...]]]
@@ -39,6 +40,7 @@ ms_of() { # "2026-12-06T03:42:02.270Z ..." -> milliseconds since the epoch
 
 secs=()
 cpus=()
+rsss=()
 for r in $(seq "$runs"); do
   export KUBECONFIG=$tmp/kubeconfig.$r
   "$build/apiserver/kuala-apiserver" --port 0 --kubeconfig-out "$KUBECONFIG" >"$tmp/emu.$r" 2>&1 &
@@ -57,6 +59,7 @@ for r in $(seq "$runs"); do
     sleep 0.05
   done
   read -r ut st < <(awk '{print $14, $15}' "/proc/$k/stat")
+  rss=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$k/status")
   hz=$(getconf CLK_TCK)
   first=$(head -1 "$log")
   last=$(grep ' echoed ' "$log" | sed -n "${n}p")
@@ -64,7 +67,8 @@ for r in $(seq "$runs"); do
   c=$(awk -v u="$ut" -v t="$st" -v hz="$hz" 'BEGIN { printf "%.2f", (u + t) / hz }')
   secs+=("$s")
   cpus+=("$c")
-  echo "run $r: $n objects converged in $s s, kuala CPU $c s"
+  rsss+=("$rss")
+  echo "run $r: $n objects converged in $s s, kuala CPU $c s, peak RSS $rss MB"
   [ -n "${KUALA_BENCH_KEEP:-}" ] && cp "$log" "$KUALA_BENCH_KEEP.$r"
   kill -TERM "$k"
   wait "$k" || true
@@ -80,3 +84,4 @@ stats() { # values... -> "median (min-max)"
 echo "converge_bench: N=$n runs=$runs flags=[${extra[*]}] on $(nproc) cores"
 echo "  seconds:     $(stats "${secs[@]}")"
 echo "  CPU seconds: $(stats "${cpus[@]}")"
+echo "  peak RSS MB: $(stats "${rsss[@]}")"

@@ -219,9 +219,9 @@ for rep in $(seq "$reps"); do
       # bench/converge_bench.sh measures from kuala's first log line to the
       # N-th "echoed" line (kuala's own timestamps), with its own emulator.
       if KUALA_BUILD_DIR=$build "$root/bench/converge_bench.sh" "$converge" 1 >"$tmp/conv.$rep" 2>&1; then
-        read -r s c < <(sed -n 's/^run 1: .* converged in \([0-9.]*\) s, kuala CPU \([0-9.]*\) s$/\1 \2/p' "$tmp/conv.$rep")
-        printf 'converge\tkuala\t%s\t%s\tok\t%s\t%s\tNA\tbench/converge_bench.sh\n' "$converge" "$rep" "$s" "$c" >>"$rows"
-        say "converge kuala rep=$rep: ${s}s cpu=${c}s"
+        read -r s c m < <(sed -n 's/^run 1: .* converged in \([0-9.]*\) s, kuala CPU \([0-9.]*\) s, peak RSS \([0-9.]*\) MB$/\1 \2 \3/p' "$tmp/conv.$rep")
+        printf 'converge\tkuala\t%s\t%s\tok\t%s\t%s\t%s\tbench/converge_bench.sh\n' "$converge" "$rep" "$s" "$c" "$m" >>"$rows"
+        say "converge kuala rep=$rep: ${s}s cpu=${c}s rss=${m}MB"
       else
         printf 'converge\tkuala\t%s\t%s\tfailed\tNA\tNA\tNA\t%s\n' "$converge" "$rep" "$(lastline "$tmp/conv.$rep")" >>"$rows"
       fi
