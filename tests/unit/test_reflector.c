@@ -2,7 +2,7 @@
  * Unit tests for the reflector state machine, driven by a scripted source:
  * paging, watch options, bookmarks, resume without relist, 410 handling
  * (HTTP and ERROR event) with tombstones, backoff, streaming list and its
- * fallback.
+ * fallback, and "Too large resource version" relisting every informer.
  */
 #include <check.h>
 
@@ -505,6 +505,116 @@ START_TEST(test_reflector_watch_404_relists)
 }
 END_TEST
 
+/* Two informers of one registry, each with its own scripted source: a
+ * router hands the configmaps' calls to one fake and the secrets' to the
+ * other (the handle a fake returns is itself, so stops find their way). */
+typedef struct {
+  fake_t f[2];
+} router_t;
+
+static fake_t *route(void *src, const kuala_informer_key_t *key)
+{
+  router_t *r = src;
+  return &r->f[strcmp(key->resource, "secrets") == 0];
+}
+
+static int router_list(void *src, const kuala_informer_key_t *key, const kuala_lw_opts_t *o,
+                       kuala_lw_list_cb cb, void *data, void **handle)
+{
+  return fake_list(route(src, key), key, o, cb, data, handle);
+}
+
+static void router_cancel_list(void *src, void *handle)
+{
+  (void)src;
+  fake_cancel_list(handle, handle);
+}
+
+static int router_watch(void *src, const kuala_informer_key_t *key, const kuala_lw_opts_t *o,
+                        kuala_lw_event_cb on_event, kuala_lw_done_cb on_done, void *data,
+                        void **handle)
+{
+  return fake_watch(route(src, key), key, o, on_event, on_done, data, handle);
+}
+
+static void router_stop_watch(void *src, void *handle)
+{
+  (void)src;
+  fake_stop_watch(handle, handle);
+}
+
+static const kuala_lw_source_t router_source = {router_list, router_cancel_list, router_watch,
+                                                router_stop_watch};
+
+/* The server restarted with an older store: one informer's watch is told
+ * "Too large resource version". Every resourceVersion the registry holds
+ * is from the old server, so the other informer, whose watch still runs,
+ * relists too, and drops what the new server does not have. */
+START_TEST(test_reflector_server_went_back_relists_every_informer)
+{
+  uv_loop_t loop;
+  router_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fake_init(&r.f[0], &loop);
+  fake_init(&r.f[1], &loop);
+  kuala_informers_t *f;
+  ck_assert_int_eq(kuala_informers_new(&f, &loop, &router_source, &r), 0);
+  kuala_informer_opts_t o = fast_opts();
+  rec_t cm_rec = {0}, sec_rec = {0};
+  kuala_informer_reg_t *cm_reg, *sec_reg;
+  kuala_informer_key_t cm_key = {"", "v1", "configmaps", NULL, NULL, NULL, 0};
+  kuala_informer_key_t sec_key = {"", "v1", "secrets", NULL, NULL, NULL, 0};
+  ck_assert_int_eq(kuala_informers_add_handler(&cm_reg, f, &cm_key, &o, &rec_handlers, &cm_rec), 0);
+  ck_assert_int_eq(kuala_informers_add_handler(&sec_reg, f, &sec_key, &o, &rec_handlers, &sec_rec),
+                   0);
+  kuala_informer_t *cm = kuala_informer_reg_informer(cm_reg);
+  kuala_informer_t *sec = kuala_informer_reg_informer(sec_reg);
+  ck_assert_ptr_ne(cm, sec);
+  fake_list_reply(&r.f[0], "{\"metadata\":{\"resourceVersion\":\"90\"},\"items\":[" CM(
+                               "a", "80") "," CM("b", "85") "]}");
+  fake_list_reply(&r.f[1],
+                  "{\"metadata\":{\"resourceVersion\":\"90\"},\"items\":[" CM("s", "70") "]}");
+  ck_assert(kuala_informer_has_synced(cm) && kuala_informer_has_synced(sec));
+  ck_assert_int_eq(r.f[0].watch_active + r.f[1].watch_active, 2);
+
+  fake_event(&r.f[0],
+             "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"status\":"
+             "\"Failure\",\"message\":\"Timeout: Too large resource version: 90, "
+             "current: 12\",\"reason\":\"Timeout\",\"details\":{\"causes\":[{"
+             "\"reason\":\"ResourceVersionTooLarge\",\"message\":\"Too large "
+             "resource version\"}]},\"code\":504}}");
+  /* Both watches end and both informers list again. */
+  RUN_UNTIL(&loop, r.f[0].list_active && r.f[1].list_active);
+  ck_assert_int_eq(r.f[0].stops, 1);
+  ck_assert_int_eq(r.f[1].stops, 1);
+  ck_assert_int_eq(r.f[0].list_calls, 2);
+  ck_assert_int_eq(r.f[1].list_calls, 2);
+  kuala_informer_stats_t st;
+  kuala_informer_stats(sec, &st);
+  ck_assert_uint_eq(st.server_restarts_seen, 1);
+  /* The new server has b and a new secret t, not a nor s. */
+  fake_list_reply(&r.f[0],
+                  "{\"metadata\":{\"resourceVersion\":\"12\"},\"items\":[" CM("b", "9") "]}");
+  fake_list_reply(&r.f[1],
+                  "{\"metadata\":{\"resourceVersion\":\"12\"},\"items\":[" CM("t", "11") "]}");
+  ck_assert_ptr_nonnull(strstr(cm_rec.log, "DEL a 80 unknown\n"));
+  ck_assert_ptr_nonnull(strstr(sec_rec.log, "DEL s 70 unknown\n"));
+  ck_assert_ptr_nonnull(strstr(sec_rec.log, "ADD ns/t 11\n"));
+  ck_assert_uint_eq(kuala_store_len(kuala_informer_store(cm)), 1);
+  ck_assert_uint_eq(kuala_store_len(kuala_informer_store(sec)), 1);
+  /* Both watch again, from the new server's revision. */
+  ck_assert_str_eq(r.f[0].watch_rv, "12");
+  ck_assert_str_eq(r.f[1].watch_rv, "12");
+
+  kuala_informers_close(f);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  fake_close(&r.f[0]);
+  fake_close(&r.f[1]);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 static Suite *reflector_suite(void)
 {
   Suite *s = suite_create("reflector");
@@ -521,6 +631,7 @@ static Suite *reflector_suite(void)
   tcase_add_test(tc, test_reflector_watchdog_stops_a_watch_past_its_timeout);
   tcase_add_test(tc, test_reflector_bad_lists_fail_and_bad_lines_are_skipped);
   tcase_add_test(tc, test_reflector_watch_404_relists);
+  tcase_add_test(tc, test_reflector_server_went_back_relists_every_informer);
   suite_add_tcase(s, tc);
   return s;
 }
