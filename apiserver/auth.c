@@ -143,19 +143,27 @@ static int allowed(emu_t *e, const emu_attrs_t *a, char *reason, size_t len)
   return emu_rbac_authorize(policy(e), a, reason, len);
 }
 
+/* Answer `code` with `msg`, logged and counted (403s) like every refusal;
+ * `details` names the object when `resource` is set. */
+static void refuse(kuala__httpd_req_t *req, int code, const char *group, const char *resource,
+                   const char *name, const char *msg)
+{
+  A.forbidden += code == 403;
+  fprintf(stderr, "kuala-apiserver: %d %s %s: %s\n", code, kuala__httpd_method(req),
+          kuala__httpd_path(req), msg);
+  kuala_apierr_t err = KUALA_APIERR_INIT;
+  kuala__apierr_set(&err, code, NULL, "%s", msg);
+  if (resource && *resource) {
+    kuala__apierr_details(&err, name && *name ? name : NULL, group, resource);
+  }
+  emu_reply_err(req, &err);
+}
+
 static void forbid(kuala__httpd_req_t *req, const emu_attrs_t *a, const char *reason)
 {
   char msg[2048];
   emu_forbidden_message(a, reason, msg, sizeof msg);
-  A.forbidden++;
-  fprintf(stderr, "kuala-apiserver: 403 %s %s: %s\n", kuala__httpd_method(req),
-          kuala__httpd_path(req), msg);
-  kuala_apierr_t err = KUALA_APIERR_INIT;
-  kuala__apierr_set(&err, 403, NULL, "%s", msg);
-  if (a->resource_request && a->resource && *a->resource) {
-    kuala__apierr_details(&err, a->name && *a->name ? a->name : NULL, a->group, a->resource);
-  }
-  emu_reply_err(req, &err);
+  refuse(req, 403, a->group, a->resource_request ? a->resource : NULL, a->name, msg);
 }
 
 /* ---- SelfSubjectAccessReview ---- */
@@ -434,18 +442,6 @@ static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
 
 /* ---- escalation prevention ---- */
 
-static void refuse(kuala__httpd_req_t *req, int code, const char *resource, const char *name,
-                   const char *msg)
-{
-  A.forbidden += code == 403;
-  fprintf(stderr, "kuala-apiserver: %d %s %s: %s\n", code, kuala__httpd_method(req),
-          kuala__httpd_path(req), msg);
-  kuala_apierr_t err = KUALA_APIERR_INIT;
-  kuala__apierr_set(&err, code, NULL, "%s", msg);
-  kuala__apierr_details(&err, name, "rbac.authorization.k8s.io", resource);
-  emu_reply_err(req, &err);
-}
-
 /* Writing a Role or ClusterRole must not grant what the writer does not
  * hold, unless it may `escalate`; writing a binding must not either,
  * unless it may `bind` the role it names (kube-apiserver's RBAC registry).
@@ -514,7 +510,7 @@ static int escalation(emu_t *e, kuala__httpd_req_t *req, const emu_attrs_t *a)
         rules = emu_rbac_role_rules(p, kind, rname, a->ns);
         if (!rules) {
           snprintf(msg, sizeof msg, "%s.rbac.authorization.k8s.io \"%s\" not found", plural, rname);
-          refuse(req, 404, plural, rname, msg);
+          refuse(req, 404, "rbac.authorization.k8s.io", plural, rname, msg);
           refused = 1;
         }
       }
@@ -557,7 +553,7 @@ static int escalation(emu_t *e, kuala__httpd_req_t *req, const emu_attrs_t *a)
   if (!refused && rules && !emu_rbac_covers(p, a->user, a->ns, rules, why, sizeof why)) {
     snprintf(msg, sizeof msg, "%s.rbac.authorization.k8s.io \"%s\" is forbidden: %s", a->resource,
              name ? name : "", why);
-    refuse(req, 403, a->resource, name, msg);
+    refuse(req, 403, "rbac.authorization.k8s.io", a->resource, name, msg);
     refused = 1;
   }
   json_object_put(owned);
