@@ -208,8 +208,16 @@ static void on_signal(int sig)
    * thread only). */
   if (L) {
     int64_t clk = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-    if (clk - run_base(cpu, clk) >= cpu->slice_end_rel)
+    if (clk - run_base(cpu, clk) >= cpu->slice_end_rel) {
       lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+      /* Compiled code sees the hook only once the profiler's SIGPROF has
+       * marked the VM. CPU-time timers fire on scheduler ticks (4 ms at
+       * HZ=250), and that signal tended to come a whole tick after this
+       * one: slices of 3 ms took 8 ms. Raising it now makes the trace leave
+       * at its next line (raise is async-signal-safe; the profiler's
+       * handler only sets a flag in the VM, and its callback is a no-op). */
+      raise(SIGPROF);
+    }
   }
 }
 
