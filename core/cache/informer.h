@@ -64,6 +64,7 @@ struct kuala_informer_s {
   int relist_after_watch; /* a 410 ERROR event was seen */
   int watch_err;          /* a non-410 ERROR event was seen */
   int stream_init;        /* inside a streaming list's initial events */
+  int stream_off;         /* the server refused streaming lists: page */
   int backoff_relist;     /* what the backoff timer does: 1 relist, 0 watch */
   uint64_t watch_start_ms;
   uint64_t last_relist_ms; /* loop time of the last full list start */

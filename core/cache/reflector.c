@@ -2,8 +2,8 @@
  * reflector.c: the list/watch state machine that keeps an informer's store
  * in step with the API (client-go's Reflector, see kuala/informer.h).
  *
- *            start
- *              |  (streaming_list)            watch(sendInitialEvents)
+ *        start or relist
+ *              |  (streaming_list, not refused) watch(sendInitialEvents)
  *              +-----------------------------> STREAM INIT --error--+
  *              v                                   | end bookmark    |
  *   +------> LISTING (pages, limit N) ------------>+                 |
@@ -22,6 +22,12 @@
  * after every store call the code checks `stopping` before going on. A
  * list page asks for the next one before storing its own items (its own
  * pending flag is clear by then; the next callback runs from the loop).
+ *
+ * Streaming: every full list (the first and each relist) is a streaming
+ * one while streaming_list is set and the server has not refused it. A
+ * stream that ends before its first event counts as refused (a server
+ * without WatchList answers 4xx): the informer pages from then on. A stream
+ * cut after some events falls back to pages for that relist only.
  *
  * Relist: kuala_store_replace_begin, every listed item put with
  * SKIP_SAME_RV (unchanged objects produce no event), replace_end reports
@@ -191,6 +197,7 @@ static void report(kuala_informer_t *inf, const char *what, int err, const char 
 }
 
 static void start_list(kuala_informer_t *inf);
+static void start_relist(kuala_informer_t *inf);
 static void list_page(kuala_informer_t *inf);
 static void start_watch(kuala_informer_t *inf);
 
@@ -203,7 +210,7 @@ static void backoff_fire(uv_timer_t *t)
     return;
   }
   if (inf->backoff_relist) {
-    start_list(inf);
+    start_relist(inf);
   } else {
     start_watch(inf);
   }
@@ -235,7 +242,7 @@ static void relist_soon(kuala_informer_t *inf)
   if (inf->st.relists > 0 && now - inf->last_relist_ms < 1000) {
     backoff(inf, 1, KUALA_EGONE);
   } else {
-    start_list(inf);
+    start_relist(inf);
   }
 }
 
@@ -356,6 +363,24 @@ static void start_list(kuala_informer_t *inf)
   inf->continue_tok = NULL;
   kuala_store_replace_begin(inf->store);
   list_page(inf);
+}
+
+/* A full list: streamed (sendInitialEvents) when the informer may, else
+ * in pages. */
+static void start_relist(kuala_informer_t *inf)
+{
+  if (!inf->opts.streaming_list || inf->stream_off) {
+    start_list(inf);
+    return;
+  }
+  inf->st.relists++;
+  inf->last_relist_ms = uv_now(loop_of(inf));
+  inf->f->list_requests++; /* a streaming list counts as one list */
+  kuala_free(inf->continue_tok);
+  inf->continue_tok = NULL;
+  inf->stream_init = 1;
+  kuala_store_replace_begin(inf->store);
+  start_watch(inf);
 }
 
 /* ---- watch ---- */
@@ -579,12 +604,22 @@ static void on_done(void *data, int err)
     return;
   }
   if (inf->stream_init) {
-    /* The streaming list did not finish: fall back to list + watch for
-     * good (client-go does the same when the server refuses it). */
+    /* The streaming list did not finish: this time, list in pages. A
+     * stream that ended before its first event was refused (a server
+     * without WatchList answers 4xx): page for good. One cut after some
+     * events (a dropped connection, a server that shed a big stream) keeps
+     * streaming for the next relist, as client-go retries it each time. */
     inf->stream_init = 0;
-    inf->st.streaming_fallback = 1;
-    KUALA_LOG(KUALA_LOG_INFO, "informer: streaming list refused, falling back to list+watch",
-              "resource", inf->key.resource, "error", kuala_err_name(err));
+    if (inf->watch_events == 0) {
+      inf->stream_off = 1;
+      inf->st.streaming_fallback = 1;
+      KUALA_LOG(KUALA_LOG_INFO, "informer: streaming list refused, falling back to list+watch",
+                "resource", inf->key.resource, "error", kuala_err_name(err));
+    } else {
+      inf->st.streaming_cut++;
+      KUALA_LOG(KUALA_LOG_INFO, "informer: streaming list cut, listing in pages this time",
+                "resource", inf->key.resource, "error", kuala_err_name(err));
+    }
     start_list(inf);
     return;
   }
@@ -629,9 +664,11 @@ static void start_watch(kuala_informer_t *inf)
   long lo = inf->opts.watch_timeout_min_s, hi = inf->opts.watch_timeout_max_s;
   o.timeout_seconds = lo + (long)(kuala__informer_rand(inf) % (uint64_t)(hi - lo + 1));
   if (inf->stream_init) {
+    /* The server's current state: after a 410 or a server that went back,
+     * the last RV is no lower bound to ask for. */
     o.send_initial_events = 1;
     o.resource_version_match = "NotOlderThan";
-    o.resource_version = inf->last_rv; /* "" on the first start */
+    o.resource_version = "";
   } else {
     o.resource_version = *inf->last_rv ? inf->last_rv : NULL;
   }
@@ -649,6 +686,7 @@ static void start_watch(kuala_informer_t *inf)
   if (rc < 0) {
     if (inf->stream_init) {
       inf->stream_init = 0;
+      inf->stream_off = 1;
       inf->st.streaming_fallback = 1;
       start_list(inf);
     } else {
@@ -677,15 +715,7 @@ void kuala__reflector_start(kuala_informer_t *inf)
     return;
   }
   inf->started = 1;
-  if (inf->opts.streaming_list) {
-    inf->stream_init = 1;
-    inf->st.relists++;
-    inf->f->list_requests++; /* a streaming list counts as one list */
-    kuala_store_replace_begin(inf->store);
-    start_watch(inf);
-  } else {
-    start_list(inf);
-  }
+  start_relist(inf);
 }
 
 void kuala__reflector_stop(kuala_informer_t *inf)

@@ -170,6 +170,7 @@ typedef struct {
   size_t bytes_stored;    /* kuala_store_mem_bytes */
   size_t json_bytes;      /* kuala_store_json_bytes */
   int streaming_fallback; /* 1 after the server refused a streaming list */
+  uint64_t streaming_cut; /* streaming lists cut after some events (paged that time) */
 } kuala_informer_stats_t;
 
 /* A registry on `loop` whose informers use `src` (borrowed: it must outlive

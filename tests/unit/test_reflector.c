@@ -2,7 +2,8 @@
  * Unit tests for the reflector state machine, driven by a scripted source:
  * paging, watch options, bookmarks, resume without relist, 410 handling
  * (HTTP and ERROR event) with tombstones, backoff, streaming list and its
- * fallback, and "Too large resource version" relisting every informer.
+ * fallback (a refusal for good, a cut for one relist), streaming relists,
+ * and "Too large resource version" relisting every informer.
  */
 #include <check.h>
 
@@ -337,6 +338,68 @@ START_TEST(test_reflector_streaming_list)
 }
 END_TEST
 
+#define END_BOOKMARK(rv)                                                       \
+  "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"" rv \
+  "\",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}}}}"
+
+/* Every full list streams, not only the first: a 410 relists with a
+ * streaming list from the server's current state. A stream cut after some
+ * events pages that once; the next relist streams again. */
+START_TEST(test_reflector_relists_stream_and_a_cut_pages_once)
+{
+  fx_t x;
+  kuala_informer_opts_t o = fast_opts();
+  o.streaming_list = 1;
+  fx_start(&x, &o);
+  fake_event(&x.fake, "{\"type\":\"ADDED\",\"object\":" CM("a", "1") "}");
+  fake_event(&x.fake, "{\"type\":\"ADDED\",\"object\":" CM("c", "3") "}");
+  fake_event(&x.fake, END_BOOKMARK("10"));
+  ck_assert(kuala_informer_has_synced(x.inf));
+  fake_event(&x.fake,
+             "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"status\":\"Failure\","
+             "\"reason\":\"Expired\",\"code\":410,\"message\":\"too old resource version\"}}");
+  RUN_UNTIL(&x.loop, x.fake.watch_calls == 2 && x.fake.watch_active);
+  ck_assert_int_eq(x.fake.list_calls, 0);
+  ck_assert_int_eq(x.fake.stops, 1);
+  ck_assert_int_eq(x.fake.watch_sie, 1);
+  ck_assert_str_eq(x.fake.watch_rvm, "NotOlderThan");
+  ck_assert_str_eq(x.fake.watch_rv, ""); /* not the expired 10 */
+  /* While we were away: c was deleted, b created. */
+  x.rec.log[0] = '\0';
+  fake_event(&x.fake, "{\"type\":\"ADDED\",\"object\":" CM("a", "1") "}");
+  fake_event(&x.fake, "{\"type\":\"ADDED\",\"object\":" CM("b", "40") "}");
+  fake_event(&x.fake, END_BOOKMARK("50"));
+  ck_assert_ptr_nonnull(strstr(x.rec.log, "ADD ns/b 40\n"));
+  ck_assert_ptr_nonnull(strstr(x.rec.log, "DEL c 3 unknown\n"));
+  ck_assert_ptr_null(strstr(x.rec.log, " a "));
+  ck_assert_str_eq(kuala_informer_last_rv(x.inf), "50");
+
+  /* The next relist's stream is cut after one event: pages, this time. */
+  fake_watch_end(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.watch_calls == 3 && x.fake.watch_active);
+  ck_assert_int_eq(x.fake.watch_sie, 1);
+  fake_event(&x.fake, "{\"type\":\"ADDED\",\"object\":" CM("a", "1") "}");
+  fake_watch_end(&x.fake, KUALA_ECONNRESET);
+  ck_assert_int_eq(x.fake.list_calls, 1);
+  fake_list_reply(&x.fake, "{\"metadata\":{\"resourceVersion\":\"60\"},\"items\":[" CM(
+                               "a", "1") "," CM("b", "40") "]}");
+  ck_assert_int_eq(x.fake.watch_sie, 0);
+  ck_assert_str_eq(x.fake.watch_rv, "60");
+  kuala_informer_stats_t st;
+  kuala_informer_stats(x.inf, &st);
+  ck_assert_uint_eq(st.streaming_cut, 1);
+  ck_assert_int_eq(st.streaming_fallback, 0);
+  ck_assert_uint_eq(kuala_store_len(kuala_informer_store(x.inf)), 2);
+  /* ... and the relist after that streams again. */
+  fake_watch_end(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.watch_active || x.fake.list_active);
+  ck_assert_int_eq(x.fake.watch_active, 1);
+  ck_assert_int_eq(x.fake.watch_sie, 1);
+  ck_assert_int_eq(x.fake.list_calls, 1);
+  fx_finish(&x);
+}
+END_TEST
+
 START_TEST(test_reflector_streaming_refused_falls_back)
 {
   fx_t x;
@@ -351,6 +414,12 @@ START_TEST(test_reflector_streaming_refused_falls_back)
   kuala_informer_stats_t st;
   kuala_informer_stats(x.inf, &st);
   ck_assert_int_eq(st.streaming_fallback, 1);
+  /* Refused for good: a relist pages, it does not ask again. */
+  fake_watch_end(&x.fake, KUALA_EGONE);
+  RUN_UNTIL(&x.loop, x.fake.list_active || x.fake.watch_active);
+  ck_assert_int_eq(x.fake.list_active, 1);
+  ck_assert_int_eq(x.fake.list_calls, 2);
+  ck_assert_int_eq(x.fake.watch_calls, 2);
   fx_finish(&x);
 
   /* A source that cannot start a streaming list at all. */
@@ -627,6 +696,7 @@ static Suite *reflector_suite(void)
   tcase_add_test(tc, test_reflector_failures_back_off_and_resume_without_relist);
   tcase_add_test(tc, test_reflector_streaming_list);
   tcase_add_test(tc, test_reflector_streaming_refused_falls_back);
+  tcase_add_test(tc, test_reflector_relists_stream_and_a_cut_pages_once);
   tcase_add_test(tc, test_reflector_bad_objects_are_counted_not_fatal);
   tcase_add_test(tc, test_reflector_watchdog_stops_a_watch_past_its_timeout);
   tcase_add_test(tc, test_reflector_bad_lists_fail_and_bad_lines_are_skipped);
