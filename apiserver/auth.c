@@ -130,6 +130,7 @@ static const emu_policy_t *policy(emu_t *e)
       json_object_array_add(*slots[i], emu_obj_parse(all[k]));
     }
   }
+  emu_rbac_policy_finish(&A.pol);
   A.have_pol = 1;
   return &A.pol;
 }

@@ -13,8 +13,13 @@
  * objects, the bootstrap policy kube-apiserver installs is always present:
  * system:public-info-viewer (health and version paths for everyone),
  * system:discovery (discovery and openapi paths for authenticated users),
- * system:basic-user (self subject access reviews for authenticated users) and
- * the cluster-admin ClusterRole (not bound to anyone).
+ * system:basic-user (self subject access reviews for authenticated users),
+ * the cluster-admin ClusterRole (not bound to anyone) and the user-facing
+ * roles admin, edit and view with the system:aggregate-to-* roles that feed
+ * them. Aggregation (the controller-manager's clusterrole-aggregation
+ * controller): a ClusterRole with an aggregationRule holds the rules of
+ * every ClusterRole whose labels match one of its clusterRoleSelectors;
+ * emu_rbac_policy_finish computes that when the policy is built.
  */
 #include "authz.h"
 
@@ -296,6 +301,99 @@ static const char bootstrap_roles[] =
     ","
     "\"resources\":[\"*\"]},{\"verbs\":[\"*\"],\"nonResourceURLs\":[\"*\"]}]}]";
 
+/* The user-facing roles: admin, edit and view have no rules of their own;
+ * they aggregate the roles labelled aggregate-to-<name>, among them the
+ * system:aggregate-to-* roles below (which say what each grants on the
+ * built-in resources, as upstream's bootstrap policy does) and, through
+ * their own labels, each other (view's rules reach edit, edit's reach
+ * admin). A CRD's author labels a ClusterRole aggregate-to-edit and every
+ * `edit` (and `admin`) binding covers the new resource. */
+#define AGG "rbac.authorization.k8s.io/aggregate-to-"
+#define READ "[\"get\",\"list\",\"watch\"]"
+#define WRITE "[\"create\",\"delete\",\"deletecollection\",\"patch\",\"update\"]"
+static const char *const user_facing_roles[] = {
+    /* aggregated */
+    "{\"metadata\":{\"name\":\"admin\"},\"aggregationRule\":{\"clusterRoleSelectors\":["
+    "{\"matchLabels\":{\"" AGG "admin\":\"true\"}}]},\"rules\":[]}",
+    "{\"metadata\":{\"name\":\"edit\",\"labels\":{\"" AGG
+    "admin\":\"true\"}},"
+    "\"aggregationRule\":{\"clusterRoleSelectors\":[{\"matchLabels\":{\"" AGG
+    "edit\":\"true\"}}]},\"rules\":[]}",
+    "{\"metadata\":{\"name\":\"view\",\"labels\":{\"" AGG
+    "edit\":\"true\"}},"
+    "\"aggregationRule\":{\"clusterRoleSelectors\":[{\"matchLabels\":{\"" AGG
+    "view\":\"true\"}}]},\"rules\":[]}",
+    /* admin: RBAC inside the namespace, access reviews */
+    "{\"metadata\":{\"name\":\"system:aggregate-to-admin\",\"labels\":{\"" AGG
+    "admin\":\"true\"}},\"rules\":["
+    "{\"apiGroups\":[\"authorization.k8s.io\"],\"resources\":[\"localsubjectaccessreviews\"],"
+    "\"verbs\":[\"create\"]},"
+    "{\"apiGroups\":[\"rbac.authorization.k8s.io\"],\"resources\":[\"rolebindings\","
+    "\"roles\"],\"verbs\":[\"create\",\"delete\",\"deletecollection\",\"get\",\"list\","
+    "\"patch\",\"update\",\"watch\"]}]}",
+    /* edit: write the workloads and their configuration, secrets included */
+    "{\"metadata\":{\"name\":\"system:aggregate-to-edit\",\"labels\":{\"" AGG
+    "admin\":\"true\",\"" AGG
+    "edit\":\"true\"}},\"rules\":["
+    "{\"apiGroups\":[\"\"],\"resources\":[\"pods/attach\",\"pods/exec\",\"pods/portforward\","
+    "\"pods/proxy\",\"secrets\",\"services/proxy\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"\"],\"resources\":[\"serviceaccounts\"],\"verbs\":[\"impersonate\"]},"
+    "{\"apiGroups\":[\"\"],\"resources\":[\"pods\",\"pods/attach\",\"pods/exec\","
+    "\"pods/portforward\",\"pods/proxy\"],\"verbs\":" WRITE
+    "},"
+    "{\"apiGroups\":[\"\"],\"resources\":[\"pods/eviction\"],\"verbs\":[\"create\"]},"
+    "{\"apiGroups\":[\"\"],\"resources\":[\"configmaps\",\"events\",\"persistentvolumeclaims\","
+    "\"replicationcontrollers\",\"replicationcontrollers/scale\",\"secrets\",\"serviceaccounts\","
+    "\"services\",\"services/proxy\"],\"verbs\":" WRITE
+    "},"
+    "{\"apiGroups\":[\"\"],\"resources\":[\"serviceaccounts/token\"],\"verbs\":[\"create\"]},"
+    "{\"apiGroups\":[\"apps\"],\"resources\":[\"daemonsets\",\"deployments\","
+    "\"deployments/rollback\",\"deployments/scale\",\"replicasets\",\"replicasets/scale\","
+    "\"statefulsets\",\"statefulsets/scale\"],\"verbs\":" WRITE
+    "},"
+    "{\"apiGroups\":[\"autoscaling\"],\"resources\":[\"horizontalpodautoscalers\"],"
+    "\"verbs\":" WRITE
+    "},"
+    "{\"apiGroups\":[\"batch\"],\"resources\":[\"cronjobs\",\"jobs\"],\"verbs\":" WRITE
+    "},"
+    "{\"apiGroups\":[\"policy\"],\"resources\":[\"poddisruptionbudgets\"],\"verbs\":" WRITE
+    "},"
+    "{\"apiGroups\":[\"networking.k8s.io\"],\"resources\":[\"ingresses\",\"networkpolicies\"],"
+    "\"verbs\":" WRITE "}]}",
+    /* view: read everything but secrets */
+    "{\"metadata\":{\"name\":\"system:aggregate-to-view\",\"labels\":{\"" AGG
+    "admin\":\"true\",\"" AGG "edit\":\"true\",\"" AGG
+    "view\":\"true\"}},\"rules\":["
+    "{\"apiGroups\":[\"\"],\"resources\":[\"configmaps\",\"endpoints\",\"persistentvolumeclaims\","
+    "\"persistentvolumeclaims/status\",\"pods\",\"replicationcontrollers\","
+    "\"replicationcontrollers/scale\",\"serviceaccounts\",\"services\",\"services/status\","
+    "\"bindings\",\"events\",\"limitranges\",\"namespaces/status\",\"pods/log\",\"pods/status\","
+    "\"replicationcontrollers/status\",\"resourcequotas\",\"resourcequotas/status\","
+    "\"namespaces\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"discovery.k8s.io\"],\"resources\":[\"endpointslices\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"apps\"],\"resources\":[\"controllerrevisions\",\"daemonsets\","
+    "\"daemonsets/status\",\"deployments\",\"deployments/scale\",\"deployments/status\","
+    "\"replicasets\",\"replicasets/scale\",\"replicasets/status\",\"statefulsets\","
+    "\"statefulsets/scale\",\"statefulsets/status\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"autoscaling\"],\"resources\":[\"horizontalpodautoscalers\","
+    "\"horizontalpodautoscalers/status\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"batch\"],\"resources\":[\"cronjobs\",\"cronjobs/status\",\"jobs\","
+    "\"jobs/status\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"policy\"],\"resources\":[\"poddisruptionbudgets\","
+    "\"poddisruptionbudgets/status\"],\"verbs\":" READ
+    "},"
+    "{\"apiGroups\":[\"networking.k8s.io\"],\"resources\":[\"ingresses\",\"ingresses/status\","
+    "\"networkpolicies\"],\"verbs\":" READ "}]}"};
+#undef AGG
+#undef READ
+#undef WRITE
+
 static const char bootstrap_bindings[] =
     "[{\"metadata\":{\"name\":\"system:public-info-viewer\"},\"roleRef\":{\"kind\":\"ClusterRole\","
     "\"name\":\"system:public-info-viewer\"},\"subjects\":[{\"kind\":\"Group\",\"name\":"
@@ -313,6 +411,9 @@ static const emu_policy_t *bootstrap(void)
   static int done;
   if (!done) {
     p.cluster_roles = json_tokener_parse(bootstrap_roles);
+    for (size_t i = 0; i < sizeof user_facing_roles / sizeof user_facing_roles[0]; i++) {
+      json_object_array_add(p.cluster_roles, json_tokener_parse(user_facing_roles[i]));
+    }
     p.cluster_role_bindings = json_tokener_parse(bootstrap_bindings);
     done = 1;
   }
@@ -445,6 +546,126 @@ static json_object *find_named(json_object *arr, const char *ns, const char *nam
     }
   }
   return NULL;
+}
+
+/* ---- ClusterRole aggregation ---- */
+
+/* A metav1.LabelSelector (matchLabels, matchExpressions with In, NotIn,
+ * Exists, DoesNotExist) against an object's labels; {} matches all. An
+ * unknown operator matches nothing. */
+static int label_selector_matches(json_object *sel, json_object *labels)
+{
+  json_object *ml = NULL, *exprs = NULL;
+  if (json_object_object_get_ex(sel, "matchLabels", &ml) &&
+      json_object_is_type(ml, json_type_object)) {
+    json_object_object_foreach(ml, k, v)
+    {
+      if (strcmp(str_at(labels, k), json_object_get_string(v)) != 0 ||
+          !json_object_object_get_ex(labels, k, NULL)) {
+        return 0;
+      }
+    }
+  }
+  exprs = arr_at(sel, "matchExpressions");
+  for (size_t i = 0; exprs && i < json_object_array_length(exprs); i++) {
+    json_object *e = json_object_array_get_idx(exprs, i);
+    const char *key = str_at(e, "key"), *op = str_at(e, "operator");
+    json_object *have = NULL;
+    int present = json_object_object_get_ex(labels, key, &have);
+    int in = 0;
+    json_object *vals = arr_at(e, "values");
+    for (size_t k = 0; present && vals && k < json_object_array_length(vals); k++) {
+      in |= strcmp(json_object_get_string(json_object_array_get_idx(vals, k)),
+                   json_object_get_string(have)) == 0;
+    }
+    int ok = strcmp(op, "In") == 0             ? in
+             : strcmp(op, "NotIn") == 0        ? !in
+             : strcmp(op, "Exists") == 0       ? present
+             : strcmp(op, "DoesNotExist") == 0 ? !present
+                                               : 0;
+    if (!ok) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The rules an aggregated role `r` holds now: those of every other role of
+ * `roles` whose labels match one of its selectors, each rule once. A new
+ * array. */
+static json_object *aggregate_rules(json_object *roles, json_object *r, json_object *selectors)
+{
+  json_object *out = json_object_new_array();
+  size_t n = json_object_array_length(roles);
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = json_object_array_get_idx(roles, i);
+    json_object *md = NULL, *labels = NULL;
+    json_object_object_get_ex(o, "metadata", &md);
+    json_object_object_get_ex(md, "labels", &labels);
+    int match = 0;
+    for (size_t k = 0; o != r && !match && k < json_object_array_length(selectors); k++) {
+      match = label_selector_matches(json_object_array_get_idx(selectors, k), labels);
+    }
+    json_object *rules = match ? arr_at(o, "rules") : NULL;
+    for (size_t k = 0; rules && k < json_object_array_length(rules); k++) {
+      json_object *rule = json_object_array_get_idx(rules, k);
+      int dup = 0;
+      for (size_t j = 0; !dup && j < json_object_array_length(out); j++) {
+        dup = json_object_equal(json_object_array_get_idx(out, j), rule);
+      }
+      if (!dup) {
+        json_object *copy = NULL;
+        json_object_deep_copy(rule, &copy, NULL);
+        json_object_array_add(out, copy);
+      }
+    }
+  }
+  return out;
+}
+
+void emu_rbac_policy_finish(emu_policy_t *p)
+{
+  if (!p->cluster_roles) {
+    p->cluster_roles = json_object_new_array();
+  }
+  /* The bootstrap roles, unless a stored one of the same name replaces it. */
+  json_object *boot = bootstrap()->cluster_roles;
+  for (size_t i = 0; i < json_object_array_length(boot); i++) {
+    json_object *b = json_object_array_get_idx(boot, i), *md = NULL;
+    json_object_object_get_ex(b, "metadata", &md);
+    if (!find_named(p->cluster_roles, NULL, str_at(md, "name"))) {
+      json_object *copy = NULL;
+      json_object_deep_copy(b, &copy, NULL);
+      json_object_array_add(p->cluster_roles, copy);
+    }
+  }
+  /* Aggregated roles may feed each other (view into edit into admin): repeat
+   * until nothing changes, as the controller converges over its passes. A
+   * cycle of roles that keep growing is bounded by the pass count. */
+  size_t n = json_object_array_length(p->cluster_roles);
+  for (int pass = 0; pass < 8; pass++) {
+    int changed = 0;
+    for (size_t i = 0; i < n; i++) {
+      json_object *r = json_object_array_get_idx(p->cluster_roles, i), *agg = NULL;
+      if (!json_object_object_get_ex(r, "aggregationRule", &agg)) {
+        continue;
+      }
+      json_object *selectors = arr_at(agg, "clusterRoleSelectors");
+      if (!selectors) {
+        continue;
+      }
+      json_object *rules = aggregate_rules(p->cluster_roles, r, selectors);
+      if (json_object_equal(rules, arr_at(r, "rules"))) {
+        json_object_put(rules);
+        continue;
+      }
+      json_object_object_add(r, "rules", rules);
+      changed = 1;
+    }
+    if (!changed) {
+      break;
+    }
+  }
 }
 
 typedef struct {

@@ -76,6 +76,14 @@ typedef struct {
   json_object *cluster_roles, *roles, *cluster_role_bindings, *role_bindings;
 } emu_policy_t;
 
+/* Complete a policy built from stored objects as the cluster would see
+ * it: add the bootstrap ClusterRoles that no stored one replaces (admin,
+ * edit, view, cluster-admin, the system:aggregate-to-* roles...), then give
+ * every ClusterRole with an aggregationRule the rules of the ClusterRoles
+ * its clusterRoleSelectors match (the controller-manager's aggregation;
+ * the stored objects themselves are not rewritten). */
+void emu_rbac_policy_finish(emu_policy_t *p);
+
 /* 1 when allowed (reason: "RBAC: allowed by ..."), 0 when denied (reason:
  * "" or "RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found" when
  * a binding points at a missing role, as kube-apiserver says). */

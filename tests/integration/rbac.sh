@@ -154,6 +154,21 @@ ekc create rolebinding esc --clusterrole=admin --user=mallory -n team-a >/dev/nu
 kc create rolebinding esc2 --clusterrole=cluster-admin --user=mallory -n team-a >/dev/null ||
   fail "system:masters could not bind cluster-admin"
 echo "ok 1b: RBAC escalation prevention (bind) as kube-apiserver enforces it"
+# The Tenant's RoleBinding does what it promises: ClusterRole admin (the
+# emulator's bootstrap role, aggregated from system:aggregate-to-*) lets the
+# tenant's group run workloads and manage RBAC in its namespace, not beyond.
+as_tenant=(--as alice --as-group team-a-admins)
+kc create configmap mine -n team-a "${as_tenant[@]}" >/dev/null ||
+  fail "a member of team-a-admins could not create a ConfigMap in team-a"
+kc create rolebinding viewers --clusterrole=view --group=team-a-viewers -n team-a "${as_tenant[@]}" >/dev/null ||
+  fail "a member of team-a-admins could not bind ClusterRole view in team-a"
+out=$(kc create configmap mine -n team-b "${as_tenant[@]}" 2>&1) &&
+  fail "a member of team-a-admins created a ConfigMap in team-b"
+grep -q 'configmaps is forbidden: User "alice" cannot create resource "configmaps" in API group "" in the namespace "team-b"' <<<"$out" ||
+  fail "team-b refused with another message: $out"
+[ "$(kc auth can-i delete namespaces/team-a "${as_tenant[@]}" 2>/dev/null || true)" = no ] ||
+  fail "ClusterRole admin let the tenant delete its namespace"
+echo "ok 1c: the tenant's group is admin of its namespace (ClusterRole admin, aggregated), not of others"
 
 # ---- 2. undeclared call: engine EFORBIDDEN; declared without RBAC: 403 -------
 peek() { # peek DIR DECLARATION: a bundle that creates a Secret per labelled ConfigMap

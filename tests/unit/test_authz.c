@@ -319,6 +319,111 @@ START_TEST(test_authz_escalation_covers)
 }
 END_TEST
 
+static void add_json(json_object *arr, const char *text)
+{
+  json_object *o = json_tokener_parse(text);
+  ck_assert_ptr_nonnull(o);
+  json_object_array_add(arr, o);
+}
+
+/* The user-facing roles and aggregation: admin, edit and view exist (no
+ * stored object needed) and grant what their system:aggregate-to-* roles
+ * say, each including the lesser one; a CRD's ClusterRole labelled
+ * aggregate-to-edit reaches edit and admin but not view; a stored role
+ * with an aggregationRule of its own (matchExpressions) collects the roles
+ * its selector matches and only those. */
+START_TEST(test_authz_user_facing_roles_and_aggregation)
+{
+  add_json(pol.cluster_roles,
+           "{\"metadata\":{\"name\":\"crontab-editor\",\"labels\":{"
+           "\"rbac.authorization.k8s.io/aggregate-to-edit\":\"true\"}},\"rules\":[{\"apiGroups\":"
+           "[\"stable.example.com\"],\"resources\":[\"crontabs\"],\"verbs\":[\"*\"]}]}");
+  add_json(pol.cluster_roles,
+           "{\"metadata\":{\"name\":\"team-x\"},\"aggregationRule\":{\"clusterRoleSelectors\":[{"
+           "\"matchExpressions\":[{\"key\":\"team\",\"operator\":\"In\",\"values\":[\"x\",\"z\"]}]"
+           "}]}}");
+  add_json(pol.cluster_roles,
+           "{\"metadata\":{\"name\":\"x-nodes\",\"labels\":{\"team\":\"x\"}},"
+           "\"rules\":[{\"apiGroups\":[\"\"],\"resources\":[\"nodes\"],"
+           "\"verbs\":[\"get\"]}]}");
+  add_json(pol.cluster_roles,
+           "{\"metadata\":{\"name\":\"y-nodes\",\"labels\":{\"team\":\"y\"}},"
+           "\"rules\":[{\"apiGroups\":[\"\"],\"resources\":[\"nodes\"],"
+           "\"verbs\":[\"delete\"]}]}");
+  static const char *const bind[][3] = {
+      {"admin", "ann", "a"}, {"edit", "ed", "a"}, {"view", "vic", "a"}};
+  for (size_t i = 0; i < 3; i++) {
+    char b[512];
+    snprintf(b, sizeof b,
+             "{\"metadata\":{\"name\":\"%s-%s\",\"namespace\":\"%s\"},\"roleRef\":{\"kind\":"
+             "\"ClusterRole\",\"name\":\"%s\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"%s\"}]}",
+             bind[i][0], bind[i][1], bind[i][2], bind[i][0], bind[i][1]);
+    add_json(pol.role_bindings, b);
+  }
+  add_json(pol.cluster_role_bindings,
+           "{\"metadata\":{\"name\":\"tx\"},\"roleRef\":{\"kind\":\"ClusterRole\",\"name\":"
+           "\"team-x\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"xena\"}]}");
+  /* Before the policy is finished, admin has no rules: the aggregation is
+   * what grants them. */
+  ck_assert_int_eq(
+      decide("ann", NULL, "POST", "/apis/apps/v1/namespaces/a/deployments", 0, NULL, 0), 0);
+  emu_rbac_policy_finish(&pol);
+
+  static const struct {
+    const char *user, *method, *path;
+    int want;
+  } cases[] = {
+      /* admin: RBAC in its namespace, everything edit and view grant. */
+      {"ann", "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings", 1},
+      {"ann", "POST", "/apis/apps/v1/namespaces/a/deployments", 1},
+      {"ann", "DELETE", "/api/v1/namespaces/a/secrets/s", 1},
+      {"ann", "GET", "/api/v1/namespaces/a/pods/p/log", 1},
+      {"ann", "PATCH", "/apis/stable.example.com/v1/namespaces/a/crontabs/c", 1},
+      {"ann", "POST", "/apis/apps/v1/namespaces/b/deployments", 0},
+      {"ann", "DELETE", "/api/v1/namespaces/a", 0},
+      {"ann", "POST", "/api/v1/namespaces/a/resourcequotas", 0},
+      /* edit: workloads and secrets, the CRD's role, no RBAC. */
+      {"ed", "PUT", "/api/v1/namespaces/a/configmaps/c", 1},
+      {"ed", "GET", "/api/v1/namespaces/a/secrets/s", 1},
+      {"ed", "DELETE", "/apis/stable.example.com/v1/namespaces/a/crontabs/c", 1},
+      {"ed", "GET", "/api/v1/namespaces/a/resourcequotas/q", 1},
+      {"ed", "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings", 0},
+      /* view: reads, not secrets, not the CRD (its role is not aggregate-to-view). */
+      {"vic", "GET", "/apis/apps/v1/namespaces/a/deployments/d", 1},
+      {"vic", "GET", "/api/v1/namespaces/a/pods", 1},
+      {"vic", "GET", "/api/v1/namespaces/a/secrets/s", 0},
+      {"vic", "PATCH", "/apis/apps/v1/namespaces/a/deployments/d", 0},
+      {"vic", "GET", "/apis/stable.example.com/v1/namespaces/a/crontabs/c", 0},
+      /* a stored aggregated role: team in (x, z) only. */
+      {"xena", "GET", "/api/v1/nodes/n1", 1},
+      {"xena", "DELETE", "/api/v1/nodes/n1", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char msg[2048];
+    int got = decide(cases[i].user, NULL, cases[i].method, cases[i].path, 0, msg, sizeof msg);
+    ck_assert_msg(got == cases[i].want, "%s %s %s: got %d (%s)", cases[i].user, cases[i].method,
+                  cases[i].path, got, msg);
+  }
+  /* The escalation check sees the aggregated rules too: covering admin in
+   * namespace a needs what it aggregates. */
+  json_object *admin = emu_rbac_role_rules(&pol, "ClusterRole", "admin", "a");
+  ck_assert_ptr_nonnull(admin);
+  ck_assert_int_gt((int)json_object_array_length(admin), 10);
+  emu_user_t u;
+  user(&u, "ann", NULL);
+  char why[2048];
+  ck_assert_int_eq(emu_rbac_covers(&pol, &u, "a", admin, why, sizeof why), 1);
+  ck_assert_int_eq(emu_rbac_covers(&pol, &u, "b", admin, why, sizeof why), 0);
+  emu_user_free(&u);
+  /* Finishing twice changes nothing. */
+  json_object *before = NULL;
+  json_object_deep_copy(pol.cluster_roles, &before, NULL);
+  emu_rbac_policy_finish(&pol);
+  ck_assert(json_object_equal(before, pol.cluster_roles));
+  json_object_put(before);
+}
+END_TEST
+
 static Suite *authz_suite(void)
 {
   Suite *s = suite_create("authz");
@@ -330,6 +435,7 @@ static Suite *authz_suite(void)
   tcase_add_test(tc, test_authz_impersonate_verb_and_field_selector_name);
   tcase_add_test(tc, test_authz_token_file);
   tcase_add_test(tc, test_authz_escalation_covers);
+  tcase_add_test(tc, test_authz_user_facing_roles_and_aggregation);
   suite_add_tcase(s, tc);
   return s;
 }
