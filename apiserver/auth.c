@@ -10,9 +10,10 @@
  * before. An unknown token is always 401.
  *
  * Impersonation: Impersonate-User (and optional Impersonate-Group headers,
- * any number, and Impersonate-Uid) switch the user once the caller passes
- * the `impersonate` checks on users (or serviceaccounts, for
- * system:serviceaccount:<ns>:<name>), on each group and on the uid.
+ * any number, Impersonate-Uid and Impersonate-Extra-<key> headers) switch
+ * the user once the caller passes the `impersonate` checks on users (or
+ * serviceaccounts, for system:serviceaccount:<ns>:<name>), on each group,
+ * on the uid and on each extra (userextras/<key>, named by the value).
  * An impersonated service account gets system:serviceaccounts and
  * system:serviceaccounts:<ns> unless groups were given; everyone gets
  * system:authenticated.
@@ -31,8 +32,10 @@
  */
 #include "auth.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "authz.h"
 #include "emu_internal.h"
@@ -358,22 +361,55 @@ static int unauthorized(kuala__httpd_req_t *req)
   return 1;
 }
 
+#define EXTRA_PREFIX "Impersonate-Extra-"
+
+/* The i-th Impersonate-Extra-<key> header from `from`: its key (lower
+ * case, percent-decoded, as kube-apiserver reads it) in key[], its value;
+ * -1 past the last. */
+static int extra_header(kuala__httpd_req_t *req, size_t *from, char *key, size_t keylen,
+                        const char **value)
+{
+  const char *name;
+  while (kuala__httpd_header_nth(req, (*from)++, &name, value)) {
+    size_t pl = sizeof EXTRA_PREFIX - 1;
+    if (strncasecmp(name, EXTRA_PREFIX, pl) != 0) {
+      continue;
+    }
+    char lower[256];
+    size_t k = 0;
+    for (const char *c = name + pl; *c && k + 1 < sizeof lower; c++) {
+      lower[k++] = (char)tolower((unsigned char)*c);
+    }
+    lower[k] = '\0';
+    kuala__httpd_unescape(lower, key, keylen);
+    return 0;
+  }
+  return -1;
+}
+
 /* The user after impersonation, or -1 when the request was answered.
- * Impersonate-User, every Impersonate-Group header and Impersonate-Uid are
- * each checked with the `impersonate` verb (users or serviceaccounts,
- * groups, authentication.k8s.io uids), as kube-apiserver does. */
+ * Impersonate-User, every Impersonate-Group header, Impersonate-Uid and
+ * every Impersonate-Extra-<key> value are each checked with the
+ * `impersonate` verb (users or serviceaccounts, groups,
+ * authentication.k8s.io uids and userextras/<key>), as kube-apiserver
+ * does. (The extras are checked, not kept: nothing here reads them.) */
 static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
 {
   const char *as = kuala__httpd_header(req, "Impersonate-User");
   const char *group = kuala__httpd_header(req, "Impersonate-Group");
   const char *uid = kuala__httpd_header(req, "Impersonate-Uid");
-  if (!as && !group && !uid) {
+  char xkey[256];
+  const char *xval = NULL;
+  size_t xfrom = 0;
+  int extra = extra_header(req, &xfrom, xkey, sizeof xkey, &xval) == 0;
+  if (!as && !group && !uid && !extra) {
     return 0;
   }
   if (!as || !*as) {
     emu_reply_code(req, 400,
-                   group ? "requested impersonation of groups without impersonating a user"
-                         : "requested impersonation of uid without impersonating a user");
+                   group   ? "requested impersonation of groups without impersonating a user"
+                   : extra ? "requested impersonation of user extras without impersonating a user"
+                           : "requested impersonation of uid without impersonating a user");
     return -1;
   }
   emu_attrs_t a;
@@ -415,6 +451,16 @@ static int impersonate(emu_t *e, kuala__httpd_req_t *req, emu_user_t *u)
     a.group = "authentication.k8s.io";
     a.resource = "uids";
     a.name = uid;
+    if (!allowed(e, &a, reason, sizeof reason)) {
+      forbid(req, &a, reason);
+      return -1;
+    }
+  }
+  a.group = "authentication.k8s.io";
+  a.resource = "userextras";
+  for (xfrom = 0; extra_header(req, &xfrom, xkey, sizeof xkey, &xval) == 0;) {
+    a.subresource = xkey;
+    a.name = xval;
     if (!allowed(e, &a, reason, sizeof reason)) {
       forbid(req, &a, reason);
       return -1;

@@ -178,6 +178,23 @@ static int hexval(char c)
   return -1;
 }
 
+size_t kuala__httpd_unescape(const char *s, char *out, size_t outlen)
+{
+  size_t j = 0;
+  for (; *s && j + 1 < outlen; s++) {
+    if (s[0] == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
+      out[j++] = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+      s += 2;
+    } else {
+      out[j++] = *s;
+    }
+  }
+  if (outlen) {
+    out[j] = '\0';
+  }
+  return j;
+}
+
 /* Decode %XX (and '+' in queries); a decoded NUL sets *nul, since the
  * result is a C string and would silently end there. */
 static char *pct_decode(const char *s, size_t n, int plus_is_space, int *nul)
@@ -920,6 +937,17 @@ const char *kuala__httpd_header_at(const kuala__httpd_req_t *req, const char *na
     }
   }
   return NULL;
+}
+
+int kuala__httpd_header_nth(const kuala__httpd_req_t *req, size_t i, const char **name,
+                            const char **value)
+{
+  if (i >= req->nh) {
+    return 0;
+  }
+  *name = req->hnames[i];
+  *value = req->hvals[i];
+  return 1;
 }
 
 const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len)

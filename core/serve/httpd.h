@@ -77,6 +77,12 @@ const char *kuala__httpd_header(const kuala__httpd_req_t *req, const char *name)
 /* The n-th (from 0) value of a header sent several times (Impersonate-Group);
  * NULL past the last. */
 const char *kuala__httpd_header_at(const kuala__httpd_req_t *req, const char *name, size_t n);
+/* Percent-decode `s` (%XX only) into out (at most outlen - 1 bytes, NUL
+ * terminated); returns the length written. */
+size_t kuala__httpd_unescape(const char *s, char *out, size_t outlen);
+/* The i-th (from 0) header as received, name and value; 0 past the last. */
+int kuala__httpd_header_nth(const kuala__httpd_req_t *req, size_t i, const char **name,
+                            const char **value);
 const char *kuala__httpd_body(const kuala__httpd_req_t *req, size_t *len);
 int kuala__httpd_req_too_large(const kuala__httpd_req_t *req);
 /* 1 when the path or a query key/value decoded a NUL byte (%00): the C

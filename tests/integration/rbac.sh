@@ -271,6 +271,26 @@ got=$(kc auth can-i list pods --as bob --as-group g1 --as-group g2 2>/dev/null |
 got=$(kc auth can-i list pods --as bob --as-group g1 2>/dev/null || true)
 [ "$got" = no ] || fail "bob in g1 only may list pods (can-i: $got)"
 echo "ok 3b: every Impersonate-Group header is read"
+# Impersonate-Extra-<key>: each value needs `impersonate` on
+# userextras/<key> (authentication.k8s.io), named by the value.
+kc create clusterrole impersonator --verb=impersonate --resource=users,groups >/dev/null
+kc create clusterrolebinding nobody-impersonates --clusterrole=impersonator --user=nobody >/dev/null
+imp() { # imp EXTRA_HEADER: GET /api/v1/pods as bob in g2 through nobody; prints code and body
+  curl -sk -w '\n%{http_code}' -H "Authorization: Bearer nobody-token" -H "Impersonate-User: bob" \
+    -H "Impersonate-Group: g2" ${1:+-H "$1"} "$URL/api/v1/pods"
+}
+[ "$(imp | tail -1)" = 200 ] || fail "nobody could not impersonate bob in g2: $(imp)"
+out=$(imp "Impersonate-Extra-Scopes: view")
+[ "$(tail -1 <<<"$out")" = 403 ] || fail "an extra was impersonated without userextras rights: $out"
+grep -q 'userextras.authentication.k8s.io \\"view\\" is forbidden: User \\"nobody\\" cannot impersonate resource \\"userextras/scopes\\" in API group \\"authentication.k8s.io\\" at the cluster scope' <<<"$out" ||
+  fail "the extra was refused with another message: $out"
+kc create clusterrole scope-impersonator --verb=impersonate --resource=userextras.authentication.k8s.io/scopes --resource-name=view >/dev/null
+kc create clusterrolebinding nobody-scopes --clusterrole=scope-impersonator --user=nobody >/dev/null
+[ "$(imp "Impersonate-Extra-Scopes: view" | tail -1)" = 200 ] || fail "the allowed extra was refused: $(imp "Impersonate-Extra-Scopes: view")"
+[ "$(imp "Impersonate-Extra-Scopes: edit" | tail -1)" = 403 ] || fail "an extra value outside resourceNames was allowed"
+[ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer nobody-token" -H "Impersonate-Extra-Scopes: view" "$URL/api/v1/pods")" = 400 ] ||
+  fail "an extra without Impersonate-User was not a 400"
+echo "ok 3c: Impersonate-Extra-* values are checked (userextras/<key>)"
 
 # ---- 4. two bundles, --impersonate-bundles ----------------------------------
 emu emu3

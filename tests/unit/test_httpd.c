@@ -420,6 +420,20 @@ START_TEST(test_httpd_pipelined_past_the_queue)
 }
 END_TEST
 
+/* Percent-decoding of header-borne names (Impersonate-Extra-<key>): %XX
+ * decoded, a bad escape kept as it is, the output bounded. */
+START_TEST(test_httpd_unescape)
+{
+  char out[16];
+  ck_assert_uint_eq(kuala__httpd_unescape("a%2Fb%zz%4", out, sizeof out), 8);
+  ck_assert_str_eq(out, "a/b%zz%4");
+  ck_assert_uint_eq(kuala__httpd_unescape("scopes", out, sizeof out), 6);
+  ck_assert_str_eq(out, "scopes");
+  ck_assert_uint_eq(kuala__httpd_unescape("abcdef", out, 4), 3);
+  ck_assert_str_eq(out, "abc");
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("httpd");
@@ -436,6 +450,7 @@ int main(void)
   tcase_add_test(tc, test_httpd_nul_in_target);
   tcase_add_test(tc, test_httpd_feed_mem);
   tcase_add_test(tc, test_httpd_pipelined_past_the_queue);
+  tcase_add_test(tc, test_httpd_unescape);
   suite_add_tcase(s, tc);
   return kuala_test_run(s);
 }
