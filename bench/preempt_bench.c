@@ -30,68 +30,13 @@
 #include "kuala/error.h"
 #include "kuala/runtime.h"
 #include "lua/lrt.h"
+#include "helpers/latebackend.h"
 
 static const char *OBJ =
     "{\"apiVersion\":\"demo.kuala.dev/v1\",\"kind\":\"App\",\"metadata\":{"
     "\"name\":\"web\",\"namespace\":\"bench\",\"uid\":\"u-1\","
     "\"resourceVersion\":\"7\",\"generation\":2},\"spec\":{\"image\":"
     "\"nginx\",\"replicas\":3}}";
-
-typedef struct {
-  uv_timer_t timer;
-  kuala_call_done_cb done;
-  void *data;
-} call_t;
-
-static void call_closed(uv_handle_t *h)
-{
-  kuala_free(h->data);
-}
-
-static void call_fire(uv_timer_t *t)
-{
-  call_t *c = t->data;
-  c->done(c->data, 0, "{\"metadata\":{\"name\":\"web\"}}", 27);
-  uv_close((uv_handle_t *)t, call_closed);
-}
-
-static int be_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
-{
-  (void)self, (void)q;
-  *json = OBJ;
-  *len = strlen(OBJ);
-  return 0;
-}
-
-static int be_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each, void *data)
-{
-  (void)self, (void)q;
-  each(data, OBJ, strlen(OBJ));
-  return 0;
-}
-
-static int be_start(void *self, const kuala_call_t *call, kuala_call_done_cb done, void *data,
-                    void **handle)
-{
-  (void)call;
-  call_t *c = kuala_calloc(1, sizeof *c);
-  c->done = done;
-  c->data = data;
-  uv_timer_init(self, &c->timer);
-  c->timer.data = c;
-  uv_timer_start(&c->timer, call_fire, 1, 0);
-  *handle = c;
-  return 0;
-}
-
-static void be_cancel(void *self, void *handle)
-{
-  (void)self;
-  call_t *c = handle;
-  uv_timer_stop(&c->timer);
-  c->done(c->data, KUALA_ECANCELED, NULL, 0);
-  uv_close((uv_handle_t *)&c->timer, call_closed);
-}
 
 static const char *HEALTHY =
     "local kuala = require('kuala')\n"
@@ -181,7 +126,8 @@ static int one_run(int with_spinner, int samples, double *p50, double *p99, int 
   double cpu0 = (double)c0.tv_sec + (double)c0.tv_nsec / 1e9;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  kuala_backend_t be = {be_get, be_list, be_start, be_cancel, &loop, NULL, NULL, NULL};
+  latebackend_t lb = {&loop, OBJ, "{\"metadata\":{\"name\":\"web\"}}", 1};
+  kuala_backend_t be = latebackend(&lb);
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = 1000;
   kuala_runtime_t *rt;

@@ -23,6 +23,7 @@
 #include "kuala_test.h"
 #include "lua/lrt.h"
 #include "lua/lrt_cpu.h"
+#include "helpers/latebackend.h"
 
 /* TSan defers signal delivery until the thread calls into the C library,
  * which a compiled Lua loop never does: neither slicing nor the budget can
@@ -38,62 +39,6 @@
 #ifndef UNDER_TSAN
 #define UNDER_TSAN 0
 #endif
-
-/* ---- a small fake backend: answers every call 1 ms later ---------------- */
-
-typedef struct {
-  uv_timer_t timer;
-  kuala_call_done_cb done;
-  void *data;
-} call_t;
-
-static void call_closed(uv_handle_t *h)
-{
-  kuala_free(h->data);
-}
-
-static void call_fire(uv_timer_t *t)
-{
-  call_t *c = t->data;
-  static const char *reply = "{\"kind\":\"App\",\"metadata\":{\"name\":\"reply\"}}";
-  c->done(c->data, 0, reply, strlen(reply));
-  uv_close((uv_handle_t *)t, call_closed);
-}
-
-static int fake_get(void *self, const kuala_cache_query_t *q, const char **json, size_t *len)
-{
-  (void)self, (void)q, (void)json, (void)len;
-  return KUALA_ENOTFOUND;
-}
-
-static int fake_list(void *self, const kuala_cache_query_t *q, kuala_cache_each_cb each, void *data)
-{
-  (void)self, (void)q, (void)each, (void)data;
-  return 0;
-}
-
-static int fake_start(void *self, const kuala_call_t *call, kuala_call_done_cb done, void *data,
-                      void **handle)
-{
-  (void)call;
-  call_t *c = kuala_calloc(1, sizeof *c);
-  c->done = done;
-  c->data = data;
-  uv_timer_init(self, &c->timer);
-  c->timer.data = c;
-  uv_timer_start(&c->timer, call_fire, 1, 0);
-  *handle = c;
-  return 0;
-}
-
-static void fake_cancel(void *self, void *handle)
-{
-  (void)self;
-  call_t *c = handle;
-  uv_timer_stop(&c->timer);
-  c->done(c->data, KUALA_ECANCELED, NULL, 0);
-  uv_close((uv_handle_t *)&c->timer, call_closed);
-}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -127,7 +72,10 @@ static void setup(uv_loop_t *loop, kuala_runtime_t **rt, uint32_t budget_ms)
   kuala_log_set_sink(quiet_sink, NULL);
   finished = 0;
   ck_assert_int_eq(uv_loop_init(loop), 0);
-  kuala_backend_t be = {fake_get, fake_list, fake_start, fake_cancel, loop, NULL, NULL, NULL};
+  /* Nothing cached; every call answered 1 ms later. */
+  static latebackend_t lb;
+  lb = (latebackend_t){loop, NULL, "{\"kind\":\"App\",\"metadata\":{\"name\":\"reply\"}}", 1};
+  kuala_backend_t be = latebackend(&lb);
   kuala_runtime_opts_t opts = {0};
   opts.cpu_budget_ms = budget_ms;
   ck_assert_int_eq(kuala_runtime_new(rt, loop, &be, &opts), 0);
