@@ -103,15 +103,6 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
  * surrogate to U+FFFD. No NUL is added. */
 void kuala__jscan_unescape(const char *raw, size_t len, kuala_buf_t *out);
 
-/* Iterate the members of the (scanned, valid) object text s[0..n): start
- * with *pos = 0; each call returns 1 with the raw key (between its quotes)
- * and the value's span, then 0. */
-int kuala__jscan_member_next(const char *s, size_t n, size_t *pos, kuala__jstr_t *key,
-                             kuala__jspan_t *val);
-
-/* Same for the elements of the (scanned, valid) array text s[0..n). */
-int kuala__jscan_elem_next(const char *s, size_t n, size_t *pos, kuala__jspan_t *val);
-
 /* The token scanners kuala_json_validate shares (strict RFC 8259, messages
  * "<why> at offset N" in err, KUALA_EBADMSG). s[*i] starts the token; on
  * success *i is just past it. kuala__jscan_string: s[*i] is the opening

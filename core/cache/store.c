@@ -710,6 +710,43 @@ int kuala__json_member(const char *s, size_t n, const char *key, size_t *off, si
   }
 }
 
+/* Iterate the members of the (scanned, valid) object text s[0..n): start
+ * with *pos = 0; each call returns 1 with the raw key (between its quotes,
+ * `esc` set when it holds a backslash) and the value's span, then 0. */
+static int member_next(const char *s, size_t n, size_t *pos, kuala__jstr_t *key,
+                       kuala__jspan_t *val)
+{
+  size_t i = skip_ws(s, n, *pos);
+  if (i < n && (s[i] == '{' || s[i] == ',')) {
+    i = skip_ws(s, n, i + 1);
+  }
+  if (i >= n || s[i] != '"') {
+    *pos = n;
+    return 0;
+  }
+  size_t kstart = i;
+  int esc = 0;
+  if (kuala__jscan_string(s, n, &i, &esc, NULL, 0) < 0) {
+    *pos = n;
+    return 0;
+  }
+  key->off = kstart + 1;
+  key->len = i - kstart - 2;
+  key->set = 1;
+  key->esc = (uint8_t)esc;
+  i = skip_ws(s, n, i);
+  if (i >= n || s[i] != ':') {
+    *pos = n;
+    return 0;
+  }
+  i = skip_ws(s, n, i + 1);
+  size_t end = kuala__json_skip(s, n, i);
+  val->off = i;
+  val->len = end - i;
+  *pos = end;
+  return 1;
+}
+
 int kuala__json_array_next(const char *s, size_t n, size_t *pos, size_t *off, size_t *len)
 {
   size_t i = skip_ws(s, n, *pos);
@@ -1379,7 +1416,7 @@ static int collect_nodes_text(kuala_store_t *s, const char *t, const kuala__jobj
     kuala__jstr_t k;
     kuala__jspan_t v;
     kuala__jstr_t seen[64];
-    while (kuala__jscan_member_next(lt, o->labels.len, &pos, &k, &v)) {
+    while (member_next(lt, o->labels.len, &pos, &k, &v)) {
       /* Duplicates: checked among the first 64 keys directly, beyond
        * that against the label nodes collected so far. */
       for (size_t i = 0; i < nkeys && i < 64; i++) {
@@ -1430,7 +1467,7 @@ static int collect_nodes_text(kuala_store_t *s, const char *t, const kuala__jobj
     const char *ot = t + o->owners.off;
     size_t pos = 0;
     kuala__jspan_t el;
-    while (kuala__jscan_elem_next(ot, o->owners.len, &pos, &el)) {
+    while (kuala__json_array_next(ot, o->owners.len, &pos, &el.off, &el.len)) {
       if (ot[el.off] != '{') {
         continue;
       }
@@ -1439,7 +1476,7 @@ static int collect_nodes_text(kuala_store_t *s, const char *t, const kuala__jobj
       size_t p2 = 0;
       kuala__jstr_t k;
       kuala__jspan_t v, uid = {0, 0};
-      while (kuala__jscan_member_next(et, el.len, &p2, &k, &v)) {
+      while (member_next(et, el.len, &p2, &k, &v)) {
         if (is_key(et, &k, "uid", 3)) {
           uid = v;
         }
