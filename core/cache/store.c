@@ -1346,8 +1346,38 @@ cleanup:
 
 /* ---- puts from scanned text (no tree) ---- */
 
+/* Take the entry at `slot` out of the table and the indexes; its id. */
+static uint32_t detach(kuala_store_t *s, pslot_t *slot)
+{
+  uint32_t id = slot->v - 1;
+  ptab_remove(s, slot);
+  entry_unlink_nodes(s->ents[id], id);
+  return id;
+}
+
+/* Report the detached entry `id` as deleted (as the given `json` and `rv`
+ * when json is set: a delete event's own object), then free it. */
+static void report_removed(kuala_store_t *s, uint32_t id, kuala_store_change_cb cb, void *data,
+                           int unknown, const char *rv, const char *json, size_t json_len)
+{
+  if (cb) {
+    kuala_obj_t v;
+    e_view(s->ents[id], &v);
+    if (json) {
+      v.rv = rv;
+      v.json = json;
+      v.json_len = json_len;
+    }
+    cb(data, KUALA_STORE_DELETED, NULL, &v, unknown);
+  }
+  entry_destroy(s, id);
+}
+
 static void remove_at(kuala_store_t *s, pslot_t *slot, kuala_store_change_cb cb, void *data,
-                      int unknown);
+                      int unknown)
+{
+  report_removed(s, detach(s, slot), cb, data, unknown, NULL, NULL, 0);
+}
 
 int kuala__store_wants_tree(const kuala_store_t *s)
 {
@@ -1600,27 +1630,17 @@ int kuala__store_delete_text(kuala_store_t *s, const char *t, const kuala__jobj_
   }
   /* Report the event's object (it carries the deletion's RV), as
    * kuala_store_delete_obj does. */
-  uint32_t id = slot->v - 1;
-  entry_t *e = s->ents[id];
-  ptab_remove(s, slot);
-  entry_unlink_nodes(e, id);
+  uint32_t id = detach(s, slot);
   kuala_buf_reset(&s->scratch);
   rc = kuala__json_compact(t + o->off, o->len, !s->opts.keep_managed_fields, &s->scratch, NULL);
-  kuala_obj_t v;
-  e_view(e, &v);
-  if (rc == 0 && s->scratch.data) {
-    if (!o->rv.esc) { /* (decoded strings are NUL-terminated already) */
-      kuala_buf_reset(&s->strbuf[2]);
-      kuala_buf_append(&s->strbuf[2], rv, rvlen);
-      kuala_buf_putc(&s->strbuf[2], '\0');
-      rv = s->strbuf[2].data;
-    }
-    v.rv = rv;
-    v.json = s->scratch.data;
-    v.json_len = s->scratch.len;
+  int ok = rc == 0 && s->scratch.data;
+  if (ok && !o->rv.esc) { /* (decoded strings are NUL-terminated already) */
+    kuala_buf_reset(&s->strbuf[2]);
+    kuala_buf_append(&s->strbuf[2], rv, rvlen);
+    kuala_buf_putc(&s->strbuf[2], '\0');
+    rv = s->strbuf[2].data;
   }
-  cb(data, KUALA_STORE_DELETED, NULL, &v, 0);
-  entry_destroy(s, id);
+  report_removed(s, id, cb, data, 0, rv, ok ? s->scratch.data : NULL, s->scratch.len);
   return 0;
 }
 
@@ -1637,21 +1657,6 @@ int kuala_store_put_json(kuala_store_t *s, const char *json, size_t len, int fla
   }
   json_object_put(obj);
   return rc;
-}
-
-static void remove_at(kuala_store_t *s, pslot_t *slot, kuala_store_change_cb cb, void *data,
-                      int unknown)
-{
-  uint32_t id = slot->v - 1;
-  entry_t *e = s->ents[id];
-  ptab_remove(s, slot);
-  entry_unlink_nodes(e, id);
-  if (cb) {
-    kuala_obj_t v;
-    e_view(e, &v);
-    cb(data, KUALA_STORE_DELETED, NULL, &v, unknown);
-  }
-  entry_destroy(s, id);
 }
 
 int kuala_store_delete(kuala_store_t *s, const char *ns, const char *name, kuala_store_change_cb cb,
@@ -1699,10 +1704,7 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
   }
   /* Report the event's object (it carries the deletion's RV), stored the
    * way a put would store it; the entry goes after the callback. */
-  uint32_t id = slot->v - 1;
-  entry_t *e = s->ents[id];
-  ptab_remove(s, slot);
-  entry_unlink_nodes(e, id);
+  uint32_t id = detach(s, slot);
   kuala_buf_reset(&s->scratch);
   int rc = 0;
   if (raw && !s->opts.transform && !s->opts.metadata_only) {
@@ -1723,17 +1725,10 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
                          obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     }
   }
-  kuala_obj_t v;
-  e_view(e, &v);
-  if (rc == 0 && s->scratch.data) {
-    size_t rvlen;
-    const char *rv = str_field(meta, "resourceVersion", &rvlen);
-    v.rv = rv ? rv : "";
-    v.json = s->scratch.data;
-    v.json_len = s->scratch.len;
-  }
-  cb(data, KUALA_STORE_DELETED, NULL, &v, 0);
-  entry_destroy(s, id);
+  size_t rvlen;
+  const char *rv = str_field(meta, "resourceVersion", &rvlen);
+  report_removed(s, id, cb, data, 0, rv ? rv : "",
+                 rc == 0 && s->scratch.data ? s->scratch.data : NULL, s->scratch.len);
   return 0;
 }
 
