@@ -677,12 +677,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* A connection of srv, linked and counted, its TCP handle initialised
+ * (not yet accepted), its header buffers ready. */
+static conn_t *conn_new(kuala__httpd_t *srv)
 {
-  kuala__httpd_t *srv = server->data;
-  if (status < 0 || srv->closing) {
-    return;
-  }
   conn_t *c = kuala_calloc(1, sizeof *c);
   c->srv = srv;
   uv_tcp_init(srv->loop, &c->tcp);
@@ -697,6 +695,16 @@ static void on_connection(uv_stream_t *server, int status)
   c->since_ms = uv_now(srv->loop);
   kuala_buf_init(&c->hfield, 8192);
   kuala_buf_init(&c->hvalue, 65536);
+  return c;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+  kuala__httpd_t *srv = server->data;
+  if (status < 0 || srv->closing) {
+    return;
+  }
+  conn_t *c = conn_new(srv);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
     conn_close(c);
     return;
@@ -733,21 +741,8 @@ int kuala__httpd_feed_mem(kuala__httpd_t *srv, const char *data, size_t len, kua
   if (srv->closing || srv->opts.tls || !out) {
     return KUALA_EINVAL;
   }
-  conn_t *c = kuala_calloc(1, sizeof *c);
-  c->srv = srv;
+  conn_t *c = conn_new(srv); /* its socket is never connected: only closed */
   c->mem_out = out;
-  uv_tcp_init(srv->loop, &c->tcp); /* never connected: only closed */
-  c->tcp.data = c;
-  srv->handles++;
-  c->next = srv->conns;
-  if (srv->conns) {
-    srv->conns->prev = c;
-  }
-  srv->conns = c;
-  srv->nconns++;
-  c->since_ms = uv_now(srv->loop);
-  kuala_buf_init(&c->hfield, 8192);
-  kuala_buf_init(&c->hvalue, 65536);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   feed(c, data, len);
