@@ -220,6 +220,27 @@ int kuala__jscan_literal(const char *s, size_t n, size_t *i, char *err, size_t e
   return bad(err, errlen, "invalid literal (only true, false and null; lower case)", *i);
 }
 
+int kuala__jscan_scalar(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen)
+{
+  char c = s[*i];
+  if (c == '"') {
+    return kuala__jscan_string(s, n, i, esc, err, errlen);
+  }
+  if (c == '-' || is_digit(c)) {
+    return kuala__jscan_number(s, n, i, err, errlen);
+  }
+  if (c == 't' || c == 'f' || c == 'n') {
+    return kuala__jscan_literal(s, n, i, err, errlen);
+  }
+  char why[48];
+  if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
+    snprintf(why, sizeof why, "unexpected character '%c'", c);
+  } else {
+    snprintf(why, sizeof why, "unexpected byte 0x%02x", (unsigned char)c);
+  }
+  return bad(err, errlen, why, *i);
+}
+
 /* Which K_* a raw key is, for a container with role `role`. Keys with
  * escapes are decoded first ("na\u006de" is "name" to any decoder). */
 static int key_id(int role, const char *k, size_t len, int esc)
@@ -405,22 +426,7 @@ int kuala__jscan(kuala__jscan_t *sc, kuala__jscan_mode_t mode, const char *s, si
     }
     size_t vstart = i;
     int esc = 0;
-    if (c == '"') {
-      rc = kuala__jscan_string(s, len, &i, &esc, err, errlen);
-    } else if (c == '-' || is_digit(c)) {
-      rc = kuala__jscan_number(s, len, &i, err, errlen);
-    } else if (c == 't' || c == 'f' || c == 'n') {
-      rc = kuala__jscan_literal(s, len, &i, err, errlen);
-    } else {
-      char why[48];
-      if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
-        snprintf(why, sizeof why, "unexpected character '%c'", c);
-      } else {
-        snprintf(why, sizeof why, "unexpected byte 0x%02x", (unsigned char)c);
-      }
-      return bad(err, errlen, why, i);
-    }
-    if (rc < 0) {
+    if ((rc = kuala__jscan_scalar(s, len, &i, &esc, err, errlen)) < 0) {
       return rc;
     }
     /* Record the scalars we want. */

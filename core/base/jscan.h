@@ -110,5 +110,8 @@ void kuala__jscan_unescape(const char *raw, size_t len, kuala_buf_t *out);
 int kuala__jscan_string(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen);
 int kuala__jscan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen);
 int kuala__jscan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen);
+/* Any scalar (string, number, literal) at s[*i], by its first byte; any
+ * other byte is "unexpected character 'c'" / "unexpected byte 0xNN". */
+int kuala__jscan_scalar(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen);
 
 #endif /* KUALA_JSCAN_H */

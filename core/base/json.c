@@ -53,11 +53,6 @@ static int is_json_ws(char c)
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int is_digit(char c)
-{
-  return c >= '0' && c <= '9';
-}
-
 static int bad(char *err, size_t errlen, const char *why, size_t at)
 {
   if (err && errlen) {
@@ -111,22 +106,7 @@ int kuala_json_validate(const char *s, size_t len, size_t max_depth, char *err, 
         continue;
       }
       goto member;
-    } else if (c == '"') {
-      rc = kuala__jscan_string(s, len, &i, &esc, err, errlen);
-    } else if (c == '-' || is_digit(c)) {
-      rc = kuala__jscan_number(s, len, &i, err, errlen);
-    } else if (c == 't' || c == 'f' || c == 'n') {
-      rc = kuala__jscan_literal(s, len, &i, err, errlen);
-    } else {
-      char why[48];
-      if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
-        snprintf(why, sizeof why, "unexpected character '%c'", c);
-      } else {
-        snprintf(why, sizeof why, "unexpected byte 0x%02x", (unsigned char)c);
-      }
-      return bad(err, errlen, why, i);
-    }
-    if (rc < 0) {
+    } else if ((rc = kuala__jscan_scalar(s, len, &i, &esc, err, errlen)) < 0) {
       return rc;
     }
   after_value:
