@@ -596,35 +596,33 @@ static int hexval(char c)
   return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
-static unsigned hex4(const char *p)
+unsigned kuala__jscan_hex4(const char *p)
 {
   return (unsigned)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
 }
 
-static void put_utf8(kuala_buf_t *out, unsigned cp)
+size_t kuala__utf8_encode(unsigned cp, char b[4])
 {
-  char b[4];
-  size_t n;
   if (cp < 0x80) {
     b[0] = (char)cp;
-    n = 1;
-  } else if (cp < 0x800) {
+    return 1;
+  }
+  if (cp < 0x800) {
     b[0] = (char)(0xc0 | cp >> 6);
     b[1] = (char)(0x80 | (cp & 0x3f));
-    n = 2;
-  } else if (cp < 0x10000) {
+    return 2;
+  }
+  if (cp < 0x10000) {
     b[0] = (char)(0xe0 | cp >> 12);
     b[1] = (char)(0x80 | (cp >> 6 & 0x3f));
     b[2] = (char)(0x80 | (cp & 0x3f));
-    n = 3;
-  } else {
-    b[0] = (char)(0xf0 | cp >> 18);
-    b[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    b[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    b[3] = (char)(0x80 | (cp & 0x3f));
-    n = 4;
+    return 3;
   }
-  kuala_buf_append(out, b, n);
+  b[0] = (char)(0xf0 | cp >> 18);
+  b[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+  b[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+  b[3] = (char)(0x80 | (cp & 0x3f));
+  return 4;
 }
 
 void kuala__jscan_unescape(const char *raw, size_t len, kuala_buf_t *out)
@@ -657,11 +655,11 @@ void kuala__jscan_unescape(const char *raw, size_t len, kuala_buf_t *out)
         kuala_buf_putc(out, '\t');
         break;
       case 'u': {
-        unsigned cp = hex4(raw + i);
+        unsigned cp = kuala__jscan_hex4(raw + i);
         i += 4;
         if (cp >= 0xd800 && cp < 0xdc00) {
           if (i + 6 <= len && raw[i] == '\\' && raw[i + 1] == 'u') {
-            unsigned lo = hex4(raw + i + 2);
+            unsigned lo = kuala__jscan_hex4(raw + i + 2);
             if (lo >= 0xdc00 && lo < 0xe000) {
               cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
               i += 6;
@@ -674,7 +672,8 @@ void kuala__jscan_unescape(const char *raw, size_t len, kuala_buf_t *out)
         } else if (cp >= 0xdc00 && cp < 0xe000) {
           cp = 0xfffd;
         }
-        put_utf8(out, cp);
+        char u[4];
+        kuala_buf_append(out, u, kuala__utf8_encode(cp, u));
         break;
       }
       default: /* '"', '\\', '/' */

@@ -110,6 +110,10 @@ void kuala__jscan_unescape(const char *raw, size_t len, kuala_buf_t *out);
 int kuala__jscan_string(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen);
 int kuala__jscan_number(const char *s, size_t n, size_t *i, char *err, size_t errlen);
 int kuala__jscan_literal(const char *s, size_t n, size_t *i, char *err, size_t errlen);
+/* The code point of the four hex digits at p (the text passed the scan). */
+unsigned kuala__jscan_hex4(const char *p);
+/* The UTF-8 bytes of code point cp (at most 0x10FFFF) in b; their count. */
+size_t kuala__utf8_encode(unsigned cp, char b[4]);
 /* Any scalar (string, number, literal) at s[*i], by its first byte; any
  * other byte is "unexpected character 'c'" / "unexpected byte 0xNN". */
 int kuala__jscan_scalar(const char *s, size_t n, size_t *i, int *esc, char *err, size_t errlen);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/jscan.h"
 #include "kuala/error.h"
 #include "kuala/json.h"
 #include "lrt.h"
@@ -145,42 +146,6 @@ static void dec_ws(dec_t *d)
   }
 }
 
-static unsigned hex4(const char *p)
-{
-  unsigned v = 0;
-  for (int k = 0; k < 4; k++) {
-    char c = p[k];
-    v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-  }
-  return v;
-}
-
-static void add_utf8(luaL_Buffer *b, unsigned cp)
-{
-  char u[4];
-  size_t n;
-  if (cp < 0x80) {
-    u[0] = (char)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    u[0] = (char)(0xc0 | (cp >> 6));
-    u[1] = (char)(0x80 | (cp & 0x3f));
-    n = 2;
-  } else if (cp < 0x10000) {
-    u[0] = (char)(0xe0 | (cp >> 12));
-    u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    u[2] = (char)(0x80 | (cp & 0x3f));
-    n = 3;
-  } else {
-    u[0] = (char)(0xf0 | (cp >> 18));
-    u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    u[3] = (char)(0x80 | (cp & 0x3f));
-    n = 4;
-  }
-  luaL_addlstring(b, u, n);
-}
-
 /* s[i] is the opening quote. Escapes are decoded; a UTF-16 surrogate that
  * is not part of a pair becomes U+FFFD, as Go's decoder (the API server's)
  * does. */
@@ -232,10 +197,10 @@ static void dec_string(dec_t *d)
         luaL_addchar(&b, '\t');
         break;
       case 'u': {
-        unsigned cp = hex4(s + j);
+        unsigned cp = kuala__jscan_hex4(s + j);
         j += 4;
         if (cp >= 0xd800 && cp <= 0xdbff && s[j] == '\\' && s[j + 1] == 'u') {
-          unsigned lo = hex4(s + j + 2);
+          unsigned lo = kuala__jscan_hex4(s + j + 2);
           if (lo >= 0xdc00 && lo <= 0xdfff) {
             cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
             j += 6;
@@ -244,7 +209,8 @@ static void dec_string(dec_t *d)
         if (cp >= 0xd800 && cp <= 0xdfff) {
           cp = 0xfffd;
         }
-        add_utf8(&b, cp);
+        char u[4];
+        luaL_addlstring(&b, u, kuala__utf8_encode(cp, u));
         break;
       }
       default: /* '"', '\\', '/' */
