@@ -29,19 +29,6 @@
 #include "kuala/error.h"
 #include "kuala/informer.h"
 
-/* Run the loop until `cond` holds or `ms` passed; fails the test if not. */
-#define EMU_UNTIL(loop, cond, ms)                              \
-  do {                                                         \
-    uint64_t t0_ = ct_now_ms();                                \
-    while (!(cond) && ct_now_ms() - t0_ < (ms)) {              \
-      uv_run((loop), UV_RUN_NOWAIT);                           \
-      if (!(cond)) {                                           \
-        uv_sleep(1);                                           \
-      }                                                        \
-    }                                                          \
-    ck_assert_msg((cond), "timed out waiting for: %s", #cond); \
-  } while (0)
-
 typedef struct {
   uv_loop_t loop;
   emuproc_t emu;
@@ -85,7 +72,7 @@ static void emu_launch(env_t *e, const char *const *args)
   if (n_emu_pids < 8) {
     emu_pids[n_emu_pids++] = e->emu.proc.pid;
   }
-  EMU_UNTIL(&e->loop, e->emu.admin_port != 0, 30000);
+  CT_UNTIL(&e->loop, e->emu.admin_port != 0, 30000);
   e->admin = client_for(&e->loop, e->emu.admin_url);
 }
 
@@ -245,7 +232,7 @@ static void wait_synced(env_t *e, kuala_informer_t *inf)
 {
   int s = 0;
   ck_assert_int_eq(kuala_informer_wait_synced(inf, 60000, synced_cb, &s), 0);
-  EMU_UNTIL(&e->loop, s != 0, 65000);
+  CT_UNTIL(&e->loop, s != 0, 65000);
   ck_assert_int_eq(s, 1);
 }
 
@@ -287,7 +274,7 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   ck_assert_int_eq(kuala_informers_add_handler(&g2, f, &key, NULL, &H, &r2), 0);
   ck_assert_ptr_eq(kuala_informer_reg_informer(g2), inf);
   ck_assert_int_eq(r2.initial, 5000);
-  EMU_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
+  CT_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
   ck_assert_uint_eq(kuala_informers_count(f), 1);
 
   /* Updates and deletes arrive once each, in order, at both handlers. */
@@ -313,7 +300,7 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   ck_assert_int_eq(call(&e, e.c, "DELETE", "/api/v1/namespaces/inf/configmaps/cm-00002", NULL, &r),
                    0);
   ct_result_free(&r);
-  EMU_UNTIL(&e.loop, r1.deletes == 1 && r2.deletes == 1, 30000);
+  CT_UNTIL(&e.loop, r1.deletes == 1 && r2.deletes == 1, 30000);
   char want[512];
   snprintf(want, sizeof want, "UPD cm-00001 %s\nUPD cm-00001 %s\nUPD cm-00001 %s\n", rvs[0], rvs[1],
            rvs[2]);
@@ -346,7 +333,7 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   ck_assert_uint_eq(kuala_informers_count(f), 3);
   kuala_informer_reg_remove(ga);
   kuala_informer_reg_remove(gf);
-  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 1 && faults(&e, "watches") == 1, 30000);
+  CT_UNTIL(&e.loop, kuala_informers_count(f) == 1 && faults(&e, "watches") == 1, 30000);
 
   /* Bookmarks move the resourceVersion even when nothing here changes. */
   make_ns(&e, "other");
@@ -359,7 +346,7 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   long other_rv = strtol(json_object_get_string(rvv), NULL, 10);
   json_object_put(o);
   ct_result_free(&r);
-  EMU_UNTIL(&e.loop, strtol(kuala_informer_last_rv(inf), NULL, 10) >= other_rv, 30000);
+  CT_UNTIL(&e.loop, strtol(kuala_informer_last_rv(inf), NULL, 10) >= other_rv, 30000);
   ck_assert_uint_ge(stats(inf).events_bookmark, 1);
 
   /* The emulator closes every watch: the informer resumes from its RV
@@ -367,14 +354,14 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   st = stats(inf);
   long req0 = faults(&e, "requests");
   admin_post(&e, "/faults/close-watches");
-  EMU_UNTIL(&e.loop, stats(inf).watch_restarts > st.watch_restarts, 30000);
-  EMU_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
+  CT_UNTIL(&e.loop, stats(inf).watch_restarts > st.watch_restarts, 30000);
+  CT_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
   ck_assert_int_eq(
       call(&e, e.c, "POST", "/api/v1/namespaces/inf/configmaps",
            "{\"metadata\":{\"name\":\"after-close\",\"labels\":{\"suite\":\"inf\"}}}", &r),
       0);
   ct_result_free(&r);
-  EMU_UNTIL(&e.loop, r1.adds == 5001 && r2.adds == 5001, 30000);
+  CT_UNTIL(&e.loop, r1.adds == 5001 && r2.adds == 5001, 30000);
   long req1 = faults(&e, "requests");
   kuala_informer_stats_t st2 = stats(inf);
   ck_assert_uint_eq(st2.relists, st.relists);
@@ -385,8 +372,8 @@ START_TEST(test_informer_emu_sync_share_order_selectors_resume_stop)
   kuala_informer_reg_remove(g1);
   ck_assert_int_eq(faults(&e, "watches"), 1);
   kuala_informer_reg_remove(g2);
-  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
-  EMU_UNTIL(&e.loop, faults(&e, "watches") == 0, 30000);
+  CT_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
+  CT_UNTIL(&e.loop, faults(&e, "watches") == 0, 30000);
 
   kuala_informers_close(f);
   kuala_buf_free(&r1.log);
@@ -501,12 +488,12 @@ START_TEST(test_informer_emu_restart_with_data_dir_resumes)
   snprintf(port, sizeof port, "%d", e.emu.port);
   kuala_client_close(e.admin);
   emuproc_stop(&e.emu, &e.loop);
-  EMU_UNTIL(&e.loop, e.emu.closed == 2, 30000);
-  EMU_UNTIL(&e.loop, stats(inf).backoffs >= 2, 30000);
+  CT_UNTIL(&e.loop, e.emu.closed == 2, 30000);
+  CT_UNTIL(&e.loop, stats(inf).backoffs >= 2, 30000);
   /* Same port, same data: the informer resumes, with no spurious events. */
   const char *again[] = {"--port", port, "--admin-port", "0", "--data-dir", dir, NULL};
   emu_launch(&e, again);
-  EMU_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
+  CT_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
   ck_assert_int_eq(rec.adds, 50);
   ck_assert_int_eq(rec.updates, 0);
   ck_assert_int_eq(rec.deletes, 0);
@@ -515,12 +502,12 @@ START_TEST(test_informer_emu_restart_with_data_dir_resumes)
                         "{\"metadata\":{\"name\":\"after-restart\"}}", &r),
                    0);
   ct_result_free(&r);
-  EMU_UNTIL(&e.loop, rec.adds == 51, 30000);
+  CT_UNTIL(&e.loop, rec.adds == 51, 30000);
   ck_assert_uint_eq(kuala_store_len(kuala_informer_store(inf)), 51);
   ck_assert_int_eq(rec.deletes, 0);
 
   kuala_informer_reg_remove(reg);
-  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
+  CT_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
   kuala_informers_close(f);
   kuala_buf_free(&rec.log);
   env_done(&e);
@@ -559,7 +546,7 @@ START_TEST(test_informer_emu_410_relist_tombstones)
   /* Close the watch and hold the informer's next one. */
   g.hold = 1;
   admin_post(&e, "/faults/close-watches");
-  EMU_UNTIL(&e.loop, g.held, 30000);
+  CT_UNTIL(&e.loop, g.held, 30000);
   /* The gap: three deletions, one update, then enough churn elsewhere to
    * push the informer's RV out of the 64-event history. */
   ct_result_t r;
@@ -580,7 +567,7 @@ START_TEST(test_informer_emu_410_relist_tombstones)
   ck_assert_int_eq(rec.deletes, 0);
   /* Let go: the resume RV is too old -> 410 -> relist. */
   g_release(&g);
-  EMU_UNTIL(&e.loop, stats(inf).relists == 2 && rec.deletes == 3, 30000);
+  CT_UNTIL(&e.loop, stats(inf).relists == 2 && rec.deletes == 3, 30000);
   ck_assert_int_eq(rec.unknown, 3);
   ck_assert_uint_eq(kuala_store_len(kuala_informer_store(inf)), 17);
   /* The tombstone carries the last state the cache knew. */
@@ -593,10 +580,10 @@ START_TEST(test_informer_emu_410_relist_tombstones)
   ck_assert_uint_eq(st.relist_deletes, 3);
   ck_assert_uint_ge(st.events_error + (st.relists > 1), 1);
   /* And it watches again afterwards. */
-  EMU_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
+  CT_UNTIL(&e.loop, faults(&e, "watches") == 1, 30000);
 
   kuala_informer_reg_remove(reg);
-  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
+  CT_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
   kuala_informers_close(f);
   kuala__informer_client_source_free(g.in_data);
   kuala_buf_free(&rec.log);
@@ -644,13 +631,13 @@ START_TEST(test_informer_emu_metadata_only_on_the_wire)
                         "{\"metadata\":{\"name\":\"late\"},\"data\":{\"k\":\"v\"}}", &r),
                    0);
   ct_result_free(&r);
-  EMU_UNTIL(&e.loop, mrec.adds == 21, 30000);
+  CT_UNTIL(&e.loop, mrec.adds == 21, 30000);
   ck_assert_int_eq(kuala_store_get(kuala_informer_store(minf), "md", "late", &o), 0);
   ck_assert_ptr_nonnull(strstr(o.json, "\"kind\":\"PartialObjectMetadata\""));
   ck_assert_ptr_null(strstr(o.json, "\"data\""));
   kuala_informer_reg_remove(mreg);
   kuala_informer_reg_remove(freg);
-  EMU_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
+  CT_UNTIL(&e.loop, kuala_informers_count(f) == 0, 30000);
   kuala_informers_close(f);
   kuala_buf_free(&mrec.log);
   kuala_buf_free(&frec.log);

@@ -19,18 +19,6 @@
 #include "kuala/error.h"
 #include "kuala/informer.h"
 
-#define UNTIL(loop, cond, ms)                                  \
-  do {                                                         \
-    uint64_t t0_ = ct_now_ms();                                \
-    while (!(cond) && ct_now_ms() - t0_ < (ms)) {              \
-      uv_run((loop), UV_RUN_NOWAIT);                           \
-      if (!(cond)) {                                           \
-        uv_sleep(1);                                           \
-      }                                                        \
-    }                                                          \
-    ck_assert_msg((cond), "timed out waiting for: %s", #cond); \
-  } while (0)
-
 static int emu_pid;
 
 static void kill_emulator(void)
@@ -101,7 +89,7 @@ START_TEST(test_informer_streaming_default_and_fallback)
   ck_assert_int_eq(emuproc_start(&emu, &loop, args), 0);
   emu_pid = emu.proc.pid;
   atexit(kill_emulator);
-  UNTIL(&loop, emu.admin_port != 0, 30000);
+  CT_UNTIL(&loop, emu.admin_port != 0, 30000);
   kuala_client_t *c = client_for(&loop, emu.url);
   kuala_client_t *admin = client_for(&loop, emu.admin_url);
   seed(&loop, c, "streamed", 40);
@@ -123,7 +111,7 @@ START_TEST(test_informer_streaming_default_and_fallback)
   kuala_informer_reg_t *r1;
   ck_assert_int_eq(kuala_informers_add_handler(&r1, f, &k1, NULL, &h, &adds1), 0);
   kuala_informer_t *i1 = kuala_informer_reg_informer(r1);
-  UNTIL(&loop, kuala_informer_has_synced(i1), 30000);
+  CT_UNTIL(&loop, kuala_informer_has_synced(i1), 30000);
   ck_assert_int_eq(adds1, 40);
   ck_assert_uint_eq(stats(i1).list_pages, 0);
   ck_assert_uint_eq(stats(i1).watches, 1);
@@ -140,10 +128,10 @@ START_TEST(test_informer_streaming_default_and_fallback)
   kuala_informer_reg_t *r2;
   ck_assert_int_eq(kuala_informers_add_handler(&r2, f, &k2, NULL, &h, &adds2), 0);
   kuala_informer_t *i2 = kuala_informer_reg_informer(r2);
-  UNTIL(&loop, stats(i2).streaming_fallback == 1 && stats(i2).list_errors >= 2, 30000);
+  CT_UNTIL(&loop, stats(i2).streaming_fallback == 1 && stats(i2).list_errors >= 2, 30000);
   ck_assert(!kuala_informer_has_synced(i2));
   post(&loop, admin, "/faults/errors?percent=0", "");
-  UNTIL(&loop, kuala_informer_has_synced(i2), 30000);
+  CT_UNTIL(&loop, kuala_informer_has_synced(i2), 30000);
   ck_assert_int_eq(adds2, 30);
   ck_assert_uint_ge(stats(i2).list_pages, 1);
   ck_assert_int_eq(stats(i2).streaming_fallback, 1);
@@ -158,7 +146,7 @@ START_TEST(test_informer_streaming_default_and_fallback)
   ck_assert_int_eq(kuala_informers_add_handler(&r3, f, &k3, NULL, &h, &adds3), 0);
   kuala_informer_t *i3 = kuala_informer_reg_informer(r3);
   ck_assert_ptr_ne(i3, i1);
-  UNTIL(&loop, kuala_informer_has_synced(i3), 30000);
+  CT_UNTIL(&loop, kuala_informer_has_synced(i3), 30000);
   ck_assert_int_eq(adds3, 40);
   ck_assert_uint_ge(stats(i3).list_pages, 1);
 

@@ -24,18 +24,6 @@
 #include "kuala/informer.h"
 #include "kuala/manager.h"
 
-#define UNTIL(loop, cond, ms)                                  \
-  do {                                                         \
-    uint64_t t0_ = ct_now_ms();                                \
-    while (!(cond) && ct_now_ms() - t0_ < (ms)) {              \
-      uv_run((loop), UV_RUN_NOWAIT);                           \
-      if (!(cond)) {                                           \
-        uv_sleep(1);                                           \
-      }                                                        \
-    }                                                          \
-    ck_assert_msg((cond), "timed out waiting for: %s", #cond); \
-  } while (0)
-
 typedef struct {
   uv_loop_t loop;
   emuproc_t emu;
@@ -172,9 +160,9 @@ START_TEST(test_manager_filtered_watch_shares_the_read_cache)
   w.predicate_data = &e;
   kuala_controller_decl_t d = {"filtered", &w, 1, 1, reconcile, &e};
   ck_assert_int_eq(kuala_manager_add_controller(e.m, &d, on_started, &e), 0);
-  UNTIL(&e.loop, e.started, 20000);
+  CT_UNTIL(&e.loop, e.started, 20000);
   ck_assert_int_eq(e.start_err, 0);
-  UNTIL(&e.loop, e.reconciles >= 1, 20000);
+  CT_UNTIL(&e.loop, e.reconciles >= 1, 20000);
 
   /* One informer for ConfigMaps: the watch and the reads share it. */
   ck_assert_uint_eq(kuala_informers_count(e.inf), 1);
@@ -189,17 +177,17 @@ START_TEST(test_manager_filtered_watch_shares_the_read_cache)
     snprintf(name, sizeof name, "other-%d", i);
     create_cm(&e, "other", name, "yes");
   }
-  UNTIL(&e.loop, count_in(e.seen, "default/in-19;") >= 1, 20000);
+  CT_UNTIL(&e.loop, count_in(e.seen, "default/in-19;") >= 1, 20000);
   /* A label change into the selection is an add; out of it a delete. */
   ck_assert_int_eq(req(&e, "PATCH", "/api/v1/namespaces/default/configmaps/out-3",
                        "{\"metadata\":{\"labels\":{\"app\":\"yes\"}}}"),
                    200);
-  UNTIL(&e.loop, count_in(e.seen, "default/out-3;") >= 1, 20000);
+  CT_UNTIL(&e.loop, count_in(e.seen, "default/out-3;") >= 1, 20000);
   int before = count_in(e.seen, "default/in-5;");
   ck_assert_int_eq(req(&e, "PATCH", "/api/v1/namespaces/default/configmaps/in-5",
                        "{\"metadata\":{\"labels\":{\"app\":\"no\"}}}"),
                    200);
-  UNTIL(&e.loop, count_in(e.seen, "default/in-5;") > before, 20000);
+  CT_UNTIL(&e.loop, count_in(e.seen, "default/in-5;") > before, 20000);
   /* Changes outside the selection start nothing. */
   int n = e.reconciles, p = e.preds;
   ck_assert_int_eq(
@@ -211,7 +199,7 @@ START_TEST(test_manager_filtered_watch_shares_the_read_cache)
   ck_assert_int_eq(
       req(&e, "PATCH", "/api/v1/namespaces/default/configmaps/in-6", "{\"data\":{\"k\":\"w\"}}"),
       200);
-  UNTIL(&e.loop, count_in(e.seen, "default/in-6;") >= 2, 20000);
+  CT_UNTIL(&e.loop, count_in(e.seen, "default/in-6;") >= 2, 20000);
   ck_assert_int_eq(e.reconciles, n + 1);
   ck_assert_int_eq(e.preds, p + 1);
 
@@ -233,7 +221,7 @@ START_TEST(test_manager_filtered_watch_shares_the_read_cache)
   n = e.reconciles;
   e.seen[0] = '\0';
   kuala_manager_hold(e.m, 0);
-  UNTIL(&e.loop, e.reconciles >= n + 21, 20000);
+  CT_UNTIL(&e.loop, e.reconciles >= n + 21, 20000);
   ct_run_for(&e.loop, 200);
   ck_assert_int_eq(e.reconciles, n + 21);
   ck_assert_int_eq(count_in(e.seen, "default/out-3;"), 1);

@@ -35,5 +35,18 @@ int ct_run_until(uv_loop_t *loop, const int *flag, uint64_t ms);
 /* Run `loop` for `ms` milliseconds. */
 void ct_run_for(uv_loop_t *loop, uint64_t ms);
 uint64_t ct_now_ms(void);
+/* Run `loop` until `cond` holds or `ms` passed; fails the (check) test if
+ * it does not hold by then. */
+#define CT_UNTIL(loop, cond, ms)                               \
+  do {                                                         \
+    uint64_t t0_ = ct_now_ms();                                \
+    while (!(cond) && ct_now_ms() - t0_ < (ms)) {              \
+      uv_run((loop), UV_RUN_NOWAIT);                           \
+      if (!(cond)) {                                           \
+        uv_sleep(1);                                           \
+      }                                                        \
+    }                                                          \
+    ck_assert_msg((cond), "timed out waiting for: %s", #cond); \
+  } while (0)
 
 #endif
