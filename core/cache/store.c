@@ -1379,6 +1379,25 @@ static void remove_at(kuala_store_t *s, pslot_t *slot, kuala_store_change_cb cb,
   report_removed(s, detach(s, slot), cb, data, unknown, NULL, NULL, 0);
 }
 
+/* The start of a delete event for ns/name: KUALA_ENOTFOUND, 0 when done
+ * already (no callback: nothing to report), or 1 with the entry detached
+ * (*id) and the scratch buffer empty for the event's object. */
+static int delete_begin(kuala_store_t *s, const char *ns, size_t nslen, const char *name,
+                        size_t namelen, kuala_store_change_cb cb, uint32_t *id)
+{
+  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
+  if (!slot) {
+    return KUALA_ENOTFOUND;
+  }
+  if (!cb) {
+    remove_at(s, slot, NULL, NULL, 0);
+    return 0;
+  }
+  *id = detach(s, slot);
+  kuala_buf_reset(&s->scratch);
+  return 1;
+}
+
 int kuala__store_wants_tree(const kuala_store_t *s)
 {
   return s->opts.transform || s->opts.metadata_only || s->nidx > IDX_USER0;
@@ -1620,18 +1639,12 @@ int kuala__store_delete_text(kuala_store_t *s, const char *t, const kuala__jobj_
   if (rc < 0) {
     return rc;
   }
-  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
-  if (!slot) {
-    return KUALA_ENOTFOUND;
-  }
-  if (!cb) {
-    remove_at(s, slot, NULL, NULL, 0);
-    return 0;
+  uint32_t id;
+  if ((rc = delete_begin(s, ns, nslen, name, namelen, cb, &id)) <= 0) {
+    return rc;
   }
   /* Report the event's object (it carries the deletion's RV), as
    * kuala_store_delete_obj does. */
-  uint32_t id = detach(s, slot);
-  kuala_buf_reset(&s->scratch);
   rc = kuala__json_compact(t + o->off, o->len, !s->opts.keep_managed_fields, &s->scratch, NULL);
   int ok = rc == 0 && s->scratch.data;
   if (ok && !o->rv.esc) { /* (decoded strings are NUL-terminated already) */
@@ -1694,19 +1707,14 @@ int kuala_store_delete_obj(kuala_store_t *s, json_object *obj, const char *raw, 
   if (!ns) {
     ns = "";
   }
-  pslot_t *slot = ptab_find(s, key_hash(ns, nslen, name, namelen), ns, nslen, name, namelen);
-  if (!slot) {
-    return KUALA_ENOTFOUND;
-  }
-  if (!cb) {
-    remove_at(s, slot, NULL, NULL, 0);
-    return 0;
+  uint32_t id;
+  int rc = delete_begin(s, ns, nslen, name, namelen, cb, &id);
+  if (rc <= 0) {
+    return rc;
   }
   /* Report the event's object (it carries the deletion's RV), stored the
    * way a put would store it; the entry goes after the callback. */
-  uint32_t id = detach(s, slot);
-  kuala_buf_reset(&s->scratch);
-  int rc = 0;
+  rc = 0;
   if (raw && !s->opts.transform && !s->opts.metadata_only) {
     rc = kuala__json_compact(raw, rawlen, !s->opts.keep_managed_fields, &s->scratch, NULL);
   } else {
